@@ -1,0 +1,54 @@
+# Pollstr: two commands. `make run` serves the whole flow on the embedded default;
+# `make test` runs the whole suite (PostgreSQL when reachable, Redis, Celery, Chromium).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: run test lint migrations-check pytest services clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(PY)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+run: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_demo
+	@echo "Pollstr on http://$(HOST):$(PORT)/  (log in as test / test1234; SMS codes at /2fa/sandbox/)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pollstr.asgi:application
+
+services:
+	@scripts/ensure-services.sh
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+
+migrations-check: $(VENV)/.runtime
+	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
+
+pytest: $(VENV)/.dev services
+	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr)"; \
+	  export DATABASE_URL="$(PG_URL)"; \
+	else \
+	  echo "make test: database = SQLite (PostgreSQL is not reachable on 127.0.0.1:5432)"; \
+	fi; \
+	export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint migrations-check pytest
+
+clean:
+	rm -rf $(VENV) var staticfiles

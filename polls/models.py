@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Count, Q
+from django.utils import timezone
+
+
+class QuestionQuerySet(models.QuerySet["Question"]):
+    def published(self) -> QuestionQuerySet:
+        return self.filter(pub_date__lte=timezone.now())
+
+
+class Question(models.Model):
+    text = models.CharField(max_length=200)
+    pub_date = models.DateTimeField("published", default=timezone.now)
+    closes_at = models.DateTimeField(
+        "closes", null=True, blank=True, help_text="Leave empty to keep the poll open."
+    )
+
+    objects = QuestionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pub_date", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(closes_at__isnull=True) | Q(closes_at__gt=models.F("pub_date")),
+                name="question_closes_after_publication",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def is_published(self) -> bool:
+        return self.pub_date <= timezone.now()
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closes_at is not None and self.closes_at <= timezone.now()
+
+    def results(self) -> dict[str, object]:
+        """Template context for the results partial: choices annotated with `votes` and
+        `percent`, counted from the votes themselves (no counter that could drift)."""
+        choices = list(self.choices.annotate(votes=Count("vote_set")).order_by("id"))
+        total = sum(choice.votes for choice in choices)
+        for choice in choices:
+            choice.percent = round(100 * choice.votes / total) if total else 0
+        return {"question": self, "choices": choices, "total": total}
+
+
+class Choice(models.Model):
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="choices")
+    text = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Vote(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes"
+    )
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="votes")
+    choice = models.ForeignKey(Choice, on_delete=models.CASCADE, related_name="vote_set")
+    cast_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "question"], name="one_vote_per_user_per_question"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.choice}"

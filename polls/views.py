@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from polls.models import Question
+from polls.services import AlreadyVoted, VoteRefused, vote_cast
+
+
+def _get_published_question(question_id: int) -> Question:
+    return get_object_or_404(Question.objects.published(), pk=question_id)
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    questions = Question.objects.published()[:50]
+    return render(request, "polls/index.html", {"questions": questions})
+
+
+@require_GET
+@login_required
+def detail(request: HttpRequest, question_id: int) -> HttpResponse:
+    question = _get_published_question(question_id)
+    if question.is_closed:
+        return redirect("polls:results", question_id=question.pk)
+    return render(request, "polls/detail.html", {"question": question})
+
+
+@require_POST
+@login_required
+def vote(request: HttpRequest, question_id: int) -> HttpResponse:
+    question = _get_published_question(question_id)
+    try:
+        vote_cast(user=request.user, question=question, choice_id=request.POST.get("choice"))
+    except AlreadyVoted as refusal:
+        messages.info(request, str(refusal))
+        return redirect("polls:results", question_id=question.pk)
+    except VoteRefused as refusal:
+        if question.is_closed:
+            messages.info(request, str(refusal))
+            return redirect("polls:results", question_id=question.pk)
+        context = {"question": question, "error_message": str(refusal)}
+        return render(request, "polls/detail.html", context, status=400)
+    messages.success(request, "Thanks, your vote is counted.")
+    return redirect("polls:results", question_id=question.pk)
+
+
+@require_GET
+@login_required
+def results(request: HttpRequest, question_id: int) -> HttpResponse:
+    question = _get_published_question(question_id)
+    context = {
+        **question.results(),
+        "user_vote": question.votes.filter(user=request.user).select_related("choice").first(),
+    }
+    return render(request, "polls/results.html", context)

@@ -1,0 +1,13 @@
+"""The Celery app. Tasks live in the `tasks` package and call two_factor's services."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pollstr.settings")
+
+app = Celery("pollstr")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["tasks"], related_name=None)

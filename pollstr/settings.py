@@ -1,0 +1,242 @@
+"""Pollstr settings: one module, driven by the environment (see .env.example).
+
+With no environment at all it runs the embedded default: SQLite, an in-process cache,
+an in-process Celery worker and channel layer, and the sandbox SMS gateway.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from pollstr.env import (
+    database_from_url,
+    embedded_secret_key,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("POLLSTR_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+DATABASE_URL = env_str("DATABASE_URL")
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if DATABASE_URL:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set in the environment when DATABASE_URL is."
+        )
+    # The embedded default keeps a generated key beside its SQLite file, so sessions
+    # survive a restart of `make run` without a secret ever living in the repository.
+    SECRET_KEY = embedded_secret_key(VAR_DIR / "secret_key")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "template_partials",
+    "phonenumber_field",
+    "channels",
+    "accounts",
+    "polls",
+    "two_factor",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "two_factor.middleware.VerifiedSessionMiddleware",
+]
+
+ROOT_URLCONF = "pollstr.urls"
+ASGI_APPLICATION = "pollstr.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "two_factor.context_processors.two_factor",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "pollstr.sqlite3",
+            # The embedded worker writes from another thread: wait for locks instead of
+            # failing, and take the write lock up front so transactions never deadlock.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's test runner names the test database; the separate worker process of the
+    # integration tests is pointed at it through TEST_NAME.
+    DATABASES["default"]["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME") or None}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache, Celery broker, channel layer -------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "pollstr"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": env_str("CHANNELS_PREFIX", "pollstr:asgi"),
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "pollstr.channel_layers.EmbeddedChannelLayer"}}
+
+# --- Celery ---------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=60)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 30, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 45, minimum=2)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# No external broker: a worker thread inside the server process consumes the in-memory
+# queue, so a request still returns before its task runs.
+CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL == "memory://")
+
+# --- Auth -----------------------------------------------------------------------------
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+if env_bool("FAST_PASSWORD_HASHER", False):
+    # Tests only: argon2 on every login would dominate the suite's time.
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "polls:index"
+LOGOUT_REDIRECT_URL = "polls:index"
+
+# --- Sessions and security ------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE = env_bool("SECURE_COOKIES", not DEBUG and bool(DATABASE_URL))
+SESSION_COOKIE_SECURE = SECURE
+CSRF_COOKIE_SECURE = SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if env_bool("BEHIND_TLS_PROXY", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- I18N / static ---------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- Two-factor ------------------------------------------------------------------------------
+TWO_FACTOR_GATEWAY = env_choice("TWO_FACTOR_GATEWAY", "sandbox", {"sandbox", "vonage"})
+TWO_FACTOR_BRAND = env_str("TWO_FACTOR_BRAND", "Pollstr")
+TWO_FACTOR_CODE_LENGTH = env_int("TWO_FACTOR_CODE_LENGTH", 6, minimum=4, maximum=10)
+TWO_FACTOR_CHANNEL_TIMEOUT = env_int("TWO_FACTOR_CHANNEL_TIMEOUT", 180, minimum=15, maximum=900)
+TWO_FACTOR_MAX_WRONG_CODES = 3
+TWO_FACTOR_VERIFIED_MAX_AGE = env_int("TWO_FACTOR_VERIFIED_MAX_AGE", 12 * 3600, minimum=60)
+TWO_FACTOR_PROTECTED_URL_NAMES = env_list(
+    "TWO_FACTOR_PROTECTED_URL_NAMES", ["polls:detail", "polls:vote", "polls:results"]
+)
+TWO_FACTOR_ALLOWED_REGIONS = env_list("TWO_FACTOR_ALLOWED_REGIONS", [])
+TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES = env_bool("TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES", False)
+TWO_FACTOR_RESEND_COOLDOWN = env_int("TWO_FACTOR_RESEND_COOLDOWN", 30, minimum=0)
+TWO_FACTOR_RATE_LIMITS = {
+    # name: (max events, window seconds)
+    "start_per_user": (env_int("RATE_START_PER_USER", 5, minimum=1), 3600),
+    "start_per_number": (env_int("RATE_START_PER_NUMBER", 5, minimum=1), 3600),
+    "start_per_ip": (env_int("RATE_START_PER_IP", 20, minimum=1), 3600),
+    "start_per_session": (env_int("RATE_START_PER_SESSION", 5, minimum=1), 3600),
+    "start_global_daily": (env_int("RATE_START_GLOBAL_DAILY", 10000, minimum=1), 86400),
+    "check_per_user": (env_int("RATE_CHECK_PER_USER", 20, minimum=1), 3600),
+}
+TWO_FACTOR_SANDBOX_LATENCY = env_float("TWO_FACTOR_SANDBOX_LATENCY", 0.0, minimum=0, maximum=30)
+TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(
+    "TWO_FACTOR_SANDBOX_FAILURE_RATE", 0.0, minimum=0, maximum=1
+)
+TWO_FACTOR_WEBHOOK_BASE_URL = env_str("TWO_FACTOR_WEBHOOK_BASE_URL")
+
+VONAGE_API_KEY = env_str("VONAGE_API_KEY")
+VONAGE_API_SECRET = env_str("VONAGE_API_SECRET")
+VONAGE_APPLICATION_ID = env_str("VONAGE_APPLICATION_ID")
+VONAGE_PRIVATE_KEY = env_str("VONAGE_PRIVATE_KEY")
+VONAGE_SIGNATURE_SECRET = env_str("VONAGE_SIGNATURE_SECRET")
+VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")
+VONAGE_TIMEOUT = env_int("VONAGE_TIMEOUT", 10, minimum=1, maximum=60)
+
+# --- Logging -------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
