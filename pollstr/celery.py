@@ -10,4 +10,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pollstr.settings")
 
 app = Celery("pollstr")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["tasks"], related_name=None)
+# Tasks live in the `tasks` package, listed in settings.CELERY_IMPORTS.

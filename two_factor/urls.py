@@ -1,7 +1,19 @@
 from __future__ import annotations
 
 from django.urls import path
-from django.views.generic import TemplateView
+
+from two_factor import views
 
 app_name = "two_factor"
-urlpatterns = [path("", TemplateView.as_view(template_name="base.html"), name="start")]
+urlpatterns = [
+    path("", views.start, name="start"),
+    path("number/", views.change_number, name="change_number"),
+    path("v/<uuid:verification_id>/", views.verify, name="verify"),
+    path("v/<uuid:verification_id>/status/", views.status, name="status"),
+    path("v/<uuid:verification_id>/code/", views.submit_code, name="submit_code"),
+    path("v/<uuid:verification_id>/resend/", views.resend, name="resend"),
+    path("v/<uuid:verification_id>/call/", views.call_instead, name="call_instead"),
+    path("v/<uuid:verification_id>/cancel/", views.cancel, name="cancel"),
+    path("v/<uuid:verification_id>/complete/", views.complete, name="complete"),
+    path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
+]

@@ -1,0 +1,1 @@
+"""Test doubles that speak real protocols (HTTPS), for tests that must not touch the network."""

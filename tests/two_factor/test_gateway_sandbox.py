@@ -1,0 +1,368 @@
+"""The sandbox gateway, through the VerifyGateway interface, on Django's cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from two_factor.gateways import (
+    ConcurrentRequest,
+    GatewayConfig,
+    InvalidCode,
+    InvalidNumber,
+    NoMoreChannels,
+    RequestNotFound,
+    TooManyAttempts,
+    TransientGatewayError,
+    VerifyGateway,
+    get_gateway,
+)
+from two_factor.gateways.sandbox import (
+    SandboxGateway,
+    sandbox_fail_next,
+    sandbox_inbox,
+    sandbox_inbox_clear,
+    sandbox_messages_for,
+)
+
+NUMBER = "+33612345678"
+OTHER_NUMBER = "+4915112345678"
+CLIENT_REF = uuid.uuid4().hex
+
+
+@pytest.fixture(autouse=True)
+def sandbox_settings(settings: Any) -> Any:
+    # A fresh locmem cache per test: nothing leaks between tests.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"sandbox-test-{uuid.uuid4().hex}",
+        }
+    }
+    settings.TWO_FACTOR_GATEWAY = "sandbox"
+    settings.TWO_FACTOR_SANDBOX_LATENCY = 0
+    settings.TWO_FACTOR_SANDBOX_FAILURE_RATE = 0
+    return settings
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def gateway() -> SandboxGateway:
+    return SandboxGateway(GatewayConfig(code_length=6, channel_timeout=60))
+
+
+def latest_code(number: str = NUMBER) -> str:
+    return sandbox_messages_for(number)[0]["code"]
+
+
+def test_get_gateway_returns_a_new_sandbox_each_time(settings: Any) -> None:
+    settings.TWO_FACTOR_CODE_LENGTH = 8
+
+    first, second = get_gateway(), get_gateway()
+
+    assert isinstance(first, SandboxGateway)
+    assert isinstance(first, VerifyGateway)
+    assert first is not second
+    assert first.config.code_length == 8
+
+
+def test_get_gateway_refuses_an_unknown_gateway_name(settings: Any) -> None:
+    settings.TWO_FACTOR_GATEWAY = "carrier-pigeon"
+
+    with pytest.raises(ImproperlyConfigured, match="carrier-pigeon"):
+        get_gateway()
+
+
+def test_get_gateway_refuses_an_out_of_range_code_length(settings: Any) -> None:
+    settings.TWO_FACTOR_CODE_LENGTH = 12
+
+    with pytest.raises(ImproperlyConfigured, match="code_length"):
+        get_gateway()
+
+
+def test_start_puts_the_code_in_the_inbox_and_the_server_log(
+    gateway: SandboxGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="two_factor.sandbox"):
+        request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    [message] = sandbox_inbox()
+    assert message["request_id"] == request_id
+    assert message["to"] == "33612345678"
+    assert message["channel"] == "sms"
+    assert len(message["code"]) == 6
+    assert message["code"] in caplog.text
+    assert "+33612345678" in caplog.text
+
+
+def test_the_code_from_the_inbox_verifies_once(gateway: SandboxGateway) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.check(request_id=request_id, code=latest_code())
+
+    with pytest.raises(RequestNotFound) as again:
+        gateway.check(request_id=request_id, code=latest_code())
+    assert "expired or was already used" in str(again.value)
+
+
+def test_wrong_codes_are_invalid_until_the_third_ends_the_verification(
+    gateway: SandboxGateway,
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    wrong = "000000" if latest_code() != "000000" else "111111"
+
+    for _ in range(2):
+        with pytest.raises(InvalidCode) as invalid:
+            gateway.check(request_id=request_id, code=wrong)
+        assert invalid.value.message == "That code doesn't match. Check the SMS and try again."
+    with pytest.raises(TooManyAttempts):
+        gateway.check(request_id=request_id, code=wrong)
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=request_id, code=latest_code())
+
+
+def test_a_second_start_for_the_same_number_carries_the_live_request_id(
+    gateway: SandboxGateway,
+) -> None:
+    live_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    with pytest.raises(ConcurrentRequest) as conflict:
+        gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
+
+    assert conflict.value.live_request_id == live_id
+    assert gateway.start(number=OTHER_NUMBER, client_ref=CLIENT_REF) != live_id
+
+
+@pytest.mark.parametrize("number", ["+0612345678", "+33", "not a number"])
+def test_a_malformed_number_raises_invalid_number(gateway: SandboxGateway, number: str) -> None:
+    with pytest.raises(InvalidNumber):
+        gateway.start(number=number, client_ref=CLIENT_REF)
+    assert sandbox_inbox() == []
+
+
+def test_next_channel_calls_with_the_same_code_then_there_are_no_more_channels(
+    gateway: SandboxGateway,
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.next_channel(request_id=request_id)
+
+    voice, sms = sandbox_messages_for(NUMBER)
+    assert (sms["channel"], voice["channel"]) == ("sms", "voice")
+    assert voice["code"] == sms["code"]
+    with pytest.raises(NoMoreChannels):
+        gateway.next_channel(request_id=request_id)
+
+
+def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out() -> None:
+    clock = FakeClock()
+    gateway = SandboxGateway(GatewayConfig(channel_timeout=60), clock=clock)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    clock.now += 60
+
+    assert [m["channel"] for m in gateway.inbox()] == ["voice", "sms"]
+    clock.now += 60
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=request_id, code=gateway.inbox()[0]["code"])
+
+
+def test_cancel_ends_the_verification(gateway: SandboxGateway) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.cancel(request_id=request_id)
+
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=request_id, code=latest_code())
+    with pytest.raises(RequestNotFound):
+        gateway.cancel(request_id=request_id)
+
+
+def test_a_request_started_by_one_gateway_is_checked_by_another() -> None:
+    # What a Celery worker (start) and a web process (check) do, sharing the cache.
+    request_id = get_gateway().start(number=NUMBER, client_ref=CLIENT_REF)
+
+    get_gateway().check(request_id=request_id, code=latest_code())
+
+    with pytest.raises(RequestNotFound):
+        get_gateway().check(request_id=request_id, code=latest_code())
+
+
+def test_the_inbox_keeps_the_newest_50_messages_and_can_be_cleared(
+    gateway: SandboxGateway,
+) -> None:
+    request_ids = [
+        gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF) for i in range(55)
+    ]
+
+    inbox = sandbox_inbox(limit=100)
+    assert len(inbox) == 50
+    assert inbox[0]["request_id"] == request_ids[-1]
+    assert len(sandbox_inbox()) == 20
+    sandbox_inbox_clear()
+    assert sandbox_inbox() == []
+
+
+def test_messages_for_a_number_leave_out_other_numbers(gateway: SandboxGateway) -> None:
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=OTHER_NUMBER, client_ref=CLIENT_REF)
+
+    assert [m["to"] for m in sandbox_messages_for(OTHER_NUMBER)] == ["4915112345678"]
+    assert [m["to"] for m in sandbox_messages_for("33612345678")] == ["33612345678"]
+
+
+def test_fail_next_fails_exactly_that_many_calls_of_that_operation(
+    gateway: SandboxGateway,
+) -> None:
+    sandbox_fail_next("start", times=2)
+
+    for _ in range(2):
+        with pytest.raises(TransientGatewayError):
+            gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    assert sandbox_inbox() == []
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.check(request_id=request_id, code=latest_code())
+
+
+def test_fail_next_check_leaves_the_code_usable_afterwards(gateway: SandboxGateway) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    sandbox_fail_next("check", times=1)
+
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.check(request_id=request_id, code=latest_code())
+
+    assert failed.value.message == "We couldn't reach the SMS provider. We'll keep trying."
+    gateway.check(request_id=request_id, code=latest_code())
+
+
+def test_fail_next_refuses_an_unknown_operation() -> None:
+    with pytest.raises(ValueError, match="operation"):
+        sandbox_fail_next("send", times=1)
+
+
+def test_a_failure_rate_of_one_fails_every_call(settings: Any, gateway: SandboxGateway) -> None:
+    settings.TWO_FACTOR_SANDBOX_FAILURE_RATE = 1
+
+    for _ in range(5):
+        with pytest.raises(TransientGatewayError):
+            gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+def test_a_failure_rate_of_a_half_fails_some_calls_but_not_all(
+    settings: Any, gateway: SandboxGateway
+) -> None:
+    settings.TWO_FACTOR_SANDBOX_FAILURE_RATE = 0.5
+    outcomes = []
+    for i in range(200):
+        try:
+            gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF)
+            outcomes.append(True)
+        except TransientGatewayError:
+            outcomes.append(False)
+
+    assert 40 < outcomes.count(False) < 160
+
+
+def test_a_failure_rate_above_one_is_improperly_configured(
+    settings: Any, gateway: SandboxGateway
+) -> None:
+    settings.TWO_FACTOR_SANDBOX_FAILURE_RATE = 1.5
+
+    with pytest.raises(ImproperlyConfigured, match="TWO_FACTOR_SANDBOX_FAILURE_RATE"):
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+def test_latency_delays_every_call(settings: Any, gateway: SandboxGateway) -> None:
+    settings.TWO_FACTOR_SANDBOX_LATENCY = 0.2
+
+    began = time.monotonic()
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert time.monotonic() - began >= 0.2
+
+
+def test_concurrent_starts_from_threads_lose_no_request(gateway: SandboxGateway) -> None:
+    request_ids: list[str] = []
+
+    def start(i: int) -> None:
+        request_ids.append(gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF))
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(request_ids)) == 20
+    assert {m["request_id"] for m in sandbox_inbox(limit=50)} == set(request_ids)
+    assert sorted(gateway.store.get("index")) == sorted(request_ids)
+
+
+WORKER_SCRIPT = """
+import sys, django
+django.setup()
+from two_factor.gateways.sandbox import SandboxGateway
+from two_factor.gateways import TransientGatewayError
+gateway = SandboxGateway()
+try:
+    gateway.start(number=sys.argv[1], client_ref="worker")
+except TransientGatewayError:
+    print("transient")
+print(gateway.start(number=sys.argv[1], client_ref="worker"))
+"""
+
+
+@pytest.mark.redis
+def test_another_process_sharing_redis_sends_the_code_this_process_checks(
+    settings: Any,
+) -> None:
+    redis = pytest.importorskip("redis")
+    url = os.environ.get("SANDBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        redis.Redis.from_url(url).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip(f"no Redis at {url}")
+    prefix = f"sandbox-test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    sandbox_fail_next("start", times=1)  # consumed by the other process
+    try:
+        worker = subprocess.run(
+            [sys.executable, "-c", WORKER_SCRIPT, NUMBER],
+            env=os.environ | {"REDIS_URL": url, "CACHE_KEY_PREFIX": prefix},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        failed, request_id = worker.stdout.split()
+
+        assert failed == "transient"
+        SandboxGateway().check(request_id=request_id, code=latest_code())
+        with pytest.raises(RequestNotFound):
+            SandboxGateway().check(request_id=request_id, code=latest_code())
+    finally:
+        client = redis.Redis.from_url(url)
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)

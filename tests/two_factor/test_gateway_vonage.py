@@ -1,0 +1,564 @@
+"""The Vonage gateway through the real SDK, over real HTTPS, against FakeVerifyServer."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.exceptions import ImproperlyConfigured
+
+from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
+from two_factor.gateways import (
+    ConcurrentRequest,
+    GatewayConfig,
+    GatewayMisconfigured,
+    InsufficientBalance,
+    InvalidCode,
+    InvalidNumber,
+    NoMoreChannels,
+    PermanentGatewayError,
+    RequestNotFound,
+    StepTakesNoCode,
+    TooManyAttempts,
+    TransientGatewayError,
+    get_gateway,
+)
+from two_factor.gateways.errors import Blocked, error_from_problem
+from two_factor.gateways.vonage import VonageGateway
+
+NUMBER = "+33612345678"
+CLIENT_REF = uuid.uuid4().hex
+# The SDK takes whole seconds; 1 s keeps the timeout tests fast.
+CONFIG = GatewayConfig(code_length=6, channel_timeout=60, request_timeout=1)
+
+
+@pytest.fixture
+def gateway(fake_verify: FakeVerifyServer) -> VonageGateway:
+    return VonageGateway(
+        CONFIG, api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, api_host=fake_verify.host
+    )
+
+
+@pytest.fixture
+def rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem(key: rsa.RSAPrivateKey, form: serialization.PrivateFormat) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM, form, serialization.NoEncryption()
+    ).decode()
+
+
+def public_pem(key: rsa.RSAPrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def wrong_code(fake: FakeVerifyServer, request_id: str) -> str:
+    return "000000" if fake.code_for(request_id) != "000000" else "111111"
+
+
+# --- the happy path and what goes over the wire ------------------------------------------
+
+
+def test_start_returns_the_request_id_the_server_created(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert fake_verify.engine.status(request_id) == "in_progress"
+    [sent] = fake_verify.requests_for("start")
+    assert sent.method == "POST"
+    assert sent.path == "/v2/verify"
+    assert sent.json == {
+        "brand": "Pollstr",
+        "workflow": [
+            {"channel": "sms", "to": "33612345678"},
+            {"channel": "voice", "to": "33612345678"},
+        ],
+        "locale": "en-us",
+        "channel_timeout": 60,
+        "client_ref": CLIENT_REF[:16],
+        "code_length": 6,
+    }
+
+
+def test_requests_go_to_the_configured_api_host(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    [sent] = fake_verify.requests_log
+    assert sent.headers["Host"] == fake_verify.host
+
+
+def test_the_sent_code_checks(gateway: VonageGateway, fake_verify: FakeVerifyServer) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
+
+    assert fake_verify.engine.status(request_id) == "completed"
+    assert [c["type"] for c in fake_verify.callbacks] == ["event", "summary"]
+
+
+def test_a_wrong_code_raises_invalid_code(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    with pytest.raises(InvalidCode) as invalid:
+        gateway.check(request_id=request_id, code=wrong_code(fake_verify, request_id))
+
+    assert str(invalid.value) == "That code doesn't match. Check the SMS and try again."
+    assert "400" in invalid.value.detail
+
+
+def test_an_unknown_request_raises_request_not_found(gateway: VonageGateway) -> None:
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=str(uuid.uuid4()), code="123456")
+
+
+def test_an_expired_request_raises_request_not_found(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    fake_verify.advance(121)
+
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
+
+
+def test_the_third_wrong_code_raises_too_many_attempts(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    wrong = wrong_code(fake_verify, request_id)
+
+    for _ in range(2):
+        with pytest.raises(InvalidCode):
+            gateway.check(request_id=request_id, code=wrong)
+    with pytest.raises(TooManyAttempts):
+        gateway.check(request_id=request_id, code=wrong)
+
+
+def test_a_second_start_raises_concurrent_request_with_the_live_id(
+    gateway: VonageGateway,
+) -> None:
+    live_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    with pytest.raises(ConcurrentRequest) as conflict:
+        gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
+
+    assert conflict.value.live_request_id == live_id
+
+
+def test_next_channel_calls_then_there_are_no_more_channels(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.next_channel(request_id=request_id)
+
+    assert [m["channel"] for m in fake_verify.messages] == ["sms", "voice"]
+    with pytest.raises(NoMoreChannels):
+        gateway.next_channel(request_id=request_id)
+
+
+def test_cancel_ends_the_request_and_a_second_cancel_is_not_found(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    gateway.cancel(request_id=request_id)
+
+    assert fake_verify.engine.status(request_id) is None
+    with pytest.raises(RequestNotFound):
+        gateway.cancel(request_id=request_id)
+
+
+# --- refusals -------------------------------------------------------------------------
+
+
+def test_a_number_the_provider_refuses_raises_invalid_number(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.invalid_numbers.add("33612345678")
+
+    with pytest.raises(InvalidNumber) as refused:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "422" in refused.value.detail
+    assert len(fake_verify.requests_for("start")) == 1
+
+
+def test_a_malformed_number_is_refused_by_the_sdk_before_anything_is_sent(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    with pytest.raises(InvalidNumber):
+        gateway.start(number="+0612345678", client_ref=CLIENT_REF)
+
+    assert fake_verify.requests_log == []
+
+
+@pytest.mark.parametrize(
+    "invalid_parameters",
+    [[{"name": "brand", "reason": "too long"}], {"name": "brand", "reason": "too long"}],
+    ids=["list", "object"],
+)
+def test_a_422_on_the_brand_raises_gateway_misconfigured(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer, invalid_parameters: Any
+) -> None:
+    fake_verify.fail_next(
+        "start",
+        status=422,
+        body={"title": "Invalid params", "invalid_parameters": invalid_parameters},
+    )
+
+    with pytest.raises(GatewayMisconfigured) as refused:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "brand" in refused.value.detail
+
+
+def test_a_brand_the_sdk_refuses_raises_gateway_misconfigured(
+    fake_verify: FakeVerifyServer,
+) -> None:
+    # GatewayConfig stops a long brand; a bad locale only the SDK catches.
+    gateway = VonageGateway(
+        GatewayConfig(locale="xx-yy"),
+        api_key=FAKE_API_KEY,
+        api_secret=FAKE_API_SECRET,
+        api_host=fake_verify.host,
+    )
+
+    with pytest.raises(GatewayMisconfigured, match="problem on our side"):
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    assert fake_verify.requests_log == []
+
+
+def test_wrong_credentials_raise_gateway_misconfigured(fake_verify: FakeVerifyServer) -> None:
+    gateway = VonageGateway(
+        CONFIG, api_key=FAKE_API_KEY, api_secret="wrong", api_host=fake_verify.host
+    )
+
+    with pytest.raises(GatewayMisconfigured) as refused:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "401" in refused.value.detail
+    assert fake_verify.messages == []
+
+
+def test_a_low_balance_raises_insufficient_balance(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.fail_next("start", status=402)
+
+    with pytest.raises(InsufficientBalance):
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+def test_a_409_on_check_raises_step_takes_no_code(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    fake_verify.fail_next("check", status=409, body={"title": "Conflict", "detail": "silent"})
+
+    with pytest.raises(StepTakesNoCode):
+        gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
+
+
+def test_a_fraud_block_raises_blocked(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.fail_next(
+        "start", status=403, body={"title": "Forbidden", "detail": "Blocked by fraud checks."}
+    )
+
+    with pytest.raises(Blocked):
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+# --- transient failures ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
+def test_rate_limits_and_server_errors_are_transient(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer, status: int
+) -> None:
+    fake_verify.fail_next("start", status=status)
+
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert str(status) in failed.value.detail
+    # Only one request: status errors are not retried by the SDK.
+    assert len(fake_verify.requests_for("start")) == 1
+    assert gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+def test_a_server_slower_than_the_timeout_is_transient_and_its_start_still_lands(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.delay_next("start", seconds=1.6)
+
+    began = time.monotonic()
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert time.monotonic() - began < 1.5
+    assert "Timeout" in failed.value.detail
+    # The provider went on and sent the code: a retry meets the live request.
+    deadline = time.monotonic() + 3
+    while not fake_verify.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(ConcurrentRequest) as conflict:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    assert conflict.value.live_request_id == fake_verify.messages[0]["request_id"]
+
+
+def test_a_lost_start_response_is_resent_by_the_sdk_and_meets_the_live_request(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.drop_next("start", process=True)
+
+    with pytest.raises(ConcurrentRequest) as conflict:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert len(fake_verify.requests_for("start")) == 2
+    [message] = fake_verify.messages
+    assert conflict.value.live_request_id == message["request_id"]
+
+
+def test_a_lost_check_response_is_resent_and_reports_not_found(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    # The first check verified the code; the SDK's re-send finds nothing live.
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    fake_verify.drop_next("check", process=True)
+
+    with pytest.raises(RequestNotFound):
+        gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
+
+    assert len(fake_verify.requests_for("check")) == 2
+    assert fake_verify.engine.status(request_id) == "completed"
+
+
+def test_connections_dropped_on_every_attempt_are_transient_after_one_resend(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    fake_verify.drop_next("start", times=5, process=False)
+
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "RemoteDisconnected" in failed.value.detail
+    assert len(fake_verify.requests_for("start")) == 2
+    assert fake_verify.messages == []
+
+
+def test_a_refused_connection_is_transient(fake_verify: FakeVerifyServer) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    gateway = VonageGateway(
+        CONFIG, api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, api_host=f"127.0.0.1:{port}"
+    )
+
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "ConnectionError" in failed.value.detail
+
+
+# --- TLS and authentication -----------------------------------------------------------
+
+
+def test_a_server_outside_the_trusted_ca_bundle_fails_tls(
+    gateway: VonageGateway,
+    fake_verify: FakeVerifyServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other_ca))
+
+    with pytest.raises(GatewayMisconfigured) as refused:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.value.detail
+    assert fake_verify.requests_log == []
+
+
+def test_a_missing_ca_bundle_is_gateway_misconfigured(
+    gateway: VonageGateway, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+
+    with pytest.raises(GatewayMisconfigured) as refused:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert "missing.pem" in refused.value.detail
+
+
+def test_key_and_secret_are_sent_as_basic_auth(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    expected = base64.b64encode(f"{FAKE_API_KEY}:{FAKE_API_SECRET}".encode()).decode()
+    assert fake_verify.requests_log[0].headers["Authorization"] == f"Basic {expected}"
+
+
+def test_an_application_and_private_key_are_sent_as_a_signed_bearer_jwt(
+    fake_verify: FakeVerifyServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    fake_verify.jwt_public_key = public_pem(rsa_key)
+    application_id = str(uuid.uuid4())
+    gateway = VonageGateway(
+        CONFIG,
+        application_id=application_id,
+        private_key=pem(rsa_key, serialization.PrivateFormat.PKCS8),
+        api_host=fake_verify.host,
+    )
+
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
+
+    scheme, token = fake_verify.requests_log[0].headers["Authorization"].split(" ")
+    assert scheme == "Bearer"
+    claims = jwt.decode(token, public_pem(rsa_key), algorithms=["RS256"])
+    assert claims["application_id"] == application_id
+
+
+def test_a_jwt_signed_by_another_key_is_refused(
+    fake_verify: FakeVerifyServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    fake_verify.jwt_public_key = public_pem(rsa_key)
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    gateway = VonageGateway(
+        CONFIG,
+        application_id=str(uuid.uuid4()),
+        private_key=pem(other_key, serialization.PrivateFormat.PKCS8),
+        api_host=fake_verify.host,
+    )
+
+    with pytest.raises(GatewayMisconfigured):
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+
+def test_a_private_key_can_be_a_file_path_or_pkcs1_text_with_escaped_newlines(
+    fake_verify: FakeVerifyServer, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    fake_verify.jwt_public_key = public_pem(rsa_key)
+    key_file = tmp_path / "private.key"
+    key_file.write_text(pem(rsa_key, serialization.PrivateFormat.PKCS8))
+    one_line_pkcs1 = pem(rsa_key, serialization.PrivateFormat.TraditionalOpenSSL).replace(
+        "\n", "\\n"
+    )
+
+    for private_key in (str(key_file), one_line_pkcs1):
+        gateway = VonageGateway(
+            CONFIG,
+            application_id=str(uuid.uuid4()),
+            private_key=private_key,
+            api_host=fake_verify.host,
+        )
+        request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.cancel(request_id=request_id)
+
+    assert [r.operation for r in fake_verify.requests_log] == ["start", "cancel"] * 2
+
+
+def test_an_unreadable_private_key_is_improperly_configured(tmp_path: Path) -> None:
+    with pytest.raises(ImproperlyConfigured, match="VONAGE_PRIVATE_KEY"):
+        VonageGateway(CONFIG, application_id="app", private_key=str(tmp_path / "missing.key"))
+
+
+def test_a_gateway_without_credentials_is_improperly_configured() -> None:
+    with pytest.raises(ImproperlyConfigured, match="VONAGE_API_KEY"):
+        VonageGateway(CONFIG, api_key=FAKE_API_KEY)
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def test_get_gateway_builds_a_vonage_gateway_from_settings(
+    settings: Any, fake_verify: FakeVerifyServer
+) -> None:
+    settings.TWO_FACTOR_GATEWAY = "vonage"
+    settings.TWO_FACTOR_BRAND = "PollstrTest"
+    settings.VONAGE_API_KEY = FAKE_API_KEY
+    settings.VONAGE_API_SECRET = FAKE_API_SECRET
+    settings.VONAGE_APPLICATION_ID = ""
+    settings.VONAGE_PRIVATE_KEY = ""
+    settings.VONAGE_API_HOST = fake_verify.host
+    settings.VONAGE_TIMEOUT = 2
+
+    gateway = get_gateway()
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+
+    assert isinstance(gateway, VonageGateway)
+    assert gateway.config.request_timeout == 2
+    assert fake_verify.requests_log[0].json["brand"] == "PollstrTest"
+
+
+def test_get_gateway_without_vonage_credentials_is_improperly_configured(
+    settings: Any,
+) -> None:
+    settings.TWO_FACTOR_GATEWAY = "vonage"
+    settings.VONAGE_API_KEY = ""
+    settings.VONAGE_API_SECRET = ""
+    settings.VONAGE_APPLICATION_ID = ""
+    settings.VONAGE_PRIVATE_KEY = ""
+
+    with pytest.raises(ImproperlyConfigured):
+        get_gateway()
+
+
+def test_the_sdk_timeout_is_whole_seconds_and_never_none(fake_verify: FakeVerifyServer) -> None:
+    gateway = VonageGateway(
+        GatewayConfig(request_timeout=0.2), api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET
+    )
+
+    options = gateway._client().http_client.http_client_options
+
+    assert options.timeout == 1
+    assert options.max_retries == 1
+
+
+# --- the status table shared with the sandbox -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "operation", "error"),
+    [
+        (400, "check", InvalidCode),
+        (400, "start", GatewayMisconfigured),
+        (401, "start", GatewayMisconfigured),
+        (402, "start", InsufficientBalance),
+        (404, "check", RequestNotFound),
+        (409, "start", ConcurrentRequest),
+        (409, "next_channel", NoMoreChannels),
+        (409, "check", StepTakesNoCode),
+        (410, "check", TooManyAttempts),
+        (418, "start", PermanentGatewayError),
+        (429, "check", TransientGatewayError),
+        (503, "cancel", TransientGatewayError),
+    ],
+)
+def test_each_verify_status_maps_to_one_gateway_error(
+    status: int, operation: str, error: type[Exception]
+) -> None:
+    assert type(error_from_problem(status, {}, operation=operation)) is error

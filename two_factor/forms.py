@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django import forms
+from django.conf import settings
+
+
+class PhoneNumberForm(forms.Form):
+    number = forms.CharField(
+        label="Mobile number",
+        max_length=32,
+        help_text="In international format, e.g. +44 7911 123456. We'll text you a code.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "tel", "inputmode": "tel", "placeholder": "+44 7911 123456"}
+        ),
+    )
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label="Code",
+        max_length=16,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "inputmode": "numeric",
+                "class": "code-input",
+                "autofocus": True,
+            }
+        ),
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        length = settings.TWO_FACTOR_CODE_LENGTH
+        self.fields["code"].help_text = f"The {length}-digit code from the SMS or the call."
+        self.fields["code"].widget.attrs["pattern"] = rf"[0-9\s\-]{{{length},16}}"

@@ -1,0 +1,196 @@
+"""The offline default gateway: Verify's rules, no network, codes in a dev inbox.
+
+State lives in Django's cache (``TWO_FACTOR_SANDBOX_CACHE``, default "default") so a
+Celery worker that starts a verification and a web process that shows the inbox or
+checks the code see the same requests. That needs a cache shared between processes
+(Redis); locmem only works within one process.
+
+Fault injection, read from settings on every call:
+
+- ``TWO_FACTOR_SANDBOX_LATENCY``: seconds to sleep before each call (default 0).
+- ``TWO_FACTOR_SANDBOX_FAILURE_RATE``: share of calls, 0..1, that raise
+  TransientGatewayError (default 0).
+- :func:`sandbox_fail_next`: the next N calls of one operation raise
+  TransientGatewayError, in whichever process makes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+
+from .base import GatewayConfig, provider_client_ref, provider_number
+from .errors import TransientGatewayError, error_from_problem
+from .verify_rules import CacheStore, RuleViolation, Store, StoreLockTimeout, VerifyEngine
+
+logger = logging.getLogger("two_factor.sandbox")
+
+OPERATIONS = ("start", "check", "cancel", "next_channel")
+INBOX_KEY = "inbox"
+INBOX_SIZE = 50
+_PREFIX = "sandbox:"
+
+
+def sandbox_store() -> CacheStore:
+    return CacheStore(_cache_alias(), prefix=_PREFIX)
+
+
+class SandboxGateway:
+    name = "sandbox"
+
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        max_wrong_codes: int = 3,
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.store: Store = store if store is not None else sandbox_store()
+        self.engine = VerifyEngine(
+            self.store, clock=clock, max_wrong_codes=max_wrong_codes, on_message=self._deliver
+        )
+
+    def start(self, *, number: str, client_ref: str) -> str:
+        self._inject_faults("start")
+        with _translated("start"):
+            return self.engine.start(
+                to=provider_number(number),
+                brand=self.config.brand,
+                channels=("sms", "voice"),
+                code_length=self.config.code_length,
+                channel_timeout=self.config.channel_timeout,
+                locale=self.config.locale,
+                client_ref=provider_client_ref(client_ref) or None,
+            )
+
+    def check(self, *, request_id: str, code: str) -> None:
+        self._inject_faults("check")
+        with _translated("check"):
+            self.engine.check(request_id, code)
+
+    def cancel(self, *, request_id: str) -> None:
+        self._inject_faults("cancel")
+        with _translated("cancel"):
+            self.engine.cancel(request_id)
+
+    def next_channel(self, *, request_id: str) -> None:
+        self._inject_faults("next_channel")
+        with _translated("next_channel"):
+            self.engine.next_workflow(request_id)
+
+    def inbox(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Messages "sent", newest first. Sweeps first, so a voice step whose time has
+        come shows up even if nobody touched its request."""
+        self.engine.sweep()
+        return list(self.store.get(INBOX_KEY) or [])[:limit]
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        logger.info(
+            "Sandbox %s to +%s: code %s (request %s)",
+            message["channel"],
+            message["to"],
+            message["code"],
+            message["request_id"],
+        )
+        with self.store.lock():
+            inbox = self.store.get(INBOX_KEY) or []
+            self.store.set(INBOX_KEY, [message, *inbox][:INBOX_SIZE])
+
+    def _inject_faults(self, operation: str) -> None:
+        latency = _setting_number("TWO_FACTOR_SANDBOX_LATENCY", 0.0, low=0.0)
+        if latency:
+            time.sleep(latency)
+        if _consume_scripted_failure(operation):
+            raise TransientGatewayError(detail=f"{operation}: sandbox_fail_next")
+        rate = _setting_number("TWO_FACTOR_SANDBOX_FAILURE_RATE", 0.0, low=0.0, high=1.0)
+        if rate and random.random() < rate:
+            raise TransientGatewayError(detail=f"{operation}: sandbox failure rate {rate}")
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Engine rule violations become the gateway errors Vonage's answers would."""
+    try:
+        yield
+    except RuleViolation as exc:
+        raise error_from_problem(exc.status, exc.problem(), operation=operation) from exc
+    except StoreLockTimeout as exc:
+        raise TransientGatewayError(detail=f"{operation}: {exc}") from exc
+
+
+# --- the dev inbox and fault hooks (any process sharing the cache) -----------------------
+
+
+def sandbox_inbox(limit: int = 20) -> list[dict[str, Any]]:
+    """The latest messages the sandbox "sent", newest first."""
+    return SandboxGateway().inbox(limit)
+
+
+def sandbox_inbox_clear() -> None:
+    store = sandbox_store()
+    with store.lock():
+        store.delete(INBOX_KEY)
+
+
+def sandbox_messages_for(number: str) -> list[dict[str, Any]]:
+    """Messages sent to ``number`` (with or without '+'), newest first."""
+    to = provider_number(number)
+    return [message for message in sandbox_inbox(INBOX_SIZE) if message["to"] == to]
+
+
+def sandbox_fail_next(operation: str, times: int = 1) -> None:
+    """Make the next ``times`` calls of ``operation`` raise TransientGatewayError."""
+    if operation not in OPERATIONS:
+        raise ValueError(f"operation must be one of {OPERATIONS}, got {operation!r}")
+    if times < 0:
+        raise ValueError("times must not be negative")
+    caches[_cache_alias()].set(_failure_key(operation), times, timeout=3600)
+
+
+def _consume_scripted_failure(operation: str) -> bool:
+    try:
+        # decr is atomic on Redis: two workers never consume the same failure.
+        left = caches[_cache_alias()].decr(_failure_key(operation))
+    except ValueError:  # no counter set
+        return False
+    return left >= 0
+
+
+def _failure_key(operation: str) -> str:
+    return f"{_PREFIX}fail:{operation}"
+
+
+def _cache_alias() -> str:
+    return str(getattr(settings, "TWO_FACTOR_SANDBOX_CACHE", "default"))
+
+
+def _setting_number(name: str, default: float, *, low: float, high: float | None = None) -> float:
+    raw = getattr(settings, name, default)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ImproperlyConfigured(f"{name} must be {bounds}, got {value}")
+    return value
+
+
+__all__ = [
+    "SandboxGateway",
+    "sandbox_fail_next",
+    "sandbox_inbox",
+    "sandbox_inbox_clear",
+    "sandbox_messages_for",
+    "sandbox_store",
+]

@@ -1,0 +1,616 @@
+"""Vonage Verify v2's rules, implemented once.
+
+The sandbox gateway and the fake HTTPS Verify server used by the tests both run on
+:class:`VerifyEngine`, so "what Verify does" is decided in one place. The engine
+raises :class:`RuleViolation` subclasses carrying the HTTP status and the
+problem+json body Verify answers with; the fake server sends them as they are, the
+sandbox translates them to gateway errors.
+
+Time is lazy: nothing runs in the background. Each call (and :meth:`VerifyEngine.sweep`)
+first moves a request past every channel timeout that has elapsed on the clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+logger = logging.getLogger(__name__)
+
+Record = dict[str, Any]
+Sink = Callable[[dict[str, Any]], None]
+
+PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
+CODE_CHANNELS = PHONE_CHANNELS | {"email"}
+_TO_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
+_BRAND_FORBIDDEN = re.compile(r"[/{}:$]")
+_CLIENT_REF_PATTERN = re.compile(r"^[A-Za-z0-9]{1,40}$")
+_CUSTOM_CODE_PATTERN = re.compile(r"^[A-Za-z0-9]{4,10}$")
+_LOCALE_PATTERN = re.compile(r"^[a-z]{2}-[a-z]{2}$")
+
+# Record statuses; the summary callback uses the same words.
+IN_PROGRESS = "in_progress"
+COMPLETED = "completed"
+FAILED = "failed"
+EXPIRED = "expired"
+
+
+# --- what Verify answers when a rule is broken -------------------------------------
+
+
+class RuleViolation(Exception):
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Bad Request"
+    default_detail: ClassVar[str] = "The request was not valid."
+    slug: ClassVar[str] = "bad-request"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(f"{self.status} {self.title}: {self.detail}")
+
+    def problem(self) -> dict[str, Any]:
+        """The application/problem+json body Verify sends for this error."""
+        return {
+            "type": f"https://developer.vonage.com/api-errors#{self.slug}",
+            "title": self.title,
+            "detail": self.detail,
+            "instance": str(uuid.uuid4()),
+        }
+
+
+class InvalidParams(RuleViolation):
+    status = 422
+    title = "Invalid params"
+    default_detail = "The value of one or more parameters is invalid."
+    slug = "invalid-params"
+
+    def __init__(self, invalid_parameters: Sequence[tuple[str, str]]) -> None:
+        self.invalid_parameters = [{"name": n, "reason": r} for n, r in invalid_parameters]
+        names = ", ".join(p["name"] for p in self.invalid_parameters)
+        super().__init__(f"The value of one or more parameters is invalid: {names}.")
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "invalid_parameters": self.invalid_parameters}
+
+
+class ConcurrentVerification(RuleViolation):
+    status = 409
+    title = "Conflict"
+    default_detail = "Concurrent verifications to the same number are not allowed."
+    slug = "conflict"
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        super().__init__()
+
+    def problem(self) -> dict[str, Any]:
+        return {**super().problem(), "request_id": self.request_id}
+
+
+class WrongCode(RuleViolation):
+    status = 400
+    title = "Invalid Code"
+    default_detail = "The code you provided does not match the expected value."
+    slug = "invalid-code"
+
+
+class TooManyWrongCodes(RuleViolation):
+    status = 410
+    title = "Invalid Code"
+    default_detail = "An incorrect code has been provided too many times. Workflow terminated."
+    slug = "expired"
+
+
+class NotFound(RuleViolation):
+    status = 404
+    title = "Not Found"
+    default_detail = "Request was not found or it has been verified already."
+    slug = "not-found"
+
+
+class NoMoreEvents(RuleViolation):
+    status = 409
+    title = "Conflict"
+    default_detail = "There are no more events left to trigger."
+    slug = "conflict"
+
+
+class StoreLockTimeout(TimeoutError):
+    """Another process held the store's lock for too long."""
+
+
+# --- storage ------------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """JSON-serialisable values by key, plus one lock around read-modify-write."""
+
+    def lock(self) -> AbstractContextManager[object]: ...
+    def get(self, key: str) -> Any | None: ...
+    def set(self, key: str, value: Any) -> None: ...
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryStore:
+    """One process. Values go through JSON so it behaves like a cache-backed store."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, str] = {}
+        # Re-entrant so a test's callback may inspect the engine while it emits.
+        self._lock = threading.RLock()
+
+    def lock(self) -> AbstractContextManager[object]:
+        return self._lock
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            raw = self._data.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any) -> None:
+        raw = json.dumps(value)
+        with self._lock:
+            self._data[key] = raw
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+
+class CacheStore:
+    """Django's cache, shared by every process that shares the cache (Redis in
+    production; locmem only within one process).
+
+    The lock is an ``add`` (SET NX on Redis) of a token with a short TTL, so a crashed
+    holder cannot wedge the store for longer than ``lock_ttl`` seconds.
+    """
+
+    def __init__(
+        self,
+        alias: str = "default",
+        *,
+        prefix: str = "sandbox:",
+        ttl: int = 24 * 3600,
+        lock_timeout: float = 10.0,
+        lock_ttl: int = 10,
+    ) -> None:
+        self.alias = alias
+        self.prefix = prefix
+        self.ttl = ttl
+        self.lock_timeout = lock_timeout
+        self.lock_ttl = lock_ttl
+
+    @property
+    def cache(self) -> Any:
+        from django.core.cache import caches
+
+        return caches[self.alias]
+
+    def key(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        cache = self.cache
+        key = self.key("lock")
+        token = uuid.uuid4().hex
+        deadline = time.monotonic() + self.lock_timeout
+        while not cache.add(key, token, timeout=self.lock_ttl):
+            if time.monotonic() > deadline:
+                raise StoreLockTimeout(f"could not take {key!r} within {self.lock_timeout}s")
+            time.sleep(0.002)
+        try:
+            yield
+        finally:
+            # Only release our own lock: if it expired and someone else took it, leave it.
+            if cache.get(key) == token:
+                cache.delete(key)
+
+    def get(self, key: str) -> Any | None:
+        return self.cache.get(self.key(key))
+
+    def set(self, key: str, value: Any) -> None:
+        self.cache.set(self.key(key), json.loads(json.dumps(value)), timeout=self.ttl)
+
+    def delete(self, key: str) -> None:
+        self.cache.delete(self.key(key))
+
+
+# --- the engine ---------------------------------------------------------------------
+
+
+def isoformat(timestamp: float) -> str:
+    """Verify's timestamp format: ISO 8601, UTC, milliseconds, 'Z'."""
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Effects:
+    """Messages and callbacks collected under the lock, emitted after it is released."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.callbacks: list[dict[str, Any]] = []
+
+
+class VerifyEngine:
+    """Verify v2's request lifecycle over a :class:`Store` and a clock.
+
+    - ``max_wrong_codes``: the wrong code that terminates the workflow (410). Verify's
+      docs say a code "can be retried a maximum of three times" without saying whether
+      the 3rd or the 4th wrong code ends it, so it is configurable; default 3.
+    - ``number_is_valid``: extra validity rule for ``to`` beyond the E.164 pattern
+      (the real API refuses unroutable numbers with 422).
+    - ``strict_cancel_window``: the docs allow cancelling only 30 s after the start
+      and before the second step; off by default because the sources disagree.
+    - ``on_message(message)``: every code sent (step started).
+    - ``on_callback(payload)``: Verify's event and summary callback bodies.
+    """
+
+    def __init__(
+        self,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_wrong_codes: int = 3,
+        number_is_valid: Callable[[str], bool] | None = None,
+        strict_cancel_window: bool = False,
+        on_message: Sink | None = None,
+        on_callback: Sink | None = None,
+        price: str = "0.00000000",
+    ) -> None:
+        if max_wrong_codes < 1:
+            raise ValueError("max_wrong_codes must be at least 1")
+        self.store: Store = store if store is not None else MemoryStore()
+        self.clock = clock
+        self.max_wrong_codes = max_wrong_codes
+        self.number_is_valid = number_is_valid
+        self.strict_cancel_window = strict_cancel_window
+        self.on_message = on_message
+        self.on_callback = on_callback
+        self.price = price
+
+    # --- operations -------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        to: str,
+        brand: str,
+        channels: Sequence[str] = ("sms", "voice"),
+        code_length: int = 4,
+        channel_timeout: int = 180,
+        locale: str = "en-us",
+        client_ref: str | None = None,
+    ) -> str:
+        body: dict[str, Any] = {
+            "brand": brand,
+            "workflow": [{"channel": channel, "to": to} for channel in channels],
+            "code_length": code_length,
+            "channel_timeout": channel_timeout,
+            "locale": locale,
+        }
+        if client_ref is not None:
+            body["client_ref"] = client_ref
+        return self.start_request(body)
+
+    def start_request(self, body: Mapping[str, Any]) -> str:
+        """Start from a raw ``POST /v2/verify`` body; return the new request id."""
+        request = self._validated(body)
+        with self._transaction() as effects:
+            now = self.clock()
+            numbers = sorted({step["to"] for step in request["workflow"]})
+            for number in numbers:
+                live_id = self.store.get(f"live:{number}")
+                if live_id is not None and self._load(live_id, now, effects) is not None:
+                    raise ConcurrentVerification(live_id)
+            request_id = str(uuid.uuid4())
+            record: Record = {
+                **request,
+                "request_id": request_id,
+                "code": request["code"] or self._new_code(request["code_length"]),
+                "submitted_at": now,
+                "status": IN_PROGRESS,
+                "step": 0,
+                "step_started_at": now,
+                "wrong_codes": 0,
+                "finalized_at": None,
+            }
+            self._begin_step(record, 0, now, effects)
+            self.store.set(f"req:{request_id}", record)
+            for number in numbers:
+                self.store.set(f"live:{number}", request_id)
+            self.store.set("index", [*self._index(), request_id])
+        return request_id
+
+    def check(self, request_id: str, code: str) -> None:
+        with self._transaction() as effects:
+            now = self.clock()
+            record = self._require_live(request_id, now, effects)
+            step = record["workflow"][record["step"]]
+            if secrets.compare_digest(str(code).encode(), record["code"].encode()):
+                step["status"] = COMPLETED
+                self._finalize(record, COMPLETED, now, effects)
+                return
+            record["wrong_codes"] += 1
+            if record["wrong_codes"] >= self.max_wrong_codes:
+                step["status"] = FAILED
+                self._finalize(record, FAILED, now, effects)
+                raise TooManyWrongCodes()
+            self.store.set(f"req:{request_id}", record)
+            raise WrongCode()
+
+    def next_workflow(self, request_id: str) -> None:
+        with self._transaction() as effects:
+            now = self.clock()
+            record = self._require_live(request_id, now, effects)
+            index = record["step"]
+            if index + 1 >= len(record["workflow"]):
+                raise NoMoreEvents()
+            # Verify reports a skipped step like one whose timeout passed.
+            record["workflow"][index]["status"] = EXPIRED
+            self._begin_step(record, index + 1, now, effects)
+            self.store.set(f"req:{request_id}", record)
+
+    def cancel(self, request_id: str) -> None:
+        with self._transaction() as effects:
+            now = self.clock()
+            record = self._require_live(request_id, now, effects)
+            if self.strict_cancel_window and (
+                now - record["submitted_at"] < 30 or record["step"] > 0
+            ):
+                raise NotFound("This request can no longer be cancelled.")
+            self._release(record)
+            self.store.delete(f"req:{request_id}")
+
+    def sweep(self) -> None:
+        """Move every live request past elapsed channel timeouts (sends the voice step,
+        expires stale requests) without waiting for someone to touch it."""
+        with self._transaction() as effects:
+            now = self.clock()
+            for request_id in self._index():
+                self._load(request_id, now, effects)
+
+    # --- inspection -------------------------------------------------------------
+
+    def get(self, request_id: str) -> Record | None:
+        """The stored record, brought up to date with the clock."""
+        with self._transaction() as effects:
+            now = self.clock()
+            record = self.store.get(f"req:{request_id}")
+            if record is not None and self._advance(record, now, effects):
+                self._save(record)
+        return record
+
+    def status(self, request_id: str) -> str | None:
+        record = self.get(request_id)
+        return None if record is None else record["status"]
+
+    def current_channel(self, request_id: str) -> str | None:
+        record = self.get(request_id)
+        if record is None or record["status"] != IN_PROGRESS:
+            return None
+        return record["workflow"][record["step"]]["channel"]
+
+    def live_request_for(self, to: str) -> str | None:
+        with self._transaction() as effects:
+            live_id = self.store.get(f"live:{to}")
+            if live_id is None or self._load(live_id, self.clock(), effects) is None:
+                return None
+        return live_id
+
+    # --- rules ------------------------------------------------------------------
+
+    def _validated(self, body: Mapping[str, Any]) -> Record:
+        problems: list[tuple[str, str]] = []
+
+        brand = body.get("brand")
+        if not isinstance(brand, str) or not 1 <= len(brand) <= 18:
+            problems.append(("brand", "must be a string of 1 to 18 characters"))
+        elif _BRAND_FORBIDDEN.search(brand):
+            problems.append(("brand", "must not contain / { } : $"))
+
+        workflow = body.get("workflow")
+        steps: list[dict[str, Any]] = []
+        if not isinstance(workflow, list) or not 1 <= len(workflow) <= 3:
+            problems.append(("workflow", "must be a list of 1 to 3 steps"))
+        else:
+            for i, step in enumerate(workflow):
+                channel = step.get("channel") if isinstance(step, dict) else None
+                to = step.get("to") if isinstance(step, dict) else None
+                if channel not in CODE_CHANNELS:
+                    problems.append((f"workflow[{i}].channel", "is not a supported channel"))
+                elif channel in PHONE_CHANNELS and not self._valid_number(to):
+                    problems.append((f"workflow[{i}].to", "is not a valid phone number"))
+                elif channel == "email" and not (isinstance(to, str) and "@" in to):
+                    problems.append((f"workflow[{i}].to", "is not a valid email address"))
+                else:
+                    steps.append({"channel": channel, "to": to})
+
+        code_length = body.get("code_length", 4)
+        if not _is_int_between(code_length, 4, 10):
+            problems.append(("code_length", "must be an integer from 4 to 10"))
+        channel_timeout = body.get("channel_timeout", 180)
+        if not _is_int_between(channel_timeout, 15, 900):
+            problems.append(("channel_timeout", "must be an integer from 15 to 900"))
+        locale = body.get("locale", "en-us")
+        if not isinstance(locale, str) or not _LOCALE_PATTERN.match(locale):
+            problems.append(("locale", "must look like en-us"))
+        client_ref = body.get("client_ref")
+        if client_ref is not None and not (
+            isinstance(client_ref, str) and _CLIENT_REF_PATTERN.match(client_ref)
+        ):
+            problems.append(("client_ref", "must be 1 to 40 alphanumeric characters"))
+        code = body.get("code")
+        if code is not None and not (isinstance(code, str) and _CUSTOM_CODE_PATTERN.match(code)):
+            problems.append(("code", "must be 4 to 10 alphanumeric characters"))
+
+        if problems:
+            raise InvalidParams(problems)
+        return {
+            "brand": brand,
+            "workflow": [{**step, "status": "unused", "initiated_at": None} for step in steps],
+            "code_length": code_length,
+            "channel_timeout": channel_timeout,
+            "locale": locale,
+            "client_ref": client_ref,
+            "code": code,
+        }
+
+    def _valid_number(self, to: object) -> bool:
+        if not isinstance(to, str) or not _TO_PATTERN.match(to):
+            return False
+        return self.number_is_valid is None or self.number_is_valid(to)
+
+    @staticmethod
+    def _new_code(length: int) -> str:
+        return "".join(secrets.choice(string.digits) for _ in range(length))
+
+    def _advance(self, record: Record, now: float, effects: _Effects) -> bool:
+        """Apply every channel timeout that has passed; True if the record changed."""
+        changed = False
+        while record["status"] == IN_PROGRESS:
+            deadline = record["step_started_at"] + record["channel_timeout"]
+            if now < deadline:
+                break
+            index = record["step"]
+            record["workflow"][index]["status"] = EXPIRED
+            if index + 1 < len(record["workflow"]):
+                # Verify reads out the same code on the next step; it does not make a new one.
+                self._begin_step(record, index + 1, deadline, effects)
+            else:
+                self._finalize(record, EXPIRED, deadline, effects, save=False)
+            changed = True
+        return changed
+
+    def _begin_step(self, record: Record, index: int, at: float, effects: _Effects) -> None:
+        step = record["workflow"][index]
+        record["step"] = index
+        record["step_started_at"] = at
+        step["status"] = IN_PROGRESS
+        step["initiated_at"] = at
+        effects.messages.append(
+            {
+                "request_id": record["request_id"],
+                "to": step["to"],
+                "channel": step["channel"],
+                "code": record["code"],
+                "brand": record["brand"],
+                "text": f"Your {record['brand']} verification code is: {record['code']}",
+                "at": isoformat(at),
+            }
+        )
+
+    def _finalize(
+        self, record: Record, status: str, at: float, effects: _Effects, *, save: bool = True
+    ) -> None:
+        record["status"] = status
+        record["finalized_at"] = at
+        self._release(record)
+        if save:
+            self._save(record)
+        if status in (COMPLETED, FAILED):
+            effects.callbacks.append(self._event(record, status, at))
+        effects.callbacks.append(self._summary(record))
+
+    def _event(self, record: Record, status: str, at: float) -> dict[str, Any]:
+        event = {
+            "request_id": record["request_id"],
+            "triggered_at": isoformat(at),
+            "type": "event",
+            "channel": record["workflow"][record["step"]]["channel"],
+            "status": status,
+            "finalized_at": isoformat(at),
+        }
+        if record["client_ref"] is not None:
+            event["client_ref"] = record["client_ref"]
+        return event
+
+    def _summary(self, record: Record) -> dict[str, Any]:
+        workflow = []
+        for step in record["workflow"]:
+            entry: dict[str, Any] = {"channel": step["channel"], "status": step["status"]}
+            if step["initiated_at"] is not None:
+                entry["initiated_at"] = isoformat(step["initiated_at"])
+            workflow.append(entry)
+        summary: dict[str, Any] = {
+            "request_id": record["request_id"],
+            "submitted_at": isoformat(record["submitted_at"]),
+            "status": record["status"],
+            "type": "summary",
+            "channel_timeout": record["channel_timeout"],
+            "workflow": workflow,
+            "finalized_at": isoformat(record["finalized_at"]),
+            "price": self.price,
+        }
+        if record["client_ref"] is not None:
+            summary["client_ref"] = record["client_ref"]
+        return summary
+
+    # --- storage helpers (the store's lock is held) -------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[_Effects]:
+        effects = _Effects()
+        try:
+            with self.store.lock():
+                yield effects
+        finally:
+            self._emit(effects)
+
+    def _emit(self, effects: _Effects) -> None:
+        for sink, payloads in (
+            (self.on_message, effects.messages),
+            (self.on_callback, effects.callbacks),
+        ):
+            if sink is None:
+                continue
+            for payload in payloads:
+                try:
+                    sink(payload)
+                except Exception:
+                    # The request's state is already saved; a broken listener must not undo it.
+                    logger.exception("Verify engine listener failed for %r", payload)
+
+    def _load(self, request_id: str, now: float, effects: _Effects) -> Record | None:
+        """The live record, advanced to ``now``; None if missing or finished."""
+        record = self.store.get(f"req:{request_id}")
+        if record is None:
+            return None
+        if self._advance(record, now, effects):
+            self._save(record)
+        return record if record["status"] == IN_PROGRESS else None
+
+    def _require_live(self, request_id: str, now: float, effects: _Effects) -> Record:
+        record = self._load(request_id, now, effects)
+        if record is None:
+            raise NotFound(f"Request '{request_id}' was not found or it has been verified already.")
+        return record
+
+    def _save(self, record: Record) -> None:
+        self.store.set(f"req:{record['request_id']}", record)
+
+    def _index(self) -> list[str]:
+        return list(self.store.get("index") or [])
+
+    def _release(self, record: Record) -> None:
+        """Free the record's numbers for a new request and drop it from the live index."""
+        request_id = record["request_id"]
+        for number in {step["to"] for step in record["workflow"]}:
+            if self.store.get(f"live:{number}") == request_id:
+                self.store.delete(f"live:{number}")
+        self.store.set("index", [rid for rid in self._index() if rid != request_id])
+
+
+def _is_int_between(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high

@@ -1,0 +1,189 @@
+"""The real gateway: Vonage Verify v2 through the official SDK (v4), SMS then voice.
+
+SDK facts this module is built around (see /work/shared/VONAGE.md):
+
+- A Vonage client mutates one shared headers dict per request, so it is not
+  thread-safe: we build a new client for every call (it is cheap) and never share one.
+- Without ``HttpClientOptions.timeout`` requests wait forever: we always set one.
+- On ``RemoteDisconnected`` the SDK re-sends the request, POST included, up to
+  ``pool_maxsize`` attempts. We allow one re-send. A start whose first attempt did
+  reach Vonage then meets 409 and surfaces as ConcurrentRequest carrying the live
+  request id; a re-sent check whose first attempt succeeded meets 404 (RequestNotFound).
+- 400, 402, 409, 410, 422, 502 and 503 all arrive as a plain HttpRequestError: the
+  status and the problem+json body decide, through ``error_from_problem``.
+- requests honours ``REQUESTS_CA_BUNDLE`` and ``NO_PROXY`` from the environment;
+  nothing here overrides ``verify`` or ``trust_env``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import requests
+from django.core.exceptions import ImproperlyConfigured
+from vonage import Auth, HttpClientOptions, Vonage
+from vonage_http_client.errors import HttpRequestError
+from vonage_utils.errors import VonageError
+from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
+
+from .base import GatewayConfig, provider_client_ref, provider_number
+from .errors import (
+    GatewayError,
+    GatewayMisconfigured,
+    InvalidNumber,
+    TransientGatewayError,
+    error_from_problem,
+)
+
+# urllib3 retries: connect failures (nothing was sent, so safe) once; it never
+# retries a POST whose response was lost. Our Celery tasks own the real retry policy.
+MAX_RETRIES = 1
+# The SDK's RemoteDisconnected loop makes up to pool_maxsize attempts: one re-send.
+SEND_ATTEMPTS = 2
+
+
+class VonageGateway:
+    name = "vonage"
+
+    def __init__(
+        self,
+        config: GatewayConfig | None = None,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        application_id: str | None = None,
+        private_key: str | None = None,
+        api_host: str = "api.nexmo.com",
+    ) -> None:
+        self.config = config or GatewayConfig()
+        self.api_host = api_host
+        if application_id and private_key:
+            # JWT: the only auth under which Vonage sends the signed status callbacks.
+            credentials = {
+                "application_id": application_id,
+                "private_key": load_private_key(private_key),
+            }
+        elif api_key and api_secret:
+            credentials = {"api_key": api_key, "api_secret": api_secret}
+        else:
+            raise ImproperlyConfigured(
+                "The Vonage gateway needs VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY, "
+                "or VONAGE_API_KEY and VONAGE_API_SECRET."
+            )
+        self.auth_type = "jwt" if "application_id" in credentials else "basic"
+        try:
+            self._auth = Auth(**credentials)
+        except (VonageError, pydantic.ValidationError) as exc:
+            raise ImproperlyConfigured(f"Invalid Vonage credentials: {exc}") from exc
+
+    def start(self, *, number: str, client_ref: str) -> str:
+        with _translated("start"):
+            to = provider_number(number)
+            request = VerifyRequest(
+                brand=self.config.brand,
+                workflow=[SmsChannel(to=to), VoiceChannel(to=to)],
+                code_length=self.config.code_length,
+                channel_timeout=self.config.channel_timeout,
+                locale=self.config.locale,
+                client_ref=provider_client_ref(client_ref) or None,
+            )
+            return self._client().verify.start_verification(request).request_id
+
+    def check(self, *, request_id: str, code: str) -> None:
+        with _translated("check"):
+            self._client().verify.check_code(request_id, code)
+
+    def cancel(self, *, request_id: str) -> None:
+        with _translated("cancel"):
+            self._client().verify.cancel_verification(request_id)
+
+    def next_channel(self, *, request_id: str) -> None:
+        with _translated("next_channel"):
+            self._client().verify.trigger_next_workflow(request_id)
+
+    def _client(self) -> Vonage:
+        options = HttpClientOptions(
+            api_host=self.api_host,
+            # The SDK takes whole seconds; round up so a 0.5 s setting is not "no timeout".
+            timeout=max(1, math.ceil(self.config.request_timeout)),
+            max_retries=MAX_RETRIES,
+            pool_connections=1,
+            pool_maxsize=SEND_ATTEMPTS,
+        )
+        return Vonage(self._auth, options)
+
+
+def load_private_key(value: str) -> str:
+    """PEM text from the setting's value: PEM itself (literal "\\n" escapes allowed, as
+    env files need) or a path to a PEM file. PKCS#1 keys are converted to the PKCS#8
+    form the SDK insists on."""
+    text = value.strip()
+    if "-----BEGIN" not in text:
+        try:
+            text = Path(text).expanduser().read_text().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"Cannot read VONAGE_PRIVATE_KEY file: {exc}") from exc
+    text = text.replace("\\n", "\n")
+    if "-----BEGIN PRIVATE KEY-----" in text:
+        return text + "\n"
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_private_key(text.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"VONAGE_PRIVATE_KEY is not a PEM private key: {exc}") from exc
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@contextmanager
+def _translated(operation: str) -> Iterator[None]:
+    """Every SDK, HTTP and transport failure becomes one of our gateway errors."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except HttpRequestError as exc:
+        response = exc.response
+        raise error_from_problem(
+            response.status_code, _problem(response), operation=operation
+        ) from exc
+    except requests.exceptions.SSLError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            # Our trust store or an interceptor: retrying won't change the certificate.
+            raise GatewayMisconfigured(
+                detail=f"{operation}: TLS verification failed: {exc}"
+            ) from exc
+        raise TransientGatewayError(detail=f"{operation}: TLS error: {exc}") from exc
+    except requests.exceptions.RequestException as exc:
+        # Timeouts, refused/reset connections, a dropped response after the re-send.
+        raise TransientGatewayError(detail=f"{operation}: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:
+        # Not a transport failure (those are RequestException): a missing CA bundle, say.
+        raise GatewayMisconfigured(detail=f"{operation}: {type(exc).__name__}: {exc}") from exc
+    except pydantic.ValidationError as exc:
+        # The SDK's models refuse what Verify would refuse: a malformed `to` is the
+        # voter's number; anything else (brand, locale, client_ref) is our setup.
+        fields = [".".join(str(part) for part in error["loc"]) for error in exc.errors()]
+        detail = f"{operation}: rejected by the SDK: {', '.join(fields)}"
+        if any(field == "to" or field.endswith(".to") for field in fields):
+            raise InvalidNumber(detail=detail) from exc
+        raise GatewayMisconfigured(detail=detail) from exc
+    except VonageError as exc:
+        raise GatewayMisconfigured(detail=f"{operation}: {type(exc).__name__}: {exc}") from exc
+
+
+def _problem(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from phonenumber_field.modelfields import PhoneNumberField
+
+
+class PhoneNumber(models.Model):
+    """The one number a user verifies with. Unique across accounts (one person, one vote)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="phone_number"
+    )
+    number = PhoneNumberField(unique=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.masked
+
+    @property
+    def masked(self) -> str:
+        from two_factor.numbers import number_mask
+
+        return number_mask(self.number)
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent by SMS"
+    CALLING = "calling", "Calling"
+    CHECKING = "checking", "Checking code"
+    VERIFIED = "verified", "Verified"
+    CONSUMED = "consumed", "Completed"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# The state machine of DESIGN.md. Anything not listed here is refused by transition().
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.QUEUED: frozenset({Status.SENDING, Status.FAILED, Status.CANCELLED}),
+    Status.SENDING: frozenset({Status.SENT, Status.FAILED, Status.CANCELLED}),
+    Status.SENT: frozenset(
+        {
+            Status.CALLING,
+            Status.CHECKING,
+            Status.VERIFIED,
+            Status.EXPIRED,
+            Status.CANCELLED,
+            Status.FAILED,
+        }
+    ),
+    Status.CALLING: frozenset(
+        {Status.CHECKING, Status.VERIFIED, Status.EXPIRED, Status.CANCELLED, Status.FAILED}
+    ),
+    Status.CHECKING: frozenset(
+        {Status.VERIFIED, Status.SENT, Status.CALLING, Status.FAILED, Status.EXPIRED}
+    ),
+    Status.VERIFIED: frozenset({Status.CONSUMED}),
+    Status.CONSUMED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.EXPIRED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+LIVE_STATUSES = frozenset(
+    {Status.QUEUED, Status.SENDING, Status.SENT, Status.CALLING, Status.CHECKING}
+)
+CODE_STATUSES = frozenset({Status.SENT, Status.CALLING})
+TERMINAL_STATUSES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
+
+
+class VerificationQuerySet(models.QuerySet["Verification"]):
+    def live(self) -> VerificationQuerySet:
+        return self.filter(status__in=LIVE_STATUSES)
+
+
+class Verification(models.Model):
+    """One attempt to verify one session of one user by phone."""
+
+    Status = Status
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="verifications"
+    )
+    # A hash, never the session key itself: the table must not hand out live sessions.
+    session_key_hash = models.CharField(max_length=64, db_index=True)
+    number = PhoneNumberField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    channel = models.CharField(max_length=16, blank=True)
+    wrong_codes = models.PositiveSmallIntegerField(default=0)
+    send_attempts = models.PositiveSmallIntegerField(default=0)
+    # Which task delivery claimed the send (see services.verification_send).
+    send_claim = models.CharField(max_length=64, blank=True)
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    channel_deadline = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = VerificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in Status]),
+                name="verification_status_known",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def accepts_code(self) -> bool:
+        return self.status in CODE_STATUSES
+
+    @property
+    def wrong_codes_left(self) -> int:
+        return max(0, settings.TWO_FACTOR_MAX_WRONG_CODES - self.wrong_codes)
+
+    @property
+    def masked_number(self) -> str:
+        from two_factor.numbers import number_mask
+
+        return number_mask(self.number)
+
+    def seconds_until(self, moment: datetime | None) -> int | None:
+        if moment is None:
+            return None
+        return max(0, int((moment - timezone.now()).total_seconds()))
+
+
+class VerificationEvent(models.Model):
+    """Append-only audit trail: one row per transition."""
+
+    verification = models.ForeignKey(Verification, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, blank=True)
+    to_status = models.CharField(max_length=16)
+    reason = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '∅'} → {self.to_status}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None:
+            raise ValueError("Verification events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise ValueError("Verification events are append-only.")

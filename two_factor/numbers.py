@@ -1,0 +1,170 @@
+"""Which phone numbers we are willing to text a code to.
+
+This is the first line of defence against SMS pumping (toll fraud): attackers feed a
+verification form premium-rate or otherwise revenue-sharing numbers and collect a
+share of every SMS we pay for. So the rules are a default-deny on the number *type*
+(only mobiles pass), plus an optional region allowlist:
+
+- the input must look like a phone number (digits and the usual punctuation only);
+- ``phonenumbers`` must consider it possible *and* valid for its region;
+- with ``TWO_FACTOR_ALLOWED_REGIONS`` non-empty, its region must be listed (note that
+  ``phonenumbers`` puts some +44 mobiles in GG/JE/IM, not GB);
+- its type must be ``MOBILE`` or ``FIXED_LINE_OR_MOBILE`` (what the US and a few others
+  report for every number) unless ``TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES`` is set.
+
+What this module deliberately does *not* check is whether a number is already bound
+to another account: the caller does that, and must answer in a way that does not
+reveal whether the number exists here (otherwise the form becomes an oracle).
+
+Settings are read at call time, never at import, so overriding them (tests do) takes
+effect at once.
+"""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+from django.conf import settings
+from django.utils.crypto import salted_hmac
+from phonenumber_field.phonenumber import PhoneNumber
+from phonenumbers import PhoneNumberFormat, PhoneNumberType, geocoder
+
+__all__ = ["NumberRefused", "number_check", "number_hash", "number_mask", "number_parse"]
+
+# Long enough for any real number with generous spacing; anything longer is junk or an
+# attempt to make the parser do work.
+MAX_INPUT_LENGTH = 32
+
+# Digits (any script, the parser normalises them), whitespace and the punctuation
+# people type in numbers. Letters are refused: they are either vanity numbers
+# ("1-800-FLOWERS"), an extension ("ext. 12"), or not a number at all.
+_ALLOWED_INPUT = re.compile(r"[\d\s+\-().\/]+")
+
+_ACCEPTED_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+# How each refused type is named to the person; a type missing here (e.g. UNKNOWN,
+# TOLL_FREE) gets the generic sentence.
+_TYPE_NAMES = {
+    PhoneNumberType.PREMIUM_RATE: "premium-rate numbers",
+    PhoneNumberType.SHARED_COST: "shared-cost numbers",
+    PhoneNumberType.VOIP: "internet (VoIP) numbers",
+    PhoneNumberType.PERSONAL_NUMBER: "personal forwarding numbers",
+    PhoneNumberType.PAGER: "pagers",
+    PhoneNumberType.UAN: "company switchboard numbers",
+    PhoneNumberType.VOICEMAIL: "voicemail numbers",
+    PhoneNumberType.TOLL_FREE: "freephone numbers",
+}
+
+_EXAMPLE = "e.g. +44 7911 123456"
+ENTER_INTERNATIONAL = f"Enter your mobile number in international format, {_EXAMPLE}."
+NOT_A_NUMBER = (
+    f"That doesn't look like a phone number. Enter it in international format, {_EXAMPLE}."
+)
+NEEDS_COUNTRY_CODE = f"Start your number with + and the country code, {_EXAMPLE}."
+NOT_VALID = (
+    "That doesn't look like a valid phone number. Check it and enter it in international "
+    f"format, {_EXAMPLE}."
+)
+LANDLINE = (
+    "That looks like a landline, which can't receive text messages. Enter a mobile number instead."
+)
+NO_EXTENSION = "Text messages can't reach an extension. Enter a mobile number without one."
+
+
+class NumberRefused(Exception):
+    """A number we won't send a code to; ``message`` is safe to show to the person."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def number_parse(*, raw: str, default_region: str | None = None) -> PhoneNumber:
+    """Turn what a person typed into a ``PhoneNumber`` or refuse it.
+
+    This only decides whether the input *is* a number; call ``number_check`` before
+    sending anything to it. ``default_region`` lets national formats ("07911 123456")
+    through; when it is None, ``PHONENUMBER_DEFAULT_REGION`` applies, as in the form
+    field.
+    """
+    text = raw.strip()
+    if not text:
+        raise NumberRefused(ENTER_INTERNATIONAL)
+    if len(text) > MAX_INPUT_LENGTH:
+        raise NumberRefused(f"That's too long for a phone number. {ENTER_INTERNATIONAL}")
+    if not _ALLOWED_INPUT.fullmatch(text):
+        raise NumberRefused(f"Use only digits, spaces and +. {ENTER_INTERNATIONAL}")
+    try:
+        return PhoneNumber.from_string(text, region=default_region)
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            raise NumberRefused(NEEDS_COUNTRY_CODE) from exc
+        raise NumberRefused(NOT_A_NUMBER) from exc
+
+
+def number_check(*, number: phonenumbers.PhoneNumber) -> None:
+    """Refuse a number we must not text a code to (see the module docstring)."""
+    if not phonenumbers.is_possible_number(number) or not phonenumbers.is_valid_number(number):
+        raise NumberRefused(NOT_VALID)
+    if number.extension:
+        raise NumberRefused(NO_EXTENSION)
+
+    allowed_regions = {region.upper() for region in settings.TWO_FACTOR_ALLOWED_REGIONS}
+    if allowed_regions:
+        region = phonenumbers.region_code_for_number(number)
+        if region not in allowed_regions:
+            place = geocoder.country_name_for_number(number, "en") or region or "that country"
+            raise NumberRefused(f"We can't send codes to numbers in {place} yet.")
+
+    if settings.TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES:
+        return
+    number_type = phonenumbers.number_type(number)
+    if number_type in _ACCEPTED_TYPES:
+        return
+    if number_type == PhoneNumberType.FIXED_LINE:
+        raise NumberRefused(LANDLINE)
+    kind = _TYPE_NAMES.get(number_type)
+    if kind is None:
+        raise NumberRefused(
+            "We can't tell whether that number can receive text messages. "
+            "Enter a mobile number instead."
+        )
+    raise NumberRefused(f"We can't send codes to {kind}. Enter a mobile number instead.")
+
+
+def number_mask(number: phonenumbers.PhoneNumber) -> str:
+    """The international format with only the country code and last 4 digits shown.
+
+    Enough for a person to recognise their own number on screen or in an email,
+    without the page disclosing it to someone looking over their shoulder.
+    """
+    formatted = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+    prefix = f"+{number.country_code}"
+    national = formatted.removeprefix(prefix)
+    masked: list[str] = []
+    shown = 0
+    # Walk from the right so the last 4 digits survive whatever the grouping is.
+    for char in reversed(national):
+        if char.isdigit():
+            masked.append(char if shown < 4 else "•")
+            shown += 1
+        else:
+            masked.append(char)
+    return prefix + "".join(reversed(masked))
+
+
+def number_hash(number: phonenumbers.PhoneNumber) -> str:
+    """A keyed SHA-256 of the number's E.164 form, as hex.
+
+    Lets a verified session be bound to a number without putting the number in the
+    session; keyed with SECRET_KEY so the short space of phone numbers can't be
+    brute-forced back from a leaked hash.
+    """
+    e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return salted_hmac(
+        "two_factor.numbers.number_hash", e164, secret=settings.SECRET_KEY, algorithm="sha256"
+    ).hexdigest()

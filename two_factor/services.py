@@ -1,0 +1,525 @@
+"""Phone verification: the business rules. Views and tasks only call these functions.
+
+Every status change goes through `transition()`, which checks the state machine, saves,
+appends an audit event and publishes the new state to the live page, in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from two_factor import gateways
+from two_factor.gateways.errors import (
+    ConcurrentRequest,
+    GatewayError,
+    InvalidCode,
+    NoMoreChannels,
+    PermanentGatewayError,
+    RequestNotFound,
+    StepTakesNoCode,
+    TooManyAttempts,
+    TransientGatewayError,
+)
+from two_factor.limits import RateLimited, limits_hit
+from two_factor.models import (
+    TRANSITIONS,
+    PhoneNumber,
+    Status,
+    Verification,
+    VerificationEvent,
+)
+from two_factor.numbers import NumberRefused, number_check, number_parse
+
+logger = logging.getLogger(__name__)
+
+
+class VerificationRefused(Exception):
+    """Something the person asked for that we won't do; the message tells them why."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def session_key_hash(session_key: str) -> str:
+    return hashlib.sha256(f"{settings.SECRET_KEY}:{session_key}".encode()).hexdigest()
+
+
+# --- the one transition path ---------------------------------------------------------------
+
+
+def transition(
+    verification: Verification,
+    to: Status,
+    *,
+    reason: str = "",
+    ip: str | None = None,
+    **fields: Any,
+) -> Verification:
+    """Move `verification` to `to`, saving `fields` with it, auditing and publishing.
+
+    Locks the row so concurrent deliveries (a worker and a callback) serialise; the
+    state machine is checked against the row as stored, not as the caller last saw it.
+    """
+    with transaction.atomic():
+        current = Verification.objects.select_for_update().get(pk=verification.pk)
+        if to not in TRANSITIONS[current.status]:
+            raise IllegalTransition(f"{current.status} → {to} is not allowed")
+        from_status = current.status
+        current.status = to
+        for name, value in fields.items():
+            setattr(current, name, value)
+        current.save()
+        VerificationEvent.objects.create(
+            verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
+        )
+        transaction.on_commit(lambda: _publish(current.pk))
+    # Hand the caller the fresh row so it never acts on a stale status.
+    verification.__dict__.update(current.__dict__)
+    return verification
+
+
+def _publish(verification_id: UUID) -> None:
+    from two_factor.live import verification_publish
+
+    try:
+        verification_publish(verification_id=verification_id)
+    except Exception:
+        # The database is the truth; a page that missed a push catches up on reconnect.
+        logger.exception("Could not publish verification %s", verification_id)
+
+
+def _try_transition(verification: Verification, to: Status, **kwargs: Any) -> bool:
+    """transition(), but a lost race (the state moved on meanwhile) is not an error."""
+    try:
+        transition(verification, to, **kwargs)
+    except IllegalTransition:
+        verification.refresh_from_db()
+        return False
+    return True
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+
+NUMBER_TAKEN = (
+    "We can't use this number. If it's yours, use the account it is already "
+    "verified with, or try another number."
+)
+
+
+def phone_number_set(*, user: AbstractBaseUser, raw_number: str) -> PhoneNumber:
+    """Store (or replace) the user's number after the SMS-pumping rules."""
+    try:
+        parsed = number_parse(raw=raw_number)
+        number_check(number=parsed)
+    except NumberRefused as refused:
+        raise VerificationRefused(refused.message) from None
+    # Same sentence whether the number is free or bound elsewhere: never reveal which.
+    if PhoneNumber.objects.filter(number=parsed).exclude(user=user).exists():
+        raise VerificationRefused(NUMBER_TAKEN)
+    try:
+        with transaction.atomic():
+            phone, created = PhoneNumber.objects.get_or_create(
+                user=user, defaults={"number": parsed}
+            )
+            if not created and phone.number != parsed:
+                phone.number = parsed
+                phone.verified_at = None
+                phone.save()
+    except IntegrityError:
+        raise VerificationRefused(NUMBER_TAKEN) from None
+    return phone
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | None) -> Verification:
+    """Queue a new verification of the user's stored number for this session."""
+    try:
+        phone = user.phone_number
+    except PhoneNumber.DoesNotExist:
+        raise VerificationRefused("Add your mobile number first.") from None
+    key_hash = session_key_hash(session_key)
+    _limit(
+        [
+            ("start_per_user", str(user.pk)),
+            ("start_per_number", phone.number.as_e164),
+            ("start_per_session", key_hash),
+            ("start_per_ip", ip or "unknown"),
+            ("start_global_daily", "all"),
+        ]
+    )
+    with transaction.atomic():
+        # One live verification per user: a new start supersedes the old one.
+        for old in Verification.objects.select_for_update().filter(user=user).live():
+            transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
+            if old.request_id:
+                _enqueue_cancel(old)
+        verification = Verification.objects.create(
+            user=user, session_key_hash=key_hash, number=phone.number
+        )
+        VerificationEvent.objects.create(
+            verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
+        )
+        transaction.on_commit(lambda: _enqueue("send", verification.pk))
+        transaction.on_commit(lambda: _publish(verification.pk))
+    return verification
+
+
+def resend_available_in(verification: Verification) -> int:
+    """Seconds before a new code may be requested (Verify refuses a cancel sooner, too)."""
+    last = verification.sent_at or verification.created_at
+    ready_at = last + timedelta(seconds=settings.TWO_FACTOR_RESEND_COOLDOWN)
+    return max(0, int((ready_at - timezone.now()).total_seconds() + 0.999))
+
+
+def verification_resend(
+    *, verification: Verification, session_key: str, ip: str | None
+) -> Verification:
+    wait = resend_available_in(verification)
+    if wait and verification.is_live:
+        raise VerificationRefused(
+            f"A code is on its way. You can ask for a new one in {wait} seconds.",
+            retry_after=wait,
+        )
+    return verification_start(user=verification.user, session_key=session_key, ip=ip)
+
+
+def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
+    """Worker side of a start: ask the provider to send the code. Idempotent.
+
+    `delivery` names the task delivery (Celery's task id, the same across its retries
+    and redeliveries): a duplicate task with another id finds the claim and sends
+    nothing. Raises TransientGatewayError for the task to retry; permanent errors end
+    the verification as failed here.
+    """
+    verification = Verification.objects.get(pk=verification_id)
+    if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
+        return verification  # the provider already has this request
+    if verification.status == Status.QUEUED and not _try_transition(
+        verification, Status.SENDING, reason="worker picked it up", send_claim=delivery
+    ):
+        return verification
+    if verification.send_claim != delivery:
+        return verification  # another delivery owns this send
+    Verification.objects.filter(pk=verification.pk).update(
+        send_attempts=verification.send_attempts + 1
+    )
+    gateway = gateways.get_gateway()
+    try:
+        request_id = gateway.start(
+            number=verification.number.as_e164, client_ref=verification.pk.hex
+        )
+        reason = f"sent by SMS via {gateway.name}"
+    except ConcurrentRequest as conflict:
+        if not conflict.live_request_id:
+            raise TransientGatewayError(conflict.message) from conflict
+        # Our earlier try reached the provider (or the SDK re-sent it): adopt, don't resend.
+        request_id = conflict.live_request_id
+        reason = "adopted the provider's live request"
+    except PermanentGatewayError as error:
+        _try_transition(
+            verification, Status.FAILED, reason=error.message, failure_reason=error.message
+        )
+        return verification
+    now = timezone.now()
+    _try_transition(
+        verification,
+        Status.SENT,
+        reason=reason,
+        request_id=request_id,
+        channel="sms",
+        sent_at=now,
+        channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
+    )
+    if verification.status == Status.SENT:
+        _enqueue_advance(verification)
+    return verification
+
+
+def verification_send_gave_up(*, verification_id: UUID, error: GatewayError) -> None:
+    """The task ran out of retries on transient errors."""
+    verification = Verification.objects.get(pk=verification_id)
+    message = (
+        "We couldn't reach the SMS provider after several tries. "
+        "Please ask for a new code in a minute."
+    )
+    _try_transition(
+        verification, Status.FAILED, reason=f"gave up: {error.message}", failure_reason=message
+    )
+
+
+# --- checking --------------------------------------------------------------------------------
+
+_CODE_RE = re.compile(r"^\d+$")
+
+
+def verification_submit_code(
+    *, verification: Verification, code: str, ip: str | None
+) -> Verification:
+    """Web side of a check: validate the code's shape, then queue the provider check."""
+    code = re.sub(r"[\s-]", "", code or "")
+    length = settings.TWO_FACTOR_CODE_LENGTH
+    if not _CODE_RE.match(code) or len(code) != length:
+        raise VerificationRefused(f"Enter the {length}-digit code from the SMS or call.")
+    verification_refresh(verification=verification)
+    if not verification.accepts_code:
+        raise VerificationRefused(_why_no_code(verification))
+    _limit([("check_per_user", str(verification.user_id))])
+    transition(
+        verification,
+        Status.CHECKING,
+        reason="code submitted",
+        ip=ip,
+        channel=verification.channel,
+    )
+    transaction.on_commit(lambda: _enqueue("check", verification.pk, code))
+    return verification
+
+
+def _why_no_code(verification: Verification) -> str:
+    if verification.status == Status.CHECKING:
+        return "We're still checking your last code."
+    if verification.status in (Status.QUEUED, Status.SENDING):
+        return "Your code hasn't been sent yet. Wait a moment, then try again."
+    if verification.status in (Status.VERIFIED, Status.CONSUMED):
+        return "This number is already verified."
+    return "This code request has ended. Ask for a new code."
+
+
+def verification_check(*, verification_id: UUID, code: str) -> Verification:
+    """Worker side of a check. Raises TransientGatewayError for the task to retry."""
+    verification = Verification.objects.get(pk=verification_id)
+    if verification.status != Status.CHECKING:
+        return verification  # redelivered after it was settled
+    back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+    try:
+        gateways.get_gateway().check(request_id=verification.request_id, code=code)
+    except InvalidCode as error:
+        wrong = verification.wrong_codes + 1
+        if wrong >= settings.TWO_FACTOR_MAX_WRONG_CODES:
+            message = "That code was wrong too many times. Ask for a new code."
+            _try_transition(
+                verification,
+                Status.FAILED,
+                reason="too many wrong codes (local count)",
+                wrong_codes=wrong,
+                failure_reason=message,
+            )
+            _enqueue_cancel(verification)
+        else:
+            _try_transition(verification, back_to, reason=error.message, wrong_codes=wrong)
+        return verification
+    except TooManyAttempts:
+        message = "That code was wrong too many times. Ask for a new code."
+        _try_transition(
+            verification,
+            Status.FAILED,
+            reason="too many wrong codes (provider)",
+            wrong_codes=max(verification.wrong_codes + 1, settings.TWO_FACTOR_MAX_WRONG_CODES),
+            failure_reason=message,
+        )
+        return verification
+    except RequestNotFound:
+        message = "This code has expired. Ask for a new code."
+        _try_transition(
+            verification,
+            Status.EXPIRED,
+            reason="provider: not found or expired",
+            failure_reason=message,
+        )
+        return verification
+    except StepTakesNoCode as error:
+        _try_transition(verification, back_to, reason=error.message)
+        return verification
+    except PermanentGatewayError as error:
+        _try_transition(
+            verification, Status.FAILED, reason=error.message, failure_reason=error.message
+        )
+        return verification
+    verification_mark_verified(verification=verification, reason="code accepted")
+    return verification
+
+
+def verification_check_gave_up(*, verification_id: UUID, error: GatewayError) -> None:
+    verification = Verification.objects.get(pk=verification_id)
+    if verification.status != Status.CHECKING:
+        return
+    back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+    _try_transition(verification, back_to, reason=f"check not possible now: {error.message}")
+
+
+def verification_mark_verified(*, verification: Verification, reason: str) -> None:
+    now = timezone.now()
+    if _try_transition(verification, Status.VERIFIED, reason=reason, verified_at=now):
+        PhoneNumber.objects.filter(user_id=verification.user_id, number=verification.number).update(
+            verified_at=now
+        )
+
+
+# --- channels, cancel, expiry ----------------------------------------------------------------
+
+
+def verification_call_instead(*, verification: Verification, ip: str | None) -> None:
+    verification_refresh(verification=verification)
+    if verification.status != Status.SENT:
+        raise VerificationRefused(
+            "We're already calling you."
+            if verification.status == Status.CALLING
+            else "There is no code on its way to switch to a call."
+        )
+    _enqueue("next_channel", verification.pk)
+
+
+def verification_next_channel(*, verification_id: UUID, reason: str) -> Verification:
+    """Worker side of "call me instead"."""
+    verification = Verification.objects.get(pk=verification_id)
+    if verification.status != Status.SENT:
+        return verification
+    try:
+        gateways.get_gateway().next_channel(request_id=verification.request_id)
+    except NoMoreChannels:
+        pass  # the provider moved on by itself already: show the call
+    except RequestNotFound:
+        _try_transition(
+            verification,
+            Status.EXPIRED,
+            reason="provider: not found or expired",
+            failure_reason="This code has expired. Ask for a new code.",
+        )
+        return verification
+    except PermanentGatewayError as error:
+        logger.warning("next channel refused for %s: %s", verification.pk, error.message)
+        return verification
+    _enter_voice_step(verification, reason=reason)
+    return verification
+
+
+def _enter_voice_step(verification: Verification, *, reason: str) -> None:
+    now = timezone.now()
+    if _try_transition(
+        verification,
+        Status.CALLING,
+        reason=reason,
+        channel="voice",
+        channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
+    ):
+        _enqueue_advance(verification)
+
+
+def verification_refresh(*, verification: Verification) -> Verification:
+    """Apply the deadlines that have passed: SMS step → voice call → expired.
+
+    Verify moves to the next step by itself when a step's channel timeout passes; we
+    mirror that from our own clock so the page never shows a stale step.
+    """
+    deadline = verification.channel_deadline
+    if deadline is None or deadline > timezone.now():
+        return verification
+    if verification.status == Status.SENT:
+        _enter_voice_step(verification, reason="no code entered in time: calling instead")
+    elif verification.status == Status.CALLING:
+        _try_transition(
+            verification,
+            Status.EXPIRED,
+            reason="voice step timed out",
+            failure_reason="This code has expired. Ask for a new code.",
+        )
+    return verification
+
+
+def verification_advance(*, verification_id: UUID) -> Verification:
+    verification = Verification.objects.get(pk=verification_id)
+    return verification_refresh(verification=verification)
+
+
+def verification_cancel(*, verification: Verification, ip: str | None) -> None:
+    if not verification.is_live:
+        return
+    cancelled = _try_transition(
+        verification, Status.CANCELLED, reason="cancelled by the user", ip=ip
+    )
+    if cancelled and verification.request_id:
+        _enqueue_cancel(verification)
+
+
+def verification_provider_cancel(*, request_id: str) -> None:
+    """Best effort: Verify refuses cancels early in a request; it then expires by itself."""
+    try:
+        gateways.get_gateway().cancel(request_id=request_id)
+    except (RequestNotFound, PermanentGatewayError) as error:
+        logger.info("provider cancel of %s not done: %s", request_id, error.message)
+
+
+# --- completion and the session flag ---------------------------------------------------------
+
+
+def verification_complete(*, verification: Verification, session: Any) -> None:
+    """Consume a verified verification for this session: rotate the key, set the flag."""
+    from two_factor.session import session_mark_verified
+
+    if verification.session_key_hash != session_key_hash(session.session_key or ""):
+        raise VerificationRefused("This verification belongs to another session.")
+    if verification.status != Status.VERIFIED:
+        raise VerificationRefused("This verification isn't finished yet.")
+    transition(verification, Status.CONSUMED, reason="session verified", consumed_at=timezone.now())
+    session.cycle_key()
+    session_mark_verified(session=session, user=verification.user, number=verification.number)
+
+
+# --- plumbing ------------------------------------------------------------------------------
+
+
+def _limit(events: list[tuple[str, str]]) -> None:
+    try:
+        limits_hit(events=events)
+    except RateLimited as limited:
+        raise VerificationRefused(limited.message, retry_after=limited.retry_after) from None
+
+
+def _enqueue(operation: str, *args: Any) -> None:
+    from tasks import verification as verification_tasks
+
+    task = {
+        "send": verification_tasks.send_code,
+        "check": verification_tasks.check_code,
+        "next_channel": verification_tasks.next_channel,
+    }[operation]
+    task.delay(*(str(a) if isinstance(a, UUID) else a for a in args))
+
+
+def _enqueue_advance(verification: Verification) -> None:
+    from tasks import verification as verification_tasks
+
+    deadline = verification.channel_deadline
+    if deadline is None:
+        return
+    countdown = max(1, int((deadline - timezone.now()).total_seconds()) + 1)
+    transaction.on_commit(
+        lambda: verification_tasks.advance.apply_async((str(verification.pk),), countdown=countdown)
+    )
+
+
+def _enqueue_cancel(verification: Verification) -> None:
+    from tasks import verification as verification_tasks
+
+    request_id = verification.request_id
+    if request_id:
+        transaction.on_commit(lambda: verification_tasks.cancel_request.delay(request_id))

@@ -1,0 +1,261 @@
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from pollstr.safe_redirect import safe_next_url
+from two_factor import services
+from two_factor.forms import CodeForm, PhoneNumberForm
+from two_factor.models import PhoneNumber, Status, Verification
+from two_factor.services import VerificationRefused
+from two_factor.session import session_is_verified
+from two_factor.timeline import verification_timeline
+
+NEXT_SESSION_KEY = "two_factor_next"
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy sets it.
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def _session_key(request: HttpRequest) -> str:
+    if not request.session.session_key:
+        request.session.save()
+    return request.session.session_key or ""
+
+
+def _get_own_verification(request: HttpRequest, verification_id: UUID) -> Verification:
+    """This user's verification started in this session, else 404 (never say it exists)."""
+    verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
+    if verification.session_key_hash != services.session_key_hash(_session_key(request)):
+        raise Http404("No such verification")
+    return verification
+
+
+def _phone_of(request: HttpRequest) -> PhoneNumber | None:
+    return PhoneNumber.objects.filter(user=request.user).first()
+
+
+def _remember_next(request: HttpRequest) -> None:
+    candidate = request.POST.get("next") or request.GET.get("next")
+    if candidate:
+        request.session[NEXT_SESSION_KEY] = safe_next_url(request, candidate, "")
+
+
+def _status_context(request: HttpRequest, verification: Verification) -> dict[str, object]:
+    services.verification_refresh(verification=verification)
+    return {
+        "verification": verification,
+        "timeline": verification_timeline(verification),
+        "resend_in": services.resend_available_in(verification),
+        "call_in": (
+            verification.seconds_until(verification.channel_deadline)
+            if verification.status == Status.SENT
+            else None
+        ),
+        "code_form": CodeForm(),
+    }
+
+
+def _refused(
+    request: HttpRequest, verification: Verification, refusal: VerificationRefused
+) -> HttpResponse:
+    if getattr(request, "htmx", False):
+        context = {**_status_context(request, verification), "error": refusal.message}
+        return render(request, "two_factor/verify.html#status", context, status=200)
+    messages.error(request, refusal.message)
+    return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def start(request: HttpRequest) -> HttpResponse:
+    """Ask for the number (first time) or for consent to text the stored one."""
+    _remember_next(request)
+    phone = _phone_of(request)
+    form = PhoneNumberForm(request.POST if request.method == "POST" and phone is None else None)
+    if request.method == "POST":
+        try:
+            if phone is None:
+                if not form.is_valid():
+                    raise VerificationRefused("Enter your mobile number.")
+                phone = services.phone_number_set(
+                    user=request.user, raw_number=form.cleaned_data["number"]
+                )
+            verification = services.verification_start(
+                user=request.user, session_key=_session_key(request), ip=_client_ip(request)
+            )
+        except VerificationRefused as refusal:
+            form.add_error(None if phone else "number", refusal.message)
+            return render(
+                request, "two_factor/start.html", {"form": form, "phone": phone}, status=400
+            )
+        return redirect("two_factor:verify", verification_id=verification.pk)
+    context = {
+        "form": form,
+        "phone": phone,
+        "verified": session_is_verified(session=request.session, user=request.user),
+    }
+    return render(request, "two_factor/start.html", context)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def change_number(request: HttpRequest) -> HttpResponse:
+    """Replace the stored number: only from a session verified with the current one."""
+    phone = _phone_of(request)
+    if phone is not None and not session_is_verified(session=request.session, user=request.user):
+        messages.info(request, "Verify your current number before changing it.")
+        return redirect(f"{reverse('two_factor:start')}?next={reverse('two_factor:change_number')}")
+    form = PhoneNumberForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.phone_number_set(user=request.user, raw_number=form.cleaned_data["number"])
+            verification = services.verification_start(
+                user=request.user, session_key=_session_key(request), ip=_client_ip(request)
+            )
+        except VerificationRefused as refusal:
+            form.add_error("number", refusal.message)
+        else:
+            return redirect("two_factor:verify", verification_id=verification.pk)
+    status = 400 if form.errors else 200
+    return render(
+        request, "two_factor/change_number.html", {"form": form, "phone": phone}, status=status
+    )
+
+
+@never_cache
+@login_required
+@require_GET
+def verify(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    verification = _get_own_verification(request, verification_id)
+    return render(request, "two_factor/verify.html", _status_context(request, verification))
+
+
+@never_cache
+@login_required
+@require_GET
+def status(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    """The status partial: htmx polling and no-JS refresh render the same fragment."""
+    verification = _get_own_verification(request, verification_id)
+    return render(request, "two_factor/verify.html#status", _status_context(request, verification))
+
+
+@login_required
+@require_POST
+def submit_code(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    verification = _get_own_verification(request, verification_id)
+    form = CodeForm(request.POST)
+    code = request.POST.get("code", "") if form.is_valid() else ""
+    try:
+        services.verification_submit_code(
+            verification=verification, code=code, ip=_client_ip(request)
+        )
+    except VerificationRefused as refusal:
+        return _refused(request, verification, refusal)
+    if getattr(request, "htmx", False):
+        return render(
+            request, "two_factor/verify.html#status", _status_context(request, verification)
+        )
+    return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+@login_required
+@require_POST
+def resend(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    verification = _get_own_verification(request, verification_id)
+    try:
+        new = services.verification_resend(
+            verification=verification, session_key=_session_key(request), ip=_client_ip(request)
+        )
+    except VerificationRefused as refusal:
+        return _refused(request, verification, refusal)
+    url = reverse("two_factor:verify", args=[new.pk])
+    if getattr(request, "htmx", False):
+        return HttpResponseClientRedirect(url)
+    messages.success(request, "We're sending you a new code.")
+    return redirect(url)
+
+
+@login_required
+@require_POST
+def call_instead(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    verification = _get_own_verification(request, verification_id)
+    try:
+        services.verification_call_instead(verification=verification, ip=_client_ip(request))
+    except VerificationRefused as refusal:
+        return _refused(request, verification, refusal)
+    if getattr(request, "htmx", False):
+        return render(
+            request, "two_factor/verify.html#status", _status_context(request, verification)
+        )
+    messages.info(request, "We'll call you now and read out the same code.")
+    return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+@login_required
+@require_POST
+def cancel(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    verification = _get_own_verification(request, verification_id)
+    services.verification_cancel(verification=verification, ip=_client_ip(request))
+    messages.info(request, "Cancelled. You can ask for a new code at any time.")
+    url = reverse("two_factor:start")
+    if getattr(request, "htmx", False):
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@never_cache
+@login_required
+@require_GET
+def complete(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+    """Consume a verified verification: rotate the session, set the flag, go on to `next`.
+
+    The worker never writes sessions; the browser comes here once it sees "verified".
+    """
+    verification = _get_own_verification(request, verification_id)
+    try:
+        services.verification_complete(verification=verification, session=request.session)
+    except VerificationRefused as refusal:
+        if verification.status == Status.CONSUMED and session_is_verified(
+            session=request.session, user=request.user
+        ):
+            pass  # a second click on the same link: already done
+        else:
+            return _refused(request, verification, refusal)
+    else:
+        messages.success(request, "Your phone is verified. You can vote now.")
+    target = safe_next_url(
+        request, request.session.pop(NEXT_SESSION_KEY, ""), reverse("polls:index")
+    )
+    if getattr(request, "htmx", False):
+        return HttpResponseClientRedirect(target)
+    return redirect(target)
+
+
+@never_cache
+@require_GET
+def sandbox_inbox(request: HttpRequest) -> HttpResponse:
+    """The dev inbox of the offline gateway, like a local mail catcher."""
+    if settings.TWO_FACTOR_GATEWAY != "sandbox":
+        raise Http404("The sandbox gateway is not active.")
+    from two_factor.gateways.sandbox import sandbox_inbox as read_inbox
+
+    return render(request, "two_factor/sandbox_inbox.html", {"messages_sent": read_inbox(limit=20)})
