@@ -19,7 +19,7 @@ from two_factor.forms import CodeForm, PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import VerificationRefused
 from two_factor.session import session_is_verified
-from two_factor.timeline import verification_timeline
+from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"
 
@@ -57,27 +57,12 @@ def _remember_next(request: HttpRequest) -> None:
         request.session[NEXT_SESSION_KEY] = safe_next_url(request, candidate, "")
 
 
-def _status_context(request: HttpRequest, verification: Verification) -> dict[str, object]:
-    services.verification_refresh(verification=verification)
-    return {
-        "verification": verification,
-        "timeline": verification_timeline(verification),
-        "resend_in": services.resend_available_in(verification),
-        "call_in": (
-            verification.seconds_until(verification.channel_deadline)
-            if verification.status == Status.SENT
-            else None
-        ),
-        "code_form": CodeForm(),
-    }
-
-
 def _refused(
     request: HttpRequest, verification: Verification, refusal: VerificationRefused
 ) -> HttpResponse:
     if getattr(request, "htmx", False):
-        context = {**_status_context(request, verification), "error": refusal.message}
-        return render(request, "two_factor/verify.html#status", context, status=200)
+        context = status_context(verification, error=refusal.message)
+        return render(request, STATUS_TEMPLATE, context, status=200)
     messages.error(request, refusal.message)
     return redirect("two_factor:verify", verification_id=verification.pk)
 
@@ -146,7 +131,7 @@ def change_number(request: HttpRequest) -> HttpResponse:
 @require_GET
 def verify(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
-    return render(request, "two_factor/verify.html", _status_context(request, verification))
+    return render(request, "two_factor/verify.html", status_context(verification))
 
 
 @never_cache
@@ -155,7 +140,7 @@ def verify(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 def status(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     """The status partial: htmx polling and no-JS refresh render the same fragment."""
     verification = _get_own_verification(request, verification_id)
-    return render(request, "two_factor/verify.html#status", _status_context(request, verification))
+    return render(request, STATUS_TEMPLATE, status_context(verification))
 
 
 @login_required
@@ -171,9 +156,7 @@ def submit_code(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if getattr(request, "htmx", False):
-        return render(
-            request, "two_factor/verify.html#status", _status_context(request, verification)
-        )
+        return render(request, STATUS_TEMPLATE, status_context(verification))
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
@@ -203,9 +186,7 @@ def call_instead(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if getattr(request, "htmx", False):
-        return render(
-            request, "two_factor/verify.html#status", _status_context(request, verification)
-        )
+        return render(request, STATUS_TEMPLATE, status_context(verification))
     messages.info(request, "We'll call you now and read out the same code.")
     return redirect("two_factor:verify", verification_id=verification.pk)
 

@@ -1,0 +1,181 @@
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+
+from pollstr.asgi import application
+from tests.two_factor.helpers import give_phone
+from two_factor import services
+from two_factor.live import verification_publish
+from two_factor.models import Status, Verification
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+ORIGIN = (b"origin", b"http://localhost")
+
+
+def _browser(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def _headers(client: Client, origin: tuple[bytes, bytes] | None = ORIGIN) -> list:
+    session = client.cookies["sessionid"].value
+    headers = [
+        (b"cookie", f"sessionid={session}; csrftoken=abcdefghijklmnopqrstuvwxyz012345".encode())
+    ]
+    if origin:
+        headers.append(origin)
+    headers.append((b"host", b"localhost"))
+    return headers
+
+
+def _verification_for(client: Client, user, status: str = Status.SENT) -> Verification:
+    give_phone(user, "+447911123456", verified=False)
+    return Verification.objects.create(
+        user=user,
+        session_key_hash=services.session_key_hash(client.session.session_key),
+        number="+447911123456",
+        status=status,
+        request_id="req-1",
+        channel="sms",
+    )
+
+
+async def _connect(path: str, headers: list) -> tuple[WebsocketCommunicator, bool, object]:
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    return communicator, connected, code
+
+
+async def test_own_verification_is_accepted_and_gets_the_current_status(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+
+    assert connected
+    html = await communicator.receive_from(timeout=5)
+    assert 'id="verification-status"' in html
+    assert 'data-status="sent"' in html
+    # Forms pushed over the socket carry a token for this browser's CSRF cookie.
+    assert 'name="csrfmiddlewaretoken" value="' in html
+    await communicator.disconnect()
+
+
+async def test_a_published_change_is_relayed(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+
+    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
+    await sync_to_async(verification_publish)(verification_id=verification.pk)
+
+    html = await communicator.receive_from(timeout=5)
+    assert 'data-status="calling"' in html
+    await communicator.disconnect()
+
+
+async def test_another_users_verification_is_refused(make_user):
+    owner = await sync_to_async(make_user)("owner")
+    intruder = await sync_to_async(make_user)("intruder")
+    owner_client = await sync_to_async(_browser)(owner)
+    intruder_client = await sync_to_async(_browser)(intruder)
+    verification = await sync_to_async(_verification_for)(owner_client, owner)
+
+    _, connected, code = await _connect(f"/ws/2fa/{verification.pk}/", _headers(intruder_client))
+
+    assert not connected
+    assert code == 4403
+
+
+async def test_the_same_user_in_another_session_is_refused(make_user):
+    user = await sync_to_async(make_user)()
+    first = await sync_to_async(_browser)(user)
+    second = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(first, user)
+
+    _, connected, code = await _connect(f"/ws/2fa/{verification.pk}/", _headers(second))
+
+    assert not connected
+    assert code == 4403
+
+
+async def test_anonymous_and_unknown_ids_are_refused_alike(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+
+    _, anonymous, anonymous_code = await _connect(
+        f"/ws/2fa/{verification.pk}/", [ORIGIN, (b"host", b"localhost")]
+    )
+    _, unknown, unknown_code = await _connect(
+        "/ws/2fa/00000000-0000-0000-0000-000000000000/", _headers(client)
+    )
+    _, garbage, garbage_code = await _connect("/ws/2fa/not-a-uuid/", _headers(client))
+
+    assert (anonymous, unknown, garbage) == (False, False, False)
+    assert anonymous_code == unknown_code == garbage_code == 4403
+
+
+async def test_a_foreign_origin_is_refused(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+
+    _, connected, _ = await _connect(
+        f"/ws/2fa/{verification.pk}/", _headers(client, origin=(b"origin", b"https://evil.example"))
+    )
+    _, no_origin, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client, origin=None))
+
+    assert not connected
+    assert not no_origin
+
+
+async def test_garbage_frames_are_ignored_and_the_socket_stays_useful(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+
+    for frame in [" ", "not json", json.dumps({"type": "verification.changed"}), "\x00" * 1000]:
+        await communicator.send_to(text_data=frame)
+    await communicator.send_to(bytes_data=b"\xff\xfe")
+    assert await communicator.receive_nothing(timeout=0.3)
+
+    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
+    await sync_to_async(verification_publish)(verification_id=verification.pk)
+    assert 'data-status="calling"' in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
+async def test_a_reconnect_gets_the_state_it_missed(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, _, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+    await sync_to_async(services.transition)(verification, Status.CHECKING, reason="offline")
+    await sync_to_async(services.verification_mark_verified)(verification=verification, reason="x")
+    again, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+
+    assert connected
+    html = await again.receive_from(timeout=5)
+    assert 'data-status="verified"' in html
+    assert "continue-link" in html
+    await again.disconnect()
+    await asyncio.sleep(0)
