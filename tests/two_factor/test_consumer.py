@@ -17,6 +17,7 @@ from two_factor.models import Status, Verification
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 ORIGIN = (b"origin", b"http://localhost")
+CSRF_SECRET = "abcdefghijklmnopqrstuvwxyz012345"
 
 
 def _browser(user) -> Client:
