@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _settings_variables() -> set[str]:
+    source = (ROOT / "pollstr" / "settings.py").read_text()
+    return set(re.findall(r'env_[a-z]+\(\s*"([A-Z0-9_]+)"', source))
+
+
+def _documented_variables() -> set[str]:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    return {line.split("=", 1)[0] for line in lines if re.match(r"^[A-Z0-9_]+=", line)}
+
+
+def test_every_environment_variable_is_documented_in_env_example():
+    missing = _settings_variables() - _documented_variables()
+    assert not missing, f"add to .env.example: {sorted(missing)}"
+
+
+def test_env_example_documents_nothing_that_does_not_exist():
+    unknown = _documented_variables() - _settings_variables()
+    assert not unknown, f"not read by settings: {sorted(unknown)}"
+
+
+def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", "from pollstr import settings"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DEBUG", "maybe"),
+        ("TWO_FACTOR_CODE_LENGTH", "six"),
+        ("TWO_FACTOR_CODE_LENGTH", "3"),
+        ("TWO_FACTOR_GATEWAY", "twilio"),
+        ("TWO_FACTOR_SANDBOX_FAILURE_RATE", "2"),
+        ("DATABASE_URL", "mysql://localhost/x"),
+    ],
+)
+def test_a_bad_setting_stops_start_up_with_a_clear_message(name, value):
+    result = _load_settings(**{name: value, "SECRET_KEY": "x"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert name in result.stderr or value in result.stderr
+
+
+def test_production_database_without_a_secret_key_refuses_to_start():
+    env = {"DATABASE_URL": "postgres://localhost/pollstr", "SECRET_KEY": ""}
+    result = _load_settings(**env)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_database_url_selects_postgres_and_redis_url_selects_redis():
+    code = (
+        "from pollstr import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.DATABASES['default']['NAME'], "
+        "s.CACHES['default']['BACKEND'], s.CHANNEL_LAYERS['default']['BACKEND'], "
+        "s.CELERY_BROKER_URL, s.CELERY_EMBEDDED_WORKER)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    clean.pop("CELERY_EMBEDDED_WORKER", None)
+    env = {
+        **clean,
+        "SECRET_KEY": "x",
+        "DATABASE_URL": "postgres://u:p%40ss@db:5432/pollstr",
+        "REDIS_URL": "redis://redis:6379/0",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.split()
+    assert out == [
+        "django.db.backends.postgresql",
+        "pollstr",
+        "django.core.cache.backends.redis.RedisCache",
+        "channels_redis.core.RedisChannelLayer",
+        "redis://redis:6379/0",
+        "False",
+    ]
+
+
+def test_the_embedded_default_needs_no_service():
+    code = (
+        "from pollstr import settings as s; "
+        "print(s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, "
+        "s.CHANNEL_LAYERS['default']['BACKEND'], s.CELERY_EMBEDDED_WORKER, s.TWO_FACTOR_GATEWAY)"
+    )
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_", "REDIS_", "SECRET_KEY", "CELERY_", "TWO_FACTOR_"))
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "POLLSTR_VAR_DIR": str(ROOT / "var" / "test-embedded")},
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    ).stdout.split()
+    assert out == [
+        "django.db.backends.sqlite3",
+        "memory://",
+        "pollstr.channel_layers.EmbeddedChannelLayer",
+        "True",
+        "sandbox",
+    ]
