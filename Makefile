@@ -26,6 +26,7 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 run: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
+	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Pollstr on http://$(HOST):$(PORT)/  (log in as test / test1234; SMS codes at /2fa/sandbox/)"
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pollstr.asgi:application
 

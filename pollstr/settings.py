@@ -135,12 +135,14 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "pollstr.channel_layers.EmbeddedChannelLayer"}}
 
 # --- Celery ---------------------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://localhost/")
 CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     # The in-memory broker polls; a short interval keeps "queued" brief in `make run`.
     "polling_interval": 0.1,
+    # Prefixes every broker key: deployments (or test runs) can share one Redis db.
+    "global_keyprefix": env_str("CELERY_BROKER_KEY_PREFIX"),
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -156,7 +158,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASK_RETRY_BASE_DELAY = env_float("TASK_RETRY_BASE_DELAY", 2.0, minimum=0.01, maximum=60)
 TASK_RETRY_MAX_DELAY = env_float("TASK_RETRY_MAX_DELAY", 60.0, minimum=0.01, maximum=600)
 CELERY_IMPORTS = ["tasks.verification"]
-CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL == "memory://")
+CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://"))
 
 # --- Auth -----------------------------------------------------------------------------
 PASSWORD_HASHERS = [
@@ -235,6 +237,8 @@ VONAGE_API_SECRET = env_str("VONAGE_API_SECRET")
 VONAGE_APPLICATION_ID = env_str("VONAGE_APPLICATION_ID")
 VONAGE_PRIVATE_KEY = env_str("VONAGE_PRIVATE_KEY")
 VONAGE_SIGNATURE_SECRET = env_str("VONAGE_SIGNATURE_SECRET")
+# How old (seconds) a signed provider callback may be; older ones are refused as stale.
+TWO_FACTOR_WEBHOOK_MAX_AGE = env_int("TWO_FACTOR_WEBHOOK_MAX_AGE", 300, minimum=1, maximum=3600)
 VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")
 VONAGE_TIMEOUT = env_int("VONAGE_TIMEOUT", 10, minimum=1, maximum=60)
 

@@ -117,7 +117,7 @@ def test_the_embedded_default_needs_no_service():
     ).stdout.split()
     assert out == [
         "django.db.backends.sqlite3",
-        "memory://",
+        "memory://localhost/",
         "pollstr.channel_layers.EmbeddedChannelLayer",
         "True",
         "sandbox",
