@@ -174,3 +174,33 @@ class VerificationEvent(models.Model):
 
     def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
         raise ValueError("Verification events are append-only.")
+
+
+class ProviderCallback(models.Model):
+    """One signed status callback from the provider, stored before we answer 2xx.
+
+    ``token_id`` (the JWT's ``jti``, or a hash of the token) is unique: a replayed token
+    meets the constraint and changes nothing.
+    """
+
+    token_id = models.CharField(max_length=128, unique=True)
+    request_id = models.CharField(max_length=64, db_index=True)
+    verification = models.ForeignKey(
+        Verification,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="provider_callbacks",
+    )
+    type = models.CharField(max_length=32)
+    status = models.CharField(max_length=32, blank=True)
+    body = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    # What applying it did, in words ("verified", "ignored: unknown request", ...).
+    result = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["received_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.status} for {self.request_id}"

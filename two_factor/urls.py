@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from two_factor import views
+from two_factor import views, webhooks
 
 app_name = "two_factor"
 urlpatterns = [
@@ -16,4 +16,5 @@ urlpatterns = [
     path("v/<uuid:verification_id>/cancel/", views.cancel, name="cancel"),
     path("v/<uuid:verification_id>/complete/", views.complete, name="complete"),
     path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
+    path("webhooks/vonage/verify/", webhooks.vonage_verify, name="vonage_verify_webhook"),
 ]

@@ -92,7 +92,8 @@ class FakeVerifyServer:
     ``REQUESTS_CA_BUNDLE=fake.ca_bundle_path`` (the ``fake_verify`` fixture does both).
 
     - ``messages``: every code "sent" (dicts with request_id, to, channel, code, at).
-    - ``callbacks``: the event/summary bodies Verify would post.
+    - ``callbacks``: the event/summary bodies Verify would post; with ``callback_url``
+      and ``signature_secret`` they are also POSTed there, signed as Vonage signs them.
     - ``requests_log``: every request received, scripted ones included.
     - ``advance(seconds)``: move the server's clock, e.g. past a channel timeout.
     """
@@ -105,6 +106,8 @@ class FakeVerifyServer:
         jwt_public_key: str | bytes | None = None,
         max_wrong_codes: int = 3,
         invalid_numbers: Iterable[str] = (),
+        callback_url: str | None = None,
+        signature_secret: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
@@ -112,6 +115,8 @@ class FakeVerifyServer:
         self.jwt_public_key = jwt_public_key
         self.max_wrong_codes = max_wrong_codes
         self.invalid_numbers = set(invalid_numbers)
+        self.callback_url = callback_url
+        self.signature_secret = signature_secret
         self._offset = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -163,7 +168,7 @@ class FakeVerifyServer:
                 max_wrong_codes=self.max_wrong_codes,
                 number_is_valid=lambda to: to not in self.invalid_numbers,
                 on_message=self.messages.append,
-                on_callback=self.callbacks.append,
+                on_callback=self._callback,
             )
 
     @property
@@ -193,6 +198,13 @@ class FakeVerifyServer:
 
     def requests_for(self, operation: Operation) -> list[LoggedRequest]:
         return [r for r in self.requests_log if r.operation == operation]
+
+    def _callback(self, payload: dict[str, Any]) -> None:
+        self.callbacks.append(payload)
+        if self.callback_url and self.signature_secret:
+            from two_factor.callbacks import callback_post
+
+            callback_post(self.callback_url, payload, self.signature_secret)
 
     # --- scripting --------------------------------------------------------------------
 

@@ -57,7 +57,11 @@ class SandboxGateway:
         self.config = config or GatewayConfig()
         self.store: Store = store if store is not None else sandbox_store()
         self.engine = VerifyEngine(
-            self.store, clock=clock, max_wrong_codes=max_wrong_codes, on_message=self._deliver
+            self.store,
+            clock=clock,
+            max_wrong_codes=max_wrong_codes,
+            on_message=self._deliver,
+            on_callback=self._post_callback,
         )
 
     def start(self, *, number: str, client_ref: str) -> str:
@@ -105,6 +109,14 @@ class SandboxGateway:
         with self.store.lock():
             inbox = self.store.get(INBOX_KEY) or []
             self.store.set(INBOX_KEY, [message, *inbox][:INBOX_SIZE])
+
+    def _post_callback(self, payload: dict[str, Any]) -> None:
+        # Signed, to our own webhook, like Vonage's status callbacks; off unless
+        # TWO_FACTOR_WEBHOOK_BASE_URL and VONAGE_SIGNATURE_SECRET are set. The engine
+        # logs a listener's failure instead of raising it into the gateway call.
+        from two_factor.callbacks import callback_send
+
+        callback_send(payload)
 
     def _inject_faults(self, operation: str) -> None:
         latency = _setting_number("TWO_FACTOR_SANDBOX_LATENCY", 0.0, low=0.0)

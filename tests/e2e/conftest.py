@@ -1,0 +1,80 @@
+"""A real stack for browser tests: daphne and a separate Celery worker process on
+PostgreSQL and Redis, driven by Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from tests import stack
+
+# Playwright's sync API runs an event loop in this thread; the test's own ORM calls
+# (setting up polls, reading results) are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+# Where screenshots go: docs/screenshots when POLLSTR_SCREENSHOTS names it, else a temp dir.
+SCREENSHOT_DIR = os.environ.get("POLLSTR_SCREENSHOTS", "")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not Path(CHROMIUM).exists():
+        # make test installs it (scripts/ensure-services.sh); a bare pytest run must say so.
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `make test` (installs it as root) or "
+            "`apt-get install -y chromium`."
+        )
+    return CHROMIUM
+
+
+@pytest.fixture
+def e2e_stack(transactional_db: None, chromium_path: str) -> Iterator[dict[str, Any]]:
+    if not connection.settings_dict["ENGINE"].endswith("postgresql"):
+        pytest.skip(
+            "browser tests need PostgreSQL: daphne and the worker are separate processes "
+            "that cannot share the SQLite test database (make test uses PostgreSQL)"
+        )
+    redis_url = stack.redis_url_for_tests()
+    if not stack.redis_ping(redis_url):
+        pytest.fail(f"Redis is not reachable at {redis_url}: start it (make test does).")
+    call_command("load_demo", verbosity=0)
+    env = stack.stack_env(
+        database_url=stack.database_url(connection.settings_dict),
+        redis_url=redis_url,
+        extra={"TWO_FACTOR_RESEND_COOLDOWN": "30", "LOG_LEVEL": "INFO"},
+    )
+    with stack.celery_worker(env, concurrency=2) as worker, stack.daphne_server(env) as web:
+        yield {"url": web.url, "web": web, "worker": worker}
+
+
+@pytest.fixture
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    target = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path / "screenshots"
+    target.mkdir(parents=True, exist_ok=True)
+    return target

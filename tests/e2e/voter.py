@@ -1,0 +1,68 @@
+"""What a voter does in the browser, step by step, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+PASSWORD = "a-long-passphrase-42"
+TIMEOUT_MS = 20_000
+
+
+def fresh_number() -> str:
+    """A valid mobile number no other test account holds (every +33 61 number is a
+    valid French mobile in phonenumbers' metadata; not every +44 7911 one is)."""
+    return f"+3361{secrets.randbelow(10**7):07d}"
+
+
+@dataclass
+class Voter:
+    page: Page
+    base_url: str
+    username: str = field(default_factory=lambda: f"voter{secrets.token_hex(4)}")
+    number: str = field(default_factory=fresh_number)
+
+    def sign_up(self) -> None:
+        self.page.goto(f"{self.base_url}/accounts/signup/")
+        self.page.fill("#id_username", self.username)
+        self.page.fill("#id_password1", PASSWORD)
+        self.page.fill("#id_password2", PASSWORD)
+        self.page.click("main button[type=submit]")
+        expect(self.page.locator("nav")).to_contain_text(self.username)
+
+    def open_poll(self, question_id: int) -> None:
+        self.page.goto(f"{self.base_url}/polls/{question_id}/")
+
+    def give_number(self) -> None:
+        expect(self.page).to_have_url(re.compile(r"/2fa/\?next="))
+        self.page.fill("#id_number", self.number)
+        self.page.click("main button[type=submit]")
+        expect(self.page).to_have_url(re.compile(r"/2fa/v/[0-9a-f-]+/$"))
+
+    def status(self) -> Any:
+        return self.page.locator("#verification-status")
+
+    def wait_for_status(self, status: str) -> None:
+        expect(self.status()).to_have_attribute("data-status", status, timeout=TIMEOUT_MS)
+
+    def enter_code(self, code: str) -> None:
+        self.page.fill("#id_code", code)
+        self.page.click("#code-form button[type=submit]")
+
+    def code_from_inbox(self, inbox_page: Page) -> str:
+        """Read the newest code sent to this voter's number from the sandbox inbox."""
+        row = inbox_page.locator(f'#sandbox-inbox tr[data-to="{self.number[1:]}"]').first
+        for _ in range(50):
+            inbox_page.goto(f"{self.base_url}/2fa/sandbox/")
+            if row.count():
+                return row.locator(".sandbox-code").inner_text().strip()
+            inbox_page.wait_for_timeout(200)
+        raise AssertionError(f"no code for {self.number} in the sandbox inbox")
+
+
+def wrong_code_for(code: str) -> str:
+    return "".join(str((int(digit) + 1) % 10) for digit in code)

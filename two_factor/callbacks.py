@@ -1,0 +1,333 @@
+"""Vonage Verify v2 status callbacks: proving they come from the provider, applying
+them to the verification state machine, and (for the sandbox and the test double)
+sending them.
+
+Receiving is three steps, each refusing with :class:`CallbackRefused`:
+:func:`callback_token_verify` (the signed JWT), :func:`callback_payload_parse` (the
+body's shape), :func:`callback_receive` (store once, then apply, in one transaction).
+Every status change goes through ``services``' one transition path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+import requests
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+
+from two_factor import services
+from two_factor.gateways.errors import Blocked
+from two_factor.models import ProviderCallback, Status, Verification
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+SIGNING_ALGORITHM = "HS256"
+# Seconds of clock skew tolerated between the provider and us (iat in the future, exp).
+CLOCK_LEEWAY = 30
+# The sandbox posts to our own server: a slow answer must not hold up a gateway call.
+POST_TIMEOUT = 3.0
+_TOKEN_ID_MAX_LENGTH = 128
+_FIELD_MAX_LENGTH = 32
+_REQUEST_ID_MAX_LENGTH = 64
+_CLIENT_REF = re.compile(r"^[0-9a-fA-F]{16}$")
+
+FAILED_MESSAGE = "We couldn't confirm your code. Ask for a new code to try again."
+EXPIRED_MESSAGE = "This code has expired. Ask for a new code."
+USER_REJECTED_MESSAGE = (
+    "This code request was declined on your phone. If that wasn't you, ask for a new code."
+)
+REJECTED_MESSAGE = (
+    "Our SMS provider refused to send a code to this number. "
+    "Check the number, then ask for a new code."
+)
+
+# What a callback's status means for the verification, whichever type ("event" or
+# "summary") carries it. Anything else changes nothing.
+OUTCOMES: dict[str, tuple[Status, str]] = {
+    "completed": (Status.VERIFIED, ""),
+    "failed": (Status.FAILED, FAILED_MESSAGE),
+    "user_rejected": (Status.FAILED, USER_REJECTED_MESSAGE),
+    "rejected": (Status.FAILED, REJECTED_MESSAGE),
+    "blocked": (Status.FAILED, Blocked.default_message),
+    "expired": (Status.EXPIRED, EXPIRED_MESSAGE),
+}
+
+
+class CallbackRefused(Exception):
+    """A callback we won't store: ``status`` is the HTTP answer, ``message`` says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- is it from the provider? ------------------------------------------------------------
+
+
+def callback_token_verify(
+    *, authorization: str | None, body: bytes, secret: str, max_age: int
+) -> str:
+    """Check the ``Authorization: Bearer <JWT>`` of a callback; return the token's id.
+
+    HS256 only (``none`` and public-key algorithms are refused), signed with ``secret``,
+    issued (``iat``) at most ``max_age`` seconds ago and not in the future, not past its
+    ``exp``, and bound to ``body`` when it carries a ``payload_hash``. The id is the
+    ``jti``, or the token's hash if it has none: it may be used once.
+    """
+    if not secret:
+        raise CallbackRefused(503, "Callbacks are not accepted: no signature secret is set.")
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise CallbackRefused(401, "A signed Bearer token is required.")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[SIGNING_ALGORITHM],
+            options={"require": ["iat"]},
+            leeway=CLOCK_LEEWAY,
+        )
+    except jwt.ExpiredSignatureError:
+        raise CallbackRefused(401, "The token has expired.") from None
+    except jwt.ImmatureSignatureError:
+        raise CallbackRefused(401, "The token was issued in the future.") from None
+    except jwt.MissingRequiredClaimError:
+        raise CallbackRefused(401, "The token must say when it was issued (iat).") from None
+    except jwt.InvalidIssuedAtError:
+        raise CallbackRefused(401, "The token's issue time (iat) must be a number.") from None
+    except jwt.InvalidAlgorithmError:
+        raise CallbackRefused(401, "Only HS256-signed tokens are accepted.") from None
+    except jwt.PyJWTError:
+        raise CallbackRefused(401, "The token's signature is not valid.") from None
+
+    # pyjwt has checked that iat is an integer and not in the future.
+    if time.time() - int(claims["iat"]) > max_age:
+        raise CallbackRefused(401, "The token is too old.")
+    if "payload_hash" in claims:
+        expected = hashlib.sha256(body).hexdigest()
+        claimed = claims["payload_hash"]
+        if not isinstance(claimed, str) or not hmac.compare_digest(claimed.lower(), expected):
+            raise CallbackRefused(401, "The token was signed for a different body.")
+    jti = claims.get("jti")
+    if jti is None:
+        return hashlib.sha256(token.encode()).hexdigest()
+    if not isinstance(jti, str) or not 1 <= len(jti) <= _TOKEN_ID_MAX_LENGTH:
+        raise CallbackRefused(401, "The token's id (jti) is not valid.")
+    return jti
+
+
+# --- is it a callback? ---------------------------------------------------------------------
+
+
+def callback_payload_parse(body: bytes) -> dict[str, Any]:
+    """The callback's JSON object, with the fields we rely on checked for type."""
+    try:
+        payload = json.loads(body, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise CallbackRefused(400, "The body must be JSON.") from None
+    if not isinstance(payload, dict):
+        raise CallbackRefused(400, "The body must be a JSON object.")
+    # PostgreSQL can store neither NUL characters nor NaN in JSON or text columns.
+    if "\\u0000" in json.dumps(payload):
+        raise CallbackRefused(400, "The body must not contain NUL characters.")
+
+    request_id = payload.get("request_id")
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= _REQUEST_ID_MAX_LENGTH:
+        raise CallbackRefused(400, "request_id must be a string of 1 to 64 characters.")
+    for name in ("type", "status"):
+        value = payload.get(name)
+        if not isinstance(value, str) or not 1 <= len(value) <= _FIELD_MAX_LENGTH:
+            raise CallbackRefused(400, f"{name} must be a string of 1 to 32 characters.")
+    for name in ("channel", "client_ref"):
+        if name in payload and not isinstance(payload[name], str | None):
+            raise CallbackRefused(400, f"{name} must be a string.")
+    workflow = payload.get("workflow")
+    if workflow is not None and not (
+        isinstance(workflow, list) and all(isinstance(step, dict) for step in workflow)
+    ):
+        raise CallbackRefused(400, "workflow must be a list of objects.")
+    return payload
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+# --- storing and applying --------------------------------------------------------------------
+
+
+def callback_receive(*, token_id: str, payload: Mapping[str, Any]) -> ProviderCallback:
+    """Store the callback and apply it, in one transaction: once this returns, it is
+    safe to answer 2xx. A token id seen before raises CallbackRefused (409)."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record = ProviderCallback.objects.create(
+                    token_id=token_id,
+                    request_id=payload["request_id"],
+                    type=payload["type"],
+                    status=payload["status"],
+                    body=dict(payload),
+                )
+        except IntegrityError:
+            raise CallbackRefused(409, "This token was already used.") from None
+        verification = callback_verification_find(payload=payload)
+        record.verification = verification
+        record.result = callback_apply(verification=verification, payload=payload)
+        record.save(update_fields=["verification", "result"])
+    logger.info("Provider callback %s %s: %s", record.type, record.status, record.result)
+    return record
+
+
+def callback_verification_find(*, payload: Mapping[str, Any]) -> Verification | None:
+    """The verification a callback is about, locked for the rest of the transaction.
+
+    By ``request_id`` (the newest, should two share it after an adopted 409); else by
+    ``client_ref`` (the first 16 hex characters of our id, see
+    ``gateways.base.provider_client_ref``), but only a verification that doesn't know
+    its request id yet: one that knows another id belongs to another provider request.
+    """
+    request_id = payload["request_id"]
+    found = Verification.objects.select_for_update().filter(request_id=request_id).first()
+    if found is not None:
+        return found
+    client_ref = payload.get("client_ref")
+    if not isinstance(client_ref, str) or not _CLIENT_REF.match(client_ref):
+        return None
+    prefix = client_ref.lower()
+    # A range on the primary key: a prefix match that works on every database's UUID type.
+    candidates = list(
+        Verification.objects.select_for_update().filter(
+            pk__gte=uuid.UUID(prefix + "0" * 16),
+            pk__lte=uuid.UUID(prefix + "f" * 16),
+            request_id="",
+        )[:2]
+    )
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def callback_apply(*, verification: Verification | None, payload: Mapping[str, Any]) -> str:
+    """Apply a parsed callback to its verification; return what it did, in words.
+
+    Never moves a verification backwards: the state machine refuses what doesn't
+    follow from the current status, so a repeated or late callback changes nothing.
+    """
+    if verification is None:
+        return "ignored: no verification has this request id"
+    kind, status = payload["type"], payload["status"]
+    if kind not in ("event", "summary"):
+        return f"ignored: {kind} callbacks are not used"
+    reason = f"provider callback: {kind} {status}"
+    steps = [verification.status]
+
+    if verification.status == Status.SENT and _voice_step_started(payload):
+        callback_voice_step_started(verification, reason=f"{reason}: voice call started")
+        if verification.status == Status.CALLING:
+            steps.append(Status.CALLING)
+
+    outcome = OUTCOMES.get(status)
+    if outcome is not None and verification.status != outcome[0]:
+        to, message = outcome
+        if to == Status.VERIFIED:
+            services.verification_mark_verified(verification=verification, reason=reason)
+        else:
+            services._try_transition(verification, to, reason=reason, failure_reason=message)
+        if verification.status == to:
+            steps.append(f"{to} (blocked)" if status == "blocked" else to)
+
+    if len(steps) == 1:
+        return f"no change: the verification is {verification.status}"
+    return " → ".join(str(step) for step in steps)
+
+
+def callback_voice_step_started(verification: Verification, *, reason: str) -> None:
+    """The provider says it is calling: the same move as our own clock's or "call me
+    instead", so the step's deadline and its advance task are set the same way."""
+    # Private in services; called here rather than copied so there is one voice step.
+    services._enter_voice_step(verification, reason=reason)
+
+
+def _voice_step_started(payload: Mapping[str, Any]) -> bool:
+    if payload["type"] == "event":
+        return payload.get("channel") == "voice"
+    return any(
+        step.get("channel") == "voice" and step.get("initiated_at")
+        for step in payload.get("workflow") or []
+    )
+
+
+# --- sending (the sandbox and the test double stand in for the provider) -----------------
+
+
+def callback_body(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def callback_sign(body: bytes, secret: str, *, issued_at: float | None = None) -> str:
+    """A token as the provider signs one: HS256 with the signature secret, bound to
+    ``body`` by its hash, with a fresh id."""
+    claims = {
+        "iat": int(time.time() if issued_at is None else issued_at),
+        "jti": str(uuid.uuid4()),
+        "payload_hash": hashlib.sha256(body).hexdigest(),
+    }
+    return jwt.encode(claims, secret, algorithm=SIGNING_ALGORITHM)
+
+
+def callback_post(
+    url: str, payload: Mapping[str, Any], secret: str, *, timeout: float = POST_TIMEOUT
+) -> int | None:
+    """POST a signed callback; return the HTTP status, or None if it didn't arrive.
+
+    Failures are logged, never raised: the caller is in the middle of a gateway call.
+    """
+    body = callback_body(payload)
+    headers = {
+        "Authorization": f"Bearer {callback_sign(body, secret)}",
+        "Content-Type": "application/json",
+    }
+    try:
+        with requests.Session() as session:
+            # Our own server: no environment proxy in between.
+            session.trust_env = False
+            response = session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
+    except requests.RequestException as error:
+        logger.warning("Callback to %s not delivered: %s", url, error)
+        return None
+    if not 200 <= response.status_code < 300:
+        logger.warning(
+            "Callback to %s answered %s: %s", url, response.status_code, response.text[:200]
+        )
+    return response.status_code
+
+
+def callback_url() -> str | None:
+    """Where the sandbox posts its callbacks: None (off) unless both
+    TWO_FACTOR_WEBHOOK_BASE_URL and VONAGE_SIGNATURE_SECRET are set."""
+    base = getattr(settings, "TWO_FACTOR_WEBHOOK_BASE_URL", "")
+    if not base or not getattr(settings, "VONAGE_SIGNATURE_SECRET", ""):
+        return None
+    return base.rstrip("/") + reverse("two_factor:vonage_verify_webhook")
+
+
+def callback_send(payload: Mapping[str, Any]) -> None:
+    """The sandbox's ``on_callback``: post to our own webhook when configured."""
+    url = callback_url()
+    if url is not None:
+        callback_post(url, payload, settings.VONAGE_SIGNATURE_SECRET)
