@@ -35,8 +35,9 @@ def verification_redirect(request: HttpRequest) -> HttpResponse | None:
     """Where this request must go before it may see a protected page, or None."""
     next_url = request.get_full_path()
     if request.method != "GET":
-        # A POST can't be replayed after a redirect: come back to the page it came from.
-        referer_path = request.headers.get("HX-Current-URL") or ""
+        # A POST can't be replayed after a redirect: come back to the page it came from
+        # (htmx names it; a plain form post has the same-origin Referer).
+        referer_path = request.headers.get("HX-Current-URL") or request.headers.get("Referer") or ""
         next_url = _same_site_path(request, referer_path) or next_url
     if not request.user.is_authenticated:
         target = redirect_to_login(next_url)["Location"]

@@ -117,9 +117,10 @@ def _try_transition(verification: Verification, to: Status, **kwargs: Any) -> bo
 # --- numbers ---------------------------------------------------------------------------------
 
 
+# Says nothing about another account: the form must not confirm which numbers are here.
 NUMBER_TAKEN = (
-    "We can't use this number. If it's yours, use the account it is already "
-    "verified with, or try another number."
+    "We can't use this number. Check it, or try another mobile number. "
+    "If you think this is a mistake, contact support."
 )
 
 
@@ -153,7 +154,9 @@ def phone_number_set(*, user: AbstractBaseUser, raw_number: str) -> PhoneNumber:
 def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | None) -> Verification:
     """Queue a new verification of the user's stored number for this session."""
     try:
-        phone = user.phone_number
+        # Not `user.phone_number`: the caller's user may cache the number it had before a
+        # phone_number_set() in the same request, and the code would go to the old one.
+        phone = PhoneNumber.objects.get(user=user)
     except PhoneNumber.DoesNotExist:
         raise VerificationRefused("Add your mobile number first.") from None
     key_hash = session_key_hash(session_key)
@@ -268,7 +271,9 @@ def verification_send_gave_up(*, verification_id: UUID, error: GatewayError) -> 
 
 # --- checking --------------------------------------------------------------------------------
 
-_CODE_RE = re.compile(r"^\d+$")
+# ASCII digits only: `\d` also matches Arabic-Indic and full-width digits, which can never
+# equal the code we sent; checking them would only use up one of the person's attempts.
+_CODE_RE = re.compile(r"^[0-9]+$")
 
 
 def verification_submit_code(

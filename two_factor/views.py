@@ -211,17 +211,18 @@ def complete(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 
     The worker never writes sessions; the browser comes here once it sees "verified".
     """
-    verification = _get_own_verification(request, verification_id)
-    try:
-        services.verification_complete(verification=verification, session=request.session)
-    except VerificationRefused as refusal:
-        if verification.status == Status.CONSUMED and session_is_verified(
-            session=request.session, user=request.user
-        ):
-            pass  # a second click on the same link: already done
-        else:
+    verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
+    # A second click on the same link: already done. The first click rotated the session
+    # key, so _get_own_verification's session check can no longer match it.
+    already_done = verification.status == Status.CONSUMED and session_is_verified(
+        session=request.session, user=request.user
+    )
+    if not already_done:
+        verification = _get_own_verification(request, verification_id)
+        try:
+            services.verification_complete(verification=verification, session=request.session)
+        except VerificationRefused as refusal:
             return _refused(request, verification, refusal)
-    else:
         messages.success(request, "Your phone is verified. You can vote now.")
     target = safe_next_url(
         request, request.session.pop(NEXT_SESSION_KEY, ""), reverse("polls:index")

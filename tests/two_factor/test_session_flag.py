@@ -1,0 +1,202 @@
+"""The per-session verified flag: bound to its user, their password, their number, an age."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
+from django.urls import reverse
+
+from tests.conftest import PASSWORD
+from tests.two_factor.fixtures import *  # noqa: F403
+from tests.two_factor.fixtures import NUMBER, OTHER_NUMBER
+from tests.two_factor.helpers import give_phone
+from two_factor import session as session_module
+from two_factor.models import PhoneNumber
+from two_factor.session import (
+    SESSION_KEY,
+    session_clear_verified,
+    session_is_verified,
+    session_mark_verified,
+)
+
+pytestmark = pytest.mark.usefixtures("two_factor_settings")
+
+
+@pytest.fixture
+def verified_phone(user) -> PhoneNumber:
+    return give_phone(user, NUMBER, verified=True)
+
+
+@pytest.fixture
+def session(user, verified_phone) -> SessionStore:
+    """A session carrying a fresh flag for `user`."""
+    store = SessionStore()
+    session_mark_verified(session=store, user=user, number=verified_phone.number)
+    store.save()
+    return store
+
+
+def _fresh(user):
+    # The flag is checked against the stored user and number, never a cached copy.
+    return type(user).objects.get(pk=user.pk)
+
+
+def test_a_fresh_flag_verifies_the_session(session, user):
+    assert session_is_verified(session=session, user=_fresh(user))
+
+
+def test_a_session_without_the_flag_is_not_verified(user, verified_phone):
+    assert not session_is_verified(session=SessionStore(), user=user)
+
+
+def test_an_anonymous_user_is_never_verified(session):
+    assert not session_is_verified(session=session, user=AnonymousUser())
+
+
+def test_a_flag_issued_for_another_user_does_not_verify_this_one(session, make_user):
+    other = make_user("bob")
+    give_phone(other, OTHER_NUMBER, verified=True)
+
+    assert not session_is_verified(session=session, user=_fresh(other))
+
+
+def test_a_password_change_ends_the_flag(session, user):
+    user.set_password("a-brand-new-passphrase")
+    user.save()
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_a_changed_number_ends_the_flag(session, user, verified_phone):
+    # Even a number marked verified: the flag names the number it was issued for.
+    PhoneNumber.objects.filter(pk=verified_phone.pk).update(number=OTHER_NUMBER)
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_a_number_no_longer_verified_ends_the_flag(session, user, verified_phone):
+    PhoneNumber.objects.filter(pk=verified_phone.pk).update(verified_at=None)
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_a_deleted_number_ends_the_flag(session, user, verified_phone):
+    verified_phone.delete()
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_the_flag_lasts_just_under_its_maximum_age(session, user, settings, monkeypatch):
+    settings.TWO_FACTOR_VERIFIED_MAX_AGE = 600
+    issued = session[SESSION_KEY]["at"]
+
+    monkeypatch.setattr(session_module.time, "time", lambda: issued + 599)
+    assert session_is_verified(session=session, user=_fresh(user))
+
+    monkeypatch.setattr(session_module.time, "time", lambda: issued + 600)
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_a_shorter_maximum_age_ends_existing_flags(session, user, settings, monkeypatch):
+    issued = session[SESSION_KEY]["at"]
+    monkeypatch.setattr(session_module.time, "time", lambda: issued + 120)
+    assert session_is_verified(session=session, user=_fresh(user))
+
+    settings.TWO_FACTOR_VERIFIED_MAX_AGE = 60
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda flag: True,
+        lambda flag: "yes",
+        lambda flag: [flag],
+        lambda flag: {},
+        lambda flag: {**flag, "at": "yesterday"},
+        lambda flag: {**flag, "at": None},
+        lambda flag: {**flag, "user_id": None},
+        lambda flag: {**flag, "auth_hash": ""},
+        lambda flag: {**flag, "phone_hash": ""},
+        lambda flag: {key: value for key, value in flag.items() if key != "at"},
+    ],
+    ids=[
+        "true",
+        "string",
+        "list",
+        "empty",
+        "bad-at",
+        "no-at-value",
+        "no-user",
+        "no-auth-hash",
+        "no-phone-hash",
+        "missing-at",
+    ],
+)
+def test_a_malformed_flag_does_not_verify(session, user, mangle):
+    session[SESSION_KEY] = mangle(session[SESSION_KEY])
+
+    assert not session_is_verified(session=session, user=_fresh(user))
+
+
+def test_the_flag_holds_neither_the_number_nor_the_password_hash(session, user):
+    stored = str(session[SESSION_KEY])
+
+    assert NUMBER not in stored
+    assert NUMBER.removeprefix("+") not in stored
+    assert _fresh(user).password not in stored
+
+
+def test_clearing_the_flag_unverifies_the_session(session, user):
+    session_clear_verified(session=session)
+
+    assert SESSION_KEY not in session
+    assert not session_is_verified(session=session, user=_fresh(user))
+    session_clear_verified(session=session)  # clearing twice is harmless
+
+
+def test_the_flag_issued_now_uses_the_current_time(user, verified_phone, monkeypatch):
+    monkeypatch.setattr(session_module.time, "time", lambda: 1_000_000.0)
+    store = SessionStore()
+
+    session_mark_verified(session=store, user=user, number=verified_phone.number)
+
+    assert store[SESSION_KEY]["at"] == 1_000_000.0
+    assert store[SESSION_KEY]["user_id"] == str(user.pk)
+
+
+# --- login and logout end the flag (two_factor.signals) ------------------------------------
+
+
+def test_logging_in_again_starts_unverified(voter_client, user):
+    assert SESSION_KEY in voter_client.session
+
+    voter_client.force_login(user)
+
+    assert SESSION_KEY not in voter_client.session
+
+
+def test_logging_in_with_the_password_starts_unverified(client, user):
+    from tests.two_factor.helpers import mark_session_verified
+
+    mark_session_verified(client, user)  # a flag left in an anonymous session
+
+    client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
+
+    assert int(client.session["_auth_user_id"]) == user.pk
+    assert SESSION_KEY not in client.session
+
+
+def test_logging_out_ends_the_flag(voter_client):
+    voter_client.post(reverse("logout"))
+
+    assert SESSION_KEY not in voter_client.session
+
+
+def test_the_page_context_says_whether_the_session_is_verified(voter_client, client, make_user):
+    assert voter_client.get(reverse("polls:index")).context["two_factor_verified"] is True
+
+    client.force_login(make_user("bob"))
+    assert client.get(reverse("polls:index")).context["two_factor_verified"] is False

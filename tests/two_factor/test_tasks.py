@@ -1,0 +1,286 @@
+"""tasks.verification: retry policy, backoff and task options around the services."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks import verification as verification_tasks
+from tasks.verification import retry_countdown
+from tests.two_factor.fixtures import *  # noqa: F403
+from tests.two_factor.fixtures import NUMBER, latest_code, start_verification, wrong_code_for
+from two_factor import services
+from two_factor.gateways.sandbox import SandboxGateway, sandbox_fail_next, sandbox_messages_for
+from two_factor.models import Status, Verification
+
+pytestmark = pytest.mark.usefixtures("eager_retries")
+
+RETRYING_TASKS = [
+    verification_tasks.send_code,
+    verification_tasks.check_code,
+    verification_tasks.next_channel,
+    verification_tasks.cancel_request,
+]
+MAX_RETRIES = verification_tasks.send_code.max_retries
+
+
+@pytest.fixture
+def production_backoff(settings):
+    settings.TASK_RETRY_BASE_DELAY = 2.0
+    settings.TASK_RETRY_MAX_DELAY = 60.0
+    settings.CELERY_BROKER_VISIBILITY_TIMEOUT = 3600
+    return settings
+
+
+# --- backoff -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("retries", range(21))
+@pytest.mark.parametrize(
+    ("base", "maximum", "visibility"),
+    [(2.0, 60.0, 3600), (2.0, 600.0, 60), (60.0, 600.0, 60), (0.01, 0.05, 3600)],
+)
+def test_every_retry_countdown_stays_below_the_visibility_timeout(
+    settings, retries, base, maximum, visibility
+):
+    settings.TASK_RETRY_BASE_DELAY = base
+    settings.TASK_RETRY_MAX_DELAY = maximum
+    settings.CELERY_BROKER_VISIBILITY_TIMEOUT = visibility
+
+    countdowns = [retry_countdown(retries) for _ in range(20)]
+
+    assert all(0 < countdown < visibility for countdown in countdowns)
+    assert all(countdown <= maximum for countdown in countdowns)
+
+
+@pytest.mark.parametrize("retries", [0, 3, 20])
+def test_retry_countdowns_are_jittered(production_backoff, retries):
+    countdowns = {retry_countdown(retries) for _ in range(50)}
+
+    assert len(countdowns) > 1
+
+
+def test_retry_countdowns_grow_exponentially_until_the_cap(production_backoff):
+    first = [retry_countdown(0) for _ in range(50)]
+    fourth = [retry_countdown(3) for _ in range(50)]
+    late = [retry_countdown(20) for _ in range(50)]
+
+    assert all(1.0 <= c <= 2.0 for c in first)
+    assert all(8.0 <= c <= 16.0 for c in fourth)
+    assert all(30.0 <= c <= 60.0 for c in late)
+
+
+def test_the_broker_is_told_the_same_visibility_timeout_the_backoff_respects(settings):
+    from pollstr.celery import app
+
+    transport = app.conf.broker_transport_options
+    assert transport["visibility_timeout"] == settings.CELERY_BROKER_VISIBILITY_TIMEOUT
+
+
+# --- task options --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task", RETRYING_TASKS, ids=lambda task: task.name)
+def test_retrying_tasks_ack_late_with_bounded_retries_and_time_limits(task):
+    assert task.acks_late is True
+    assert task.max_retries == 5
+    assert task.soft_time_limit == 30
+    assert task.time_limit == 45
+    assert task.soft_time_limit < task.time_limit
+
+
+def test_the_deadline_task_acks_late_with_a_time_limit():
+    assert verification_tasks.advance.acks_late is True
+    assert verification_tasks.advance.time_limit == 30
+
+
+def test_task_names_are_stable_for_queued_messages():
+    assert {task.name for task in RETRYING_TASKS} | {verification_tasks.advance.name} == {
+        "two_factor.send_code",
+        "two_factor.check_code",
+        "two_factor.next_channel",
+        "two_factor.advance",
+        "two_factor.cancel_request",
+    }
+
+
+# --- sending with retries ------------------------------------------------------------------
+
+
+def _statuses(verification: Verification) -> list[str]:
+    return [event.to_status for event in verification.events.all()]
+
+
+@pytest.mark.parametrize("failures", [1, 3, MAX_RETRIES])
+def test_a_send_that_fails_transiently_fewer_times_than_allowed_ends_sent_once(
+    user, phone, client, django_capture_on_commit_callbacks, failures
+):
+    sandbox_fail_next("start", failures)
+
+    verification = start_verification(client, user, django_capture_on_commit_callbacks)
+
+    assert verification.status == Status.SENT
+    assert verification.send_attempts == failures + 1
+    assert len(sandbox_messages_for(NUMBER)) == 1
+    # Retries are not state changes: the trail shows one send.
+    assert _statuses(verification) == [Status.QUEUED, Status.SENDING, Status.SENT]
+
+
+@pytest.mark.parametrize("failures", [MAX_RETRIES + 1, 20])
+def test_a_send_that_keeps_failing_transiently_gives_up_with_a_sentence(
+    user, phone, client, django_capture_on_commit_callbacks, failures
+):
+    sandbox_fail_next("start", failures)
+
+    verification = start_verification(client, user, django_capture_on_commit_callbacks)
+
+    assert verification.status == Status.FAILED
+    assert verification.send_attempts == MAX_RETRIES + 1
+    assert verification.failure_reason == (
+        "We couldn't reach the SMS provider after several tries. "
+        "Please ask for a new code in a minute."
+    )
+    assert sandbox_messages_for(NUMBER) == []
+
+
+def test_a_send_task_redelivered_under_another_id_sends_nothing(
+    user, phone, client, django_capture_on_commit_callbacks
+):
+    verification = start_verification(client, user, django_capture_on_commit_callbacks)
+
+    verification_tasks.send_code.apply(args=(str(verification.pk),), task_id="redelivered")
+
+    verification.refresh_from_db()
+    assert verification.status == Status.SENT
+    assert len(sandbox_messages_for(NUMBER)) == 1
+
+
+def test_a_send_task_redelivered_after_a_crash_adopts_the_providers_request(
+    phone, make_verification
+):
+    # The first delivery claimed the send and reached the provider, then its worker died.
+    verification = make_verification(Status.SENDING, send_claim="task-1", send_attempts=1)
+    live_id = SandboxGateway().start(number=NUMBER, client_ref=verification.pk.hex)
+
+    verification_tasks.send_code.apply(args=(str(verification.pk),), task_id="task-1")
+
+    verification.refresh_from_db()
+    assert verification.status == Status.SENT
+    assert verification.request_id == live_id
+    assert len(sandbox_messages_for(NUMBER)) == 1
+
+
+# --- checking, calling, cancelling with retries --------------------------------------------
+
+
+@pytest.fixture
+def sent(user, phone, client, django_capture_on_commit_callbacks) -> Verification:
+    return start_verification(client, user, django_capture_on_commit_callbacks)
+
+
+def _submit(verification, code, capture) -> Verification:
+    with capture(execute=True):
+        services.verification_submit_code(verification=verification, code=code, ip=None)
+    verification.refresh_from_db()
+    return verification
+
+
+def test_a_check_that_fails_transiently_is_retried_to_a_verdict(
+    sent, django_capture_on_commit_callbacks
+):
+    sandbox_fail_next("check", 2)
+
+    verification = _submit(sent, latest_code(), django_capture_on_commit_callbacks)
+
+    assert verification.status == Status.VERIFIED
+
+
+def test_a_check_that_keeps_failing_lets_the_person_try_again_without_counting(
+    sent, django_capture_on_commit_callbacks
+):
+    sandbox_fail_next("check", MAX_RETRIES + 1)
+
+    verification = _submit(sent, latest_code(), django_capture_on_commit_callbacks)
+
+    assert verification.status == Status.SENT
+    assert verification.wrong_codes == 0
+    assert verification.events.last().reason.startswith("check not possible now")
+    # The code is still good at the provider.
+    verification = _submit(verification, latest_code(), django_capture_on_commit_callbacks)
+    assert verification.status == Status.VERIFIED
+
+
+def test_a_wrong_code_is_counted_once_even_after_transient_retries(
+    sent, django_capture_on_commit_callbacks
+):
+    sandbox_fail_next("check", 2)
+
+    verification = _submit(sent, wrong_code_for(latest_code()), django_capture_on_commit_callbacks)
+
+    assert (verification.status, verification.wrong_codes) == (Status.SENT, 1)
+
+
+def test_a_call_request_that_fails_transiently_is_retried(sent, django_capture_on_commit_callbacks):
+    sandbox_fail_next("next_channel", 2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_call_instead(verification=sent, ip=None)
+
+    sent.refresh_from_db()
+    assert sent.status == Status.CALLING
+    assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["voice", "sms"]
+
+
+def test_a_call_request_that_keeps_failing_leaves_the_sms_step(
+    sent, django_capture_on_commit_callbacks
+):
+    sandbox_fail_next("next_channel", MAX_RETRIES + 1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_call_instead(verification=sent, ip=None)
+
+    sent.refresh_from_db()
+    assert sent.status == Status.SENT
+    assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["sms"]
+
+
+def test_a_provider_cancel_that_fails_transiently_is_retried(sent):
+    sandbox_fail_next("cancel", 2)
+
+    verification_tasks.cancel_request.apply(args=(sent.request_id,))
+
+    assert SandboxGateway().engine.status(sent.request_id) is None
+
+
+def test_the_deadline_task_moves_a_timed_out_sms_step_to_the_call(sent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Verification.objects.filter(pk=sent.pk).update(
+        channel_deadline=timezone.now() - timedelta(seconds=1)
+    )
+
+    verification_tasks.advance.apply(args=(str(sent.pk),))
+
+    sent.refresh_from_db()
+    assert sent.status == Status.CALLING
+
+
+def test_with_eager_propagation_a_retry_reaches_the_caller_instead_of_running(
+    user, phone, client, django_capture_on_commit_callbacks
+):
+    # What CELERY_TASK_ALWAYS_EAGER plus the project's CELERY_TASK_EAGER_PROPAGATES do:
+    # Celery raises Retry out of the on_commit callback; nothing is retried.
+    from celery.exceptions import Retry
+
+    from pollstr.celery import app
+
+    app.conf.task_eager_propagates = True
+    sandbox_fail_next("start", 1)
+
+    with pytest.raises(Retry), django_capture_on_commit_callbacks(execute=True):
+        services.verification_start(user=user, session_key="key-1", ip=None)
+
+    verification = Verification.objects.get()
+    assert (verification.status, verification.send_attempts) == (Status.SENDING, 1)
+    assert sandbox_messages_for(NUMBER) == []
