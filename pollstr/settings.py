@@ -158,7 +158,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASK_RETRY_BASE_DELAY = env_float("TASK_RETRY_BASE_DELAY", 2.0, minimum=0.01, maximum=60)
 TASK_RETRY_MAX_DELAY = env_float("TASK_RETRY_MAX_DELAY", 60.0, minimum=0.01, maximum=600)
 CELERY_IMPORTS = ["tasks.verification"]
-CELERY_EMBEDDED_WORKER = env_bool("CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://"))
+CELERY_EMBEDDED_WORKER = env_bool(
+    "CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://")
+)
 
 # --- Auth -----------------------------------------------------------------------------
 PASSWORD_HASHERS = [
@@ -206,6 +208,9 @@ WHITENOISE_USE_FINDERS = True
 
 # --- Two-factor ------------------------------------------------------------------------------
 TWO_FACTOR_GATEWAY = env_choice("TWO_FACTOR_GATEWAY", "sandbox", {"sandbox", "vonage"})
+# The sandbox's dev inbox lists every code it "sent": on for the embedded default and
+# DEBUG, off for a deployment (DATABASE_URL set) unless an operator asks for it.
+TWO_FACTOR_SANDBOX_INBOX = env_bool("TWO_FACTOR_SANDBOX_INBOX", DEBUG or not DATABASE_URL)
 TWO_FACTOR_BRAND = env_str("TWO_FACTOR_BRAND", "Pollstr")
 TWO_FACTOR_CODE_LENGTH = env_int("TWO_FACTOR_CODE_LENGTH", 6, minimum=4, maximum=10)
 TWO_FACTOR_CHANNEL_TIMEOUT = env_int("TWO_FACTOR_CHANNEL_TIMEOUT", 180, minimum=15, maximum=900)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from two_factor.models import PhoneNumber, Verification, VerificationEvent
+from two_factor.models import PhoneNumber, ProviderCallback, Verification, VerificationEvent
 
 
 @admin.register(PhoneNumber)
@@ -32,6 +32,21 @@ class VerificationAdmin(admin.ModelAdmin):
     list_filter = ["status", "channel"]
     search_fields = ["user__username", "request_id"]
     inlines = [VerificationEventInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ProviderCallback)
+class ProviderCallbackAdmin(admin.ModelAdmin):
+    """What the provider told us, as stored: read-only evidence for support."""
+
+    list_display = ["received_at", "request_id", "type", "status", "result"]
+    list_filter = ["type", "status"]
+    search_fields = ["request_id"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

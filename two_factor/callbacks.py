@@ -245,7 +245,7 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
         if to == Status.VERIFIED:
             services.verification_mark_verified(verification=verification, reason=reason)
         else:
-            services._try_transition(verification, to, reason=reason, failure_reason=message)
+            services.transition_if_allowed(verification, to, reason=reason, failure_reason=message)
         if verification.status == to:
             steps.append(f"{to} (blocked)" if status == "blocked" else to)
 
@@ -258,7 +258,7 @@ def callback_voice_step_started(verification: Verification, *, reason: str) -> N
     """The provider says it is calling: the same move as our own clock's or "call me
     instead", so the step's deadline and its advance task are set the same way."""
     # Private in services; called here rather than copied so there is one voice step.
-    services._enter_voice_step(verification, reason=reason)
+    services.verification_voice_started(verification, reason=reason)
 
 
 def _voice_step_started(payload: Mapping[str, Any]) -> bool:

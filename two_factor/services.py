@@ -104,7 +104,7 @@ def _publish(verification_id: UUID) -> None:
         logger.exception("Could not publish verification %s", verification_id)
 
 
-def _try_transition(verification: Verification, to: Status, **kwargs: Any) -> bool:
+def transition_if_allowed(verification: Verification, to: Status, **kwargs: Any) -> bool:
     """transition(), but a lost race (the state moved on meanwhile) is not an error."""
     try:
         transition(verification, to, **kwargs)
@@ -216,7 +216,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     verification = Verification.objects.get(pk=verification_id)
     if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
         return verification  # the provider already has this request
-    if verification.status == Status.QUEUED and not _try_transition(
+    if verification.status == Status.QUEUED and not transition_if_allowed(
         verification, Status.SENDING, reason="worker picked it up", send_claim=delivery
     ):
         return verification
@@ -238,12 +238,12 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         request_id = conflict.live_request_id
         reason = "adopted the provider's live request"
     except PermanentGatewayError as error:
-        _try_transition(
+        transition_if_allowed(
             verification, Status.FAILED, reason=error.message, failure_reason=error.message
         )
         return verification
     now = timezone.now()
-    _try_transition(
+    transition_if_allowed(
         verification,
         Status.SENT,
         reason=reason,
@@ -264,7 +264,7 @@ def verification_send_gave_up(*, verification_id: UUID, error: GatewayError) -> 
         "We couldn't reach the SMS provider after several tries. "
         "Please ask for a new code in a minute."
     )
-    _try_transition(
+    transition_if_allowed(
         verification, Status.FAILED, reason=f"gave up: {error.message}", failure_reason=message
     )
 
@@ -321,7 +321,7 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
         wrong = verification.wrong_codes + 1
         if wrong >= settings.TWO_FACTOR_MAX_WRONG_CODES:
             message = "That code was wrong too many times. Ask for a new code."
-            _try_transition(
+            transition_if_allowed(
                 verification,
                 Status.FAILED,
                 reason="too many wrong codes (local count)",
@@ -330,11 +330,11 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
             )
             _enqueue_cancel(verification)
         else:
-            _try_transition(verification, back_to, reason=error.message, wrong_codes=wrong)
+            transition_if_allowed(verification, back_to, reason=error.message, wrong_codes=wrong)
         return verification
     except TooManyAttempts:
         message = "That code was wrong too many times. Ask for a new code."
-        _try_transition(
+        transition_if_allowed(
             verification,
             Status.FAILED,
             reason="too many wrong codes (provider)",
@@ -344,7 +344,7 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
         return verification
     except RequestNotFound:
         message = "This code has expired. Ask for a new code."
-        _try_transition(
+        transition_if_allowed(
             verification,
             Status.EXPIRED,
             reason="provider: not found or expired",
@@ -352,10 +352,10 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
         )
         return verification
     except StepTakesNoCode as error:
-        _try_transition(verification, back_to, reason=error.message)
+        transition_if_allowed(verification, back_to, reason=error.message)
         return verification
     except PermanentGatewayError as error:
-        _try_transition(
+        transition_if_allowed(
             verification, Status.FAILED, reason=error.message, failure_reason=error.message
         )
         return verification
@@ -368,12 +368,12 @@ def verification_check_gave_up(*, verification_id: UUID, error: GatewayError) ->
     if verification.status != Status.CHECKING:
         return
     back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
-    _try_transition(verification, back_to, reason=f"check not possible now: {error.message}")
+    transition_if_allowed(verification, back_to, reason=f"check not possible now: {error.message}")
 
 
 def verification_mark_verified(*, verification: Verification, reason: str) -> None:
     now = timezone.now()
-    if _try_transition(verification, Status.VERIFIED, reason=reason, verified_at=now):
+    if transition_if_allowed(verification, Status.VERIFIED, reason=reason, verified_at=now):
         PhoneNumber.objects.filter(user_id=verification.user_id, number=verification.number).update(
             verified_at=now
         )
@@ -390,7 +390,7 @@ def verification_call_instead(*, verification: Verification, ip: str | None) -> 
             if verification.status == Status.CALLING
             else "There is no code on its way to switch to a call."
         )
-    _enqueue("next_channel", verification.pk)
+    transaction.on_commit(lambda: _enqueue("next_channel", verification.pk))
 
 
 def verification_next_channel(*, verification_id: UUID, reason: str) -> Verification:
@@ -403,7 +403,7 @@ def verification_next_channel(*, verification_id: UUID, reason: str) -> Verifica
     except NoMoreChannels:
         pass  # the provider moved on by itself already: show the call
     except RequestNotFound:
-        _try_transition(
+        transition_if_allowed(
             verification,
             Status.EXPIRED,
             reason="provider: not found or expired",
@@ -413,13 +413,13 @@ def verification_next_channel(*, verification_id: UUID, reason: str) -> Verifica
     except PermanentGatewayError as error:
         logger.warning("next channel refused for %s: %s", verification.pk, error.message)
         return verification
-    _enter_voice_step(verification, reason=reason)
+    verification_voice_started(verification, reason=reason)
     return verification
 
 
-def _enter_voice_step(verification: Verification, *, reason: str) -> None:
+def verification_voice_started(verification: Verification, *, reason: str) -> None:
     now = timezone.now()
-    if _try_transition(
+    if transition_if_allowed(
         verification,
         Status.CALLING,
         reason=reason,
@@ -439,9 +439,9 @@ def verification_refresh(*, verification: Verification) -> Verification:
     if deadline is None or deadline > timezone.now():
         return verification
     if verification.status == Status.SENT:
-        _enter_voice_step(verification, reason="no code entered in time: calling instead")
+        verification_voice_started(verification, reason="no code entered in time: calling instead")
     elif verification.status == Status.CALLING:
-        _try_transition(
+        transition_if_allowed(
             verification,
             Status.EXPIRED,
             reason="voice step timed out",
@@ -458,7 +458,7 @@ def verification_advance(*, verification_id: UUID) -> Verification:
 def verification_cancel(*, verification: Verification, ip: str | None) -> None:
     if not verification.is_live:
         return
-    cancelled = _try_transition(
+    cancelled = transition_if_allowed(
         verification, Status.CANCELLED, reason="cancelled by the user", ip=ip
     )
     if cancelled and verification.request_id:

@@ -236,8 +236,9 @@ def complete(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 @require_GET
 def sandbox_inbox(request: HttpRequest) -> HttpResponse:
     """The dev inbox of the offline gateway, like a local mail catcher."""
-    if settings.TWO_FACTOR_GATEWAY != "sandbox":
-        raise Http404("The sandbox gateway is not active.")
+    if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
+        raise Http404("The sandbox inbox is not available.")
     from two_factor.gateways.sandbox import sandbox_inbox as read_inbox
 
-    return render(request, "two_factor/sandbox_inbox.html", {"messages_sent": read_inbox(limit=20)})
+    context = {"messages_sent": read_inbox(limit=20)}
+    return render(request, "two_factor/sandbox_inbox.html", context)

@@ -55,7 +55,7 @@ def e2e_stack(transactional_db: None, chromium_path: str) -> Iterator[dict[str, 
     env = stack.stack_env(
         database_url=stack.database_url(connection.settings_dict),
         redis_url=redis_url,
-        extra={"TWO_FACTOR_RESEND_COOLDOWN": "30", "LOG_LEVEL": "INFO"},
+        extra={"TWO_FACTOR_SANDBOX_INBOX": "1", "LOG_LEVEL": "INFO"},
     )
     with stack.celery_worker(env, concurrency=2) as worker, stack.daphne_server(env) as web:
         yield {"url": web.url, "web": web, "worker": worker}

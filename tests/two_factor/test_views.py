@@ -169,6 +169,17 @@ def test_the_dev_inbox_shows_the_code_sent(logged_in_client, sent):
     assert _code().encode() in response.content
 
 
+def test_the_dev_inbox_is_off_when_a_deployment_did_not_ask_for_it(
+    logged_in_client, sent, settings
+):
+    settings.TWO_FACTOR_SANDBOX_INBOX = False
+
+    response = logged_in_client.get(reverse("two_factor:sandbox_inbox"))
+
+    assert response.status_code == 404
+    assert _code().encode() not in response.content
+
+
 def test_the_dev_inbox_is_not_found_with_the_vonage_gateway(logged_in_client, settings):
     settings.TWO_FACTOR_GATEWAY = "vonage"
 
