@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from two_factor.models import ProviderCallback, Verification, VerificationEvent
 from tests.two_factor.helpers import give_phone
+from two_factor.models import ProviderCallback, Verification, VerificationEvent
 
 
 def test_admin_shows_verifications_with_their_audit_trail_read_only(client, user):
