@@ -1,7 +1,8 @@
 """Typed readers for settings that come from the environment.
 
 A typo in a setting must fail loudly at start-up, so every reader raises
-ImproperlyConfigured on a value it cannot parse instead of falling back.
+ImproperlyConfigured on a value it cannot parse instead of falling back. A variable set
+to the empty string counts as unset (so a copied `.env.example` means the defaults).
 """
 
 from __future__ import annotations
@@ -15,15 +16,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(name: str) -> str | None:
+    raw = os.environ.get(name)
+    return None if raw is None or raw.strip() == "" else raw
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    raw = _raw(name)
+    return default if raw is None else raw
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None:
         return default
     value = raw.strip().lower()
@@ -39,8 +46,8 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_int(
     name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -53,8 +60,8 @@ def env_int(
 def env_float(
     name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
 ) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
         value = float(raw)
@@ -65,14 +72,14 @@ def env_float(
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def env_choice(name: str, default: str, choices: set[str]) -> str:
-    value = os.environ.get(name, default).strip().lower()
+    value = (_raw(name) or default).strip().lower()
     if value not in choices:
         raise ImproperlyConfigured(
             f"{name} must be one of {', '.join(sorted(choices))}; got {value!r}."

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -66,3 +67,23 @@ def make_question(db: None) -> Callable[..., Question]:
 @pytest.fixture
 def question(make_question: Callable[..., Question]) -> Question:
     return make_question()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Drop stray connections to the PostgreSQL test database before it is destroyed.
+
+    Connections opened by worker threads (channels' database_sync_to_async, the
+    concurrency tests) or by child processes can outlive their tests; PostgreSQL then
+    refuses to drop the database and leaves it behind for the next run.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

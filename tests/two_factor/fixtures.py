@@ -44,8 +44,10 @@ def eager_tasks(two_factor_settings: Any) -> Iterator[None]:
     """Celery tasks run in the calling thread; retries re-run synchronously."""
     from pollstr.celery import app
 
-    two_factor_settings.CELERY_TASK_ALWAYS_EAGER = True
+    # Read the app's config before touching settings: the first read loads it from
+    # settings, and the restore below must put back the value from before this test.
     saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    two_factor_settings.CELERY_TASK_ALWAYS_EAGER = True
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     yield
