@@ -40,14 +40,17 @@ migrations-check: $(VENV)/.runtime
 	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 
 pytest: $(VENV)/.dev services
-	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
-	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr)"; \
-	  export DATABASE_URL="$(PG_URL)"; \
+	@export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
+	if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr): whole suite"; \
+	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS) || exit $$?; \
+	  echo "make test: database = SQLite: the suite again, without the multi-process tests"; \
+	  $(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS); \
 	else \
-	  echo "make test: database = SQLite (PostgreSQL is not reachable on 127.0.0.1:5432)"; \
-	fi; \
-	export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	  echo "make test: database = SQLite (PostgreSQL is not reachable on 127.0.0.1:5432;"; \
+	  echo "  the integration and browser tests need it and will say so)"; \
+	  $(VENV)/bin/pytest $(PYTEST_ARGS); \
+	fi
 
 test: lint migrations-check pytest
 
