@@ -160,6 +160,14 @@ def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | No
     except PhoneNumber.DoesNotExist:
         raise VerificationRefused("Add your mobile number first.") from None
     key_hash = session_key_hash(session_key)
+    latest = Verification.objects.filter(user=user).live().first()
+    wait = resend_available_in(latest) if latest else 0
+    if wait:
+        # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
+        raise VerificationRefused(
+            f"A code is on its way. You can ask for a new one in {wait} seconds.",
+            retry_after=wait,
+        )
     _limit(
         [
             ("start_per_user", str(user.pk)),
@@ -196,12 +204,6 @@ def resend_available_in(verification: Verification) -> int:
 def verification_resend(
     *, verification: Verification, session_key: str, ip: str | None
 ) -> Verification:
-    wait = resend_available_in(verification)
-    if wait and verification.is_live:
-        raise VerificationRefused(
-            f"A code is on its way. You can ask for a new one in {wait} seconds.",
-            retry_after=wait,
-        )
     return verification_start(user=verification.user, session_key=session_key, ip=ip)
 
 

@@ -219,8 +219,9 @@ def test_start_without_a_number_is_refused(user):
 
 
 def test_start_cancels_the_previous_live_verification(
-    user, phone, make_verification, django_capture_on_commit_callbacks
+    user, phone, make_verification, django_capture_on_commit_callbacks, settings
 ):
+    settings.TWO_FACTOR_RESEND_COOLDOWN = 0
     old = make_verification(Status.SENT, request_id="old-request")
     ended = make_verification(Status.FAILED)
 
@@ -233,6 +234,22 @@ def test_start_cancels_the_previous_live_verification(
     assert old.events.last().reason == "superseded by a new code request"
     assert ended.status == Status.FAILED
     assert list(Verification.objects.live()) == [new]
+
+
+def test_a_second_start_within_the_cooldown_is_refused_with_the_wait(
+    user, phone, make_verification, settings
+):
+    settings.TWO_FACTOR_RESEND_COOLDOWN = 30
+    live = make_verification(Status.SENT, request_id="live-request")
+
+    with pytest.raises(VerificationRefused) as refused:
+        services.verification_start(user=user, session_key="key-2", ip="192.0.2.1")
+
+    assert 1 <= refused.value.retry_after <= 30
+    assert "You can ask for a new one in" in refused.value.message
+    live.refresh_from_db()
+    assert live.status == Status.SENT
+    assert Verification.objects.count() == 1
 
 
 def test_start_does_not_touch_another_users_verification(
@@ -265,6 +282,7 @@ def _assert_limited(refusal: VerificationRefused) -> None:
 
 
 def test_the_per_user_limit_refuses_another_start_from_any_session_or_ip(user, phone, settings):
+    settings.TWO_FACTOR_RESEND_COOLDOWN = 0
     _tighten(settings, "start_per_user")
     _start(user, "key-1", "192.0.2.1")
 
