@@ -96,6 +96,13 @@ def start(request: HttpRequest) -> HttpResponse:
         "form": form,
         "phone": phone,
         "verified": session_is_verified(session=request.session, user=request.user),
+        # A code already on its way to this session: offer to go back to it.
+        "pending": Verification.objects.live()
+        .filter(
+            user=request.user,
+            session_key_hash=services.session_key_hash(_session_key(request)),
+        )
+        .first(),
     }
     return render(request, "two_factor/start.html", context)
 

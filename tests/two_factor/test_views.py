@@ -562,3 +562,11 @@ def test_a_post_with_the_csrf_token_is_accepted(csrf_client, post):
 
     assert response.status_code == 302
     assert len(sandbox_messages_for(NUMBER)) == 1
+
+
+def test_the_start_page_offers_the_code_already_on_its_way(logged_in_client, sent):
+    response = logged_in_client.get(reverse("two_factor:start"))
+
+    assert response.status_code == 200
+    assert reverse("two_factor:verify", args=[sent.pk]).encode() in response.content
+    assert b"Text me a code" not in response.content
