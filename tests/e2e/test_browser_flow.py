@@ -108,8 +108,18 @@ def test_with_websockets_blocked_the_page_polls_and_a_failed_code_can_be_replace
     voter.wait_for_status("sent")
     assert "ws-open" not in (voter.page.locator("body").get_attribute("class") or "")
     assert _still_same_page(voter.page)
-
     code = voter.code_from_inbox(inbox)
+
+    # "Call me instead": the provider moves to the voice step and reads the same code.
+    voter.page.click("text=Call me instead")
+    voter.wait_for_status("calling")
+    expect(voter.page.locator('.timeline li[data-step="calling"]')).to_contain_text("Calling")
+    voter.page.screenshot(path=screenshots / "verify-calling.png", full_page=True)
+    inbox.goto(f"{base}/2fa/sandbox/")
+    voice = inbox.locator(f'#sandbox-inbox tr[data-to="{voter.number[1:]}"]').first
+    expect(voice).to_contain_text("voice")
+    expect(voice.locator(".sandbox-code")).to_have_text(code)
+
     for left in ("2 attempts left", "1 attempt left"):
         voter.enter_code(wrong_code_for(code))
         expect(voter.page.locator("#status-line")).to_contain_text(left, timeout=TIMEOUT_MS)
