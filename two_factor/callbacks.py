@@ -235,7 +235,7 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     steps = [verification.status]
 
     if verification.status == Status.SENT and _voice_step_started(payload):
-        callback_voice_step_started(verification, reason=f"{reason}: voice call started")
+        services.verification_voice_started(verification, reason=f"{reason}: voice call started")
         if verification.status == Status.CALLING:
             steps.append(Status.CALLING)
 
@@ -252,13 +252,6 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     if len(steps) == 1:
         return f"no change: the verification is {verification.status}"
     return " → ".join(str(step) for step in steps)
-
-
-def callback_voice_step_started(verification: Verification, *, reason: str) -> None:
-    """The provider says it is calling: the same move as our own clock's or "call me
-    instead", so the step's deadline and its advance task are set the same way."""
-    # Private in services; called here rather than copied so there is one voice step.
-    services.verification_voice_started(verification, reason=reason)
 
 
 def _voice_step_started(payload: Mapping[str, Any]) -> bool:
