@@ -230,6 +230,7 @@ TWO_FACTOR_RATE_LIMITS = {
     "start_per_session": (env_int("RATE_START_PER_SESSION", 5, minimum=1), 3600),
     "start_global_daily": (env_int("RATE_START_GLOBAL_DAILY", 10000, minimum=1), 86400),
     "check_per_user": (env_int("RATE_CHECK_PER_USER", 20, minimum=1), 3600),
+    "number_per_user": (env_int("RATE_NUMBER_PER_USER", 10, minimum=1), 3600),
 }
 TWO_FACTOR_SANDBOX_LATENCY = env_float("TWO_FACTOR_SANDBOX_LATENCY", 0.0, minimum=0, maximum=30)
 TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(

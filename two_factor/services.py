@@ -126,6 +126,9 @@ NUMBER_TAKEN = (
 
 def phone_number_set(*, user: AbstractBaseUser, raw_number: str) -> PhoneNumber:
     """Store (or replace) the user's number after the SMS-pumping rules."""
+    # Counted before any check: trying number after number would otherwise tell which
+    # valid numbers already belong to someone.
+    _limit([("number_per_user", str(user.pk))])
     try:
         parsed = number_parse(raw=raw_number)
         number_check(number=parsed)

@@ -915,3 +915,19 @@ def test_the_session_key_is_stored_only_as_a_hash(user, phone, client):
 
     stored = Verification.objects.filter(pk=verification.pk).values().get()
     assert key not in str(stored)
+
+
+def test_entering_number_after_number_is_limited_so_taken_numbers_cannot_be_probed(user, settings):
+    settings.TWO_FACTOR_RATE_LIMITS = {
+        **settings.TWO_FACTOR_RATE_LIMITS,
+        "number_per_user": (2, 600),
+    }
+    services.phone_number_set(user=user, raw_number="+33 6 12 34 56 78")
+    with pytest.raises(VerificationRefused):
+        services.phone_number_set(user=user, raw_number="not a number")
+
+    with pytest.raises(VerificationRefused) as refused:
+        services.phone_number_set(user=user, raw_number="+49 151 12345678")
+
+    _assert_limited(refused.value)
+    assert str(PhoneNumber.objects.get(user=user).number) == "+33612345678"
