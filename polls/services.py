@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 
+from polls.live import results_publish
 from polls.models import Choice, Question, Vote
 
 
@@ -37,11 +38,5 @@ def vote_cast(*, user: AbstractBaseUser, question: Question, choice_id: object) 
             vote = Vote.objects.create(user=user, question=question, choice=choice)
     except IntegrityError:
         raise AlreadyVoted("You have already voted on this poll. Here are the results.") from None
-    transaction.on_commit(lambda: _results_changed(question.pk))
+    transaction.on_commit(lambda: results_publish(question_id=question.pk))
     return vote
-
-
-def _results_changed(question_id: int) -> None:
-    from polls.live import results_publish
-
-    results_publish(question_id=question_id)

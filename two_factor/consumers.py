@@ -12,7 +12,6 @@ from django.http import HttpRequest
 
 from two_factor.live import verification_group
 from two_factor.models import Verification
-from two_factor.services import session_key_hash
 from two_factor.status import status_render
 
 logger = logging.getLogger(__name__)
@@ -73,16 +72,11 @@ class VerificationConsumer(AsyncWebsocketConsumer):
 
     @database_sync_to_async
     def _is_own_verification(self) -> bool:
-        user = self.scope.get("user")
         session = self.scope.get("session")
-        if user is None or not user.is_authenticated or session is None:
-            return False
-        session_key = session.session_key
-        if not session_key:
-            return False
-        return Verification.objects.filter(
-            pk=self.verification_id, user=user, session_key_hash=session_key_hash(session_key)
-        ).exists()
+        own = Verification.objects.of_session(
+            user=self.scope.get("user"), session_key=session.session_key if session else None
+        )
+        return own.filter(pk=self.verification_id).exists()
 
     @database_sync_to_async
     def _render_status(self) -> str | None:

@@ -4,13 +4,10 @@ browser's CSRF token) and receives it as an out-of-band swap."""
 
 from __future__ import annotations
 
-import logging
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-
-logger = logging.getLogger(__name__)
 
 
 def verification_group(verification_id: UUID | str) -> str:

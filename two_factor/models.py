@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -79,6 +80,14 @@ TERMINAL_STATUSES = frozenset(s for s, targets in TRANSITIONS.items() if not tar
 class VerificationQuerySet(models.QuerySet["Verification"]):
     def live(self) -> VerificationQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
+
+    def of_session(self, *, user: Any, session_key: str | None) -> VerificationQuerySet:
+        """The user's verifications started in this session (none without a session)."""
+        from two_factor.session import session_key_hash
+
+        if not session_key or not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(user=user, session_key_hash=session_key_hash(session_key))
 
 
 class Verification(models.Model):

@@ -6,7 +6,6 @@ appends an audit event and publishes the new state to the live page, in one plac
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from datetime import timedelta
@@ -39,6 +38,7 @@ from two_factor.models import (
     VerificationEvent,
 )
 from two_factor.numbers import NumberRefused, number_check, number_parse
+from two_factor.session import session_key_hash
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +54,6 @@ class VerificationRefused(Exception):
 
 class IllegalTransition(Exception):
     pass
-
-
-def session_key_hash(session_key: str) -> str:
-    return hashlib.sha256(f"{settings.SECRET_KEY}:{session_key}".encode()).hexdigest()
 
 
 # --- the one transition path ---------------------------------------------------------------

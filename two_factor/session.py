@@ -6,6 +6,7 @@ so a password change ends it), to the number that was verified, and to an age.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -16,6 +17,11 @@ from django.utils.crypto import constant_time_compare
 from two_factor.numbers import number_hash
 
 SESSION_KEY = "two_factor_verified"
+
+
+def session_key_hash(session_key: str) -> str:
+    """What a Verification stores of its session: never the key itself."""
+    return hashlib.sha256(f"{settings.SECRET_KEY}:{session_key}".encode()).hexdigest()
 
 
 def session_mark_verified(*, session: Any, user: AbstractBaseUser, number: Any) -> None:

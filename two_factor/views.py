@@ -28,30 +28,28 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def _client_ip(request: HttpRequest) -> str | None:
+def _client_ip(request: HtmxHttpRequest) -> str | None:
     # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy sets it.
     return request.META.get("REMOTE_ADDR") or None
 
 
-def _session_key(request: HttpRequest) -> str:
+def _session_key(request: HtmxHttpRequest) -> str:
     if not request.session.session_key:
         request.session.save()
     return request.session.session_key or ""
 
 
-def _get_own_verification(request: HttpRequest, verification_id: UUID) -> Verification:
+def _get_own_verification(request: HtmxHttpRequest, verification_id: UUID) -> Verification:
     """This user's verification started in this session, else 404 (never say it exists)."""
-    verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
-    if verification.session_key_hash != services.session_key_hash(_session_key(request)):
-        raise Http404("No such verification")
-    return verification
+    own = Verification.objects.of_session(user=request.user, session_key=_session_key(request))
+    return get_object_or_404(own, pk=verification_id)
 
 
-def _phone_of(request: HttpRequest) -> PhoneNumber | None:
+def _phone_of(request: HtmxHttpRequest) -> PhoneNumber | None:
     return PhoneNumber.objects.filter(user=request.user).first()
 
 
-def _remember_next(request: HttpRequest) -> None:
+def _remember_next(request: HtmxHttpRequest) -> None:
     candidate = request.POST.get("next") or request.GET.get("next")
     if candidate:
         request.session[NEXT_SESSION_KEY] = safe_next_url(request, candidate, "")
@@ -60,7 +58,7 @@ def _remember_next(request: HttpRequest) -> None:
 def _refused(
     request: HttpRequest, verification: Verification, refusal: VerificationRefused
 ) -> HttpResponse:
-    if getattr(request, "htmx", False):
+    if request.htmx:
         context = status_context(verification, error=refusal.message)
         return render(request, STATUS_TEMPLATE, context, status=200)
     messages.error(request, refusal.message)
@@ -70,7 +68,7 @@ def _refused(
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def start(request: HttpRequest) -> HttpResponse:
+def start(request: HtmxHttpRequest) -> HttpResponse:
     """Ask for the number (first time) or for consent to text the stored one."""
     _remember_next(request)
     phone = _phone_of(request)
@@ -97,11 +95,10 @@ def start(request: HttpRequest) -> HttpResponse:
         "phone": phone,
         "verified": session_is_verified(session=request.session, user=request.user),
         # A code already on its way to this session: offer to go back to it.
-        "pending": Verification.objects.live()
-        .filter(
-            user=request.user,
-            session_key_hash=services.session_key_hash(_session_key(request)),
+        "pending": Verification.objects.of_session(
+            user=request.user, session_key=_session_key(request)
         )
+        .live()
         .first(),
     }
     return render(request, "two_factor/start.html", context)
@@ -110,7 +107,7 @@ def start(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def change_number(request: HttpRequest) -> HttpResponse:
+def change_number(request: HtmxHttpRequest) -> HttpResponse:
     """Replace the stored number: only from a session verified with the current one."""
     phone = _phone_of(request)
     if phone is not None and not session_is_verified(session=request.session, user=request.user):
@@ -136,7 +133,7 @@ def change_number(request: HttpRequest) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def verify(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def verify(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     return render(request, "two_factor/verify.html", status_context(verification))
 
@@ -144,7 +141,7 @@ def verify(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def status(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def status(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     """The status partial: htmx polling and no-JS refresh render the same fragment."""
     verification = _get_own_verification(request, verification_id)
     return render(request, STATUS_TEMPLATE, status_context(verification))
@@ -152,7 +149,7 @@ def status(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def submit_code(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def submit_code(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     form = CodeForm(request.POST)
     code = request.POST.get("code", "") if form.is_valid() else ""
@@ -162,14 +159,14 @@ def submit_code(request: HttpRequest, verification_id: UUID) -> HttpResponse:
         )
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, STATUS_TEMPLATE, status_context(verification))
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
 @login_required
 @require_POST
-def resend(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     try:
         new = services.verification_resend(
@@ -178,7 +175,7 @@ def resend(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     url = reverse("two_factor:verify", args=[new.pk])
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return HttpResponseClientRedirect(url)
     messages.success(request, "We're sending you a new code.")
     return redirect(url)
@@ -186,13 +183,13 @@ def resend(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def call_instead(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     try:
         services.verification_call_instead(verification=verification, ip=_client_ip(request))
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return render(request, STATUS_TEMPLATE, status_context(verification))
     messages.info(request, "We'll call you now and read out the same code.")
     return redirect("two_factor:verify", verification_id=verification.pk)
@@ -200,12 +197,12 @@ def call_instead(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def cancel(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def cancel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     services.verification_cancel(verification=verification, ip=_client_ip(request))
     messages.info(request, "Cancelled. You can ask for a new code at any time.")
     url = reverse("two_factor:start")
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return HttpResponseClientRedirect(url)
     return redirect(url)
 
@@ -213,7 +210,7 @@ def cancel(request: HttpRequest, verification_id: UUID) -> HttpResponse:
 @never_cache
 @login_required
 @require_GET
-def complete(request: HttpRequest, verification_id: UUID) -> HttpResponse:
+def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     """Consume a verified verification: rotate the session, set the flag, go on to `next`.
 
     The worker never writes sessions; the browser comes here once it sees "verified".
@@ -234,14 +231,14 @@ def complete(request: HttpRequest, verification_id: UUID) -> HttpResponse:
     target = safe_next_url(
         request, request.session.pop(NEXT_SESSION_KEY, ""), reverse("polls:index")
     )
-    if getattr(request, "htmx", False):
+    if request.htmx:
         return HttpResponseClientRedirect(target)
     return redirect(target)
 
 
 @never_cache
 @require_GET
-def sandbox_inbox(request: HttpRequest) -> HttpResponse:
+def sandbox_inbox(request: HtmxHttpRequest) -> HttpResponse:
     """The dev inbox of the offline gateway, like a local mail catcher."""
     if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
         raise Http404("The sandbox inbox is not available.")

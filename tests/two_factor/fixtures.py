@@ -17,7 +17,7 @@ from django.test import Client
 
 from two_factor import services
 from two_factor.models import PhoneNumber, Status, Verification, VerificationEvent
-from two_factor.services import session_key_hash
+from two_factor.session import session_key_hash
 
 __all__ = ["eager_retries", "eager_tasks", "make_verification", "phone", "two_factor_settings"]
 

@@ -13,6 +13,7 @@ from tests.two_factor.helpers import give_phone
 from two_factor import services
 from two_factor.live import verification_publish
 from two_factor.models import Status, Verification
+from two_factor.session import session_key_hash
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -41,7 +42,7 @@ def _verification_for(client: Client, user, status: str = Status.SENT) -> Verifi
     give_phone(user, "+447911123456", verified=False)
     return Verification.objects.create(
         user=user,
-        session_key_hash=services.session_key_hash(client.session.session_key),
+        session_key_hash=session_key_hash(client.session.session_key),
         number="+447911123456",
         status=status,
         request_id="req-1",

@@ -17,8 +17,8 @@ from tests.two_factor.fixtures import NUMBER, OTHER_NUMBER, wrong_code_for
 from tests.two_factor.helpers import give_phone
 from two_factor.gateways.sandbox import sandbox_inbox, sandbox_messages_for
 from two_factor.models import PhoneNumber, Status, Verification
-from two_factor.services import NUMBER_TAKEN, session_key_hash
-from two_factor.session import SESSION_KEY
+from two_factor.services import NUMBER_TAKEN
+from two_factor.session import SESSION_KEY, session_key_hash
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
