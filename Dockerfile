@@ -1,5 +1,5 @@
-# Pollstr's one image: the web server (daphne), the Celery worker and the migration job
-# all run from it (see docker-compose.yml). Configuration comes from the environment at
+# Pollstr's one image: the web server (gunicorn with uvicorn workers), the Celery worker,
+# beat, Flower and the migration job all run from it (see docker-compose.yml). Configuration comes from the environment at
 # run time; nothing secret is baked in.
 FROM python:3.11-slim
 
@@ -27,4 +27,4 @@ RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --
 USER pollstr
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "pollstr.asgi:application"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "uvicorn_worker.UvicornWorker", "--graceful-timeout", "25", "--no-control-socket", "pollstr.asgi:application"]

@@ -6,7 +6,12 @@ import os
 
 from celery import Celery
 
+from pollstr import kombu_fixes
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pollstr.settings")
+
+# Before any broker connection: a Redis restart must not end the worker.
+kombu_fixes.apply()
 
 app = Celery("pollstr")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -39,5 +39,20 @@ def start_embedded_worker_if_configured() -> bool:
         )
         _worker_thread = threading.Thread(target=worker.start, name="embedded-celery", daemon=True)
         _worker_thread.start()
+        # The embedded default's Celery beat: the reconciler's sweep, through the same
+        # task the `beat` service schedules in docker-compose.yml.
+        threading.Thread(target=_reconcile_forever, name="embedded-beat", daemon=True).start()
     logger.info("Embedded Celery worker started (in-memory broker).")
     return True
+
+
+def _reconcile_forever() -> None:
+    from tasks.verification import reconcile
+
+    interval = settings.TWO_FACTOR_RECONCILE_INTERVAL
+    stop = threading.Event()
+    while not stop.wait(interval):
+        try:
+            reconcile.apply_async(expires=interval)
+        except Exception:
+            logger.exception("Could not enqueue the reconciler's sweep")

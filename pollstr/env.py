@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -94,8 +95,55 @@ def _check_range(name: str, value: float, minimum: float | None, maximum: float 
         raise ImproperlyConfigured(f"{name} must be at most {maximum}; got {value}.")
 
 
-def database_from_url(url: str) -> dict[str, Any]:
-    """Translate postgres://user:pass@host:port/name or sqlite:///path into a DATABASES entry."""
+@dataclass(frozen=True)
+class DatabaseLimits:
+    """Bounds on a PostgreSQL deployment's connections and waits, per process.
+
+    Each process (a daphne server, a Celery pool child) keeps its own pool, so the
+    server sees at most ``pool_max_size`` connections from it whatever the load; a
+    request that finds every connection busy waits ``pool_timeout`` seconds, then fails
+    (the web answers 503). ``statement_timeout_ms`` (0: none) also bounds a query
+    waiting on a lock, and ``connect_timeout`` a server that does not answer.
+    """
+
+    pool_min_size: int = 2
+    pool_max_size: int = 10
+    pool_timeout: float = 5.0
+    statement_timeout_ms: int = 5000
+    connect_timeout: int = 5
+
+    def __post_init__(self) -> None:
+        if self.pool_min_size > self.pool_max_size:
+            raise ImproperlyConfigured(
+                f"DATABASE_POOL_MIN_SIZE ({self.pool_min_size}) must not exceed "
+                f"DATABASE_POOL_MAX_SIZE ({self.pool_max_size})."
+            )
+
+    def options(self, from_url: dict[str, str]) -> dict[str, Any]:
+        """psycopg connection OPTIONS: the URL's query parameters win over these limits."""
+        options: dict[str, Any] = {"connect_timeout": str(self.connect_timeout)}
+        if self.statement_timeout_ms:
+            # libpq applies later -c settings last, so a statement_timeout in the URL wins.
+            own = f"-c statement_timeout={self.statement_timeout_ms}"
+            options["options"] = f"{own} {from_url['options']}" if "options" in from_url else own
+        return {
+            **options,
+            **{key: value for key, value in from_url.items() if key != "options"},
+            "pool": {
+                "min_size": self.pool_min_size,
+                "max_size": self.pool_max_size,
+                "timeout": self.pool_timeout,
+                "name": "pollstr",
+            },
+        }
+
+
+def database_from_url(url: str, limits: DatabaseLimits | None = None) -> dict[str, Any]:
+    """Translate postgres://user:pass@host:port/name or sqlite:///path into a DATABASES entry.
+
+    PostgreSQL connections come from a psycopg pool bounded by ``limits``; SQLite (a
+    file, one process) has no pool and takes no limits.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in {"postgres", "postgresql", "pgsql"}:
@@ -111,8 +159,11 @@ def database_from_url(url: str) -> dict[str, Any]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "OPTIONS": dict(parse_qsl(parts.query)),
-            "CONN_MAX_AGE": 60,
+            "OPTIONS": (limits or DatabaseLimits()).options(dict(parse_qsl(parts.query))),
+            # A pooled connection goes back to the pool at the end of each request
+            # (Django refuses a pool with persistent connections), and the pool checks
+            # it before handing it out again, so a server restart costs no request.
+            "CONN_MAX_AGE": 0,
             "CONN_HEALTH_CHECKS": True,
         }
     if scheme == "sqlite":

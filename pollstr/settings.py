@@ -9,8 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pollstr.env import (
+    DatabaseLimits,
     database_from_url,
     embedded_secret_key,
     env_bool,
@@ -20,6 +24,7 @@ from pollstr.env import (
     env_list,
     env_str,
 )
+from pollstr.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("POLLSTR_VAR_DIR", str(BASE_DIR / "var")))
@@ -57,6 +62,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Health, readiness and metrics answer before host checks, sessions or login.
+    "pollstr.health.OperatorEndpointsMiddleware",
+    "pollstr.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -66,6 +74,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "pollstr.unavailable.ServiceUnavailableMiddleware",
     "two_factor.middleware.VerifiedSessionMiddleware",
 ]
 
@@ -89,8 +98,15 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------
+DATABASE_LIMITS = DatabaseLimits(
+    pool_min_size=env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0, maximum=100),
+    pool_max_size=env_int("DATABASE_POOL_MAX_SIZE", 10, minimum=1, maximum=100),
+    pool_timeout=env_float("DATABASE_POOL_TIMEOUT", 5.0, minimum=0.1, maximum=60),
+    statement_timeout_ms=env_int("DATABASE_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
+    connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=2, maximum=60),
+)
 if DATABASE_URL:
-    DATABASES = {"default": database_from_url(DATABASE_URL)}
+    DATABASES = {"default": database_from_url(DATABASE_URL, DATABASE_LIMITS)}
 else:
     DATABASES = {
         "default": {
@@ -119,13 +135,35 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "pollstr"),
+            # The rate limiter needs the cache on every action: a dead or hung Redis must
+            # fail the request within a second or two (the web answers 503), not hang it.
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
         }
     }
+    # channels_redis blocks up to 5 s (RedisChannelLayer.brpop_timeout) in every receive,
+    # and redis-py's default read timeout is 5 s too: idle websockets were closed every
+    # few seconds. Reads get a timeout well above that block; keepalive and the health
+    # check find connections a Redis restart killed before a command is sent on them.
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 10,
+                        "socket_connect_timeout": 2,
+                        "socket_keepalive": True,
+                        "health_check_interval": 15,
+                        # A connection a restart closed is retried once on a new one; a
+                        # hung Redis (a timeout) is not, so a publish gives up in 10 s.
+                        "retry": Retry(
+                            ExponentialWithJitterBackoff(base=0.1, cap=0.5),
+                            1,
+                            supported_errors=(RedisConnectionError,),
+                        ),
+                    }
+                ],
                 "prefix": env_str("CHANNELS_PREFIX", "pollstr:asgi"),
             },
         }
@@ -136,7 +174,11 @@ else:
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL or "memory://localhost/")
-CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 3600, minimum=60)
+# How long Redis waits before handing an unacknowledged task (acks_late) of a vanished
+# worker to another one. It must outlast the longest task and the longest retry
+# countdown (checked below); the reconciler, not this timeout, is what re-drives lost
+# work quickly.
+CELERY_BROKER_VISIBILITY_TIMEOUT = env_int("CELERY_BROKER_VISIBILITY_TIMEOUT", 300, minimum=60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT,
     # The in-memory broker polls; a short interval keeps "queued" brief in `make run`.
@@ -158,9 +200,50 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASK_RETRY_BASE_DELAY = env_float("TASK_RETRY_BASE_DELAY", 2.0, minimum=0.01, maximum=60)
 TASK_RETRY_MAX_DELAY = env_float("TASK_RETRY_MAX_DELAY", 60.0, minimum=0.01, maximum=600)
 CELERY_IMPORTS = ["tasks.verification"]
+if CELERY_BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT + TASK_RETRY_MAX_DELAY:
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT plus "
+        f"TASK_RETRY_MAX_DELAY ({CELERY_TASK_TIME_LIMIT} + {TASK_RETRY_MAX_DELAY:g} s), or "
+        "Redis hands running and waiting tasks to a second worker."
+    )
+if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        "CELERY_TASK_SOFT_TIME_LIMIT must be below CELERY_TASK_TIME_LIMIT, or it never fires."
+    )
+
+# --- The reconciler (docs/ARCHITECTURE.md, "Deadlines and the reconciler") ---------------
+# Every live verification keeps its next deadline in the database; this sweep drives the
+# ones past it, so a lost task costs at most about one interval.
+TWO_FACTOR_RECONCILE_INTERVAL = env_int(
+    "TWO_FACTOR_RECONCILE_INTERVAL", 5, minimum=1, maximum=300
+)
+# A queued verification whose task has not started after this long is re-enqueued ...
+TWO_FACTOR_QUEUED_GRACE = env_int("TWO_FACTOR_QUEUED_GRACE", 30, minimum=2, maximum=3600)
+# ... and one still queued after this long fails with a sentence ("ask for a new code").
+TWO_FACTOR_QUEUED_MAX_AGE = env_int(
+    "TWO_FACTOR_QUEUED_MAX_AGE", 300, minimum=10, maximum=86400
+)
+# Provider calls one send may make in all (task retries and re-drives together).
+TWO_FACTOR_MAX_SEND_ATTEMPTS = env_int("TWO_FACTOR_MAX_SEND_ATTEMPTS", 6, minimum=1, maximum=20)
+CELERY_BEAT_SCHEDULE = {
+    "two_factor.reconcile": {
+        "task": "two_factor.reconcile",
+        "schedule": float(TWO_FACTOR_RECONCILE_INTERVAL),
+        # A sweep that waited a whole interval in the queue is superseded by the next.
+        "options": {"expires": float(TWO_FACTOR_RECONCILE_INTERVAL)},
+    }
+}
 CELERY_EMBEDDED_WORKER = env_bool(
     "CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://")
 )
+# `celery worker` takes its pool and concurrency from here unless given on its command
+# line (docker-compose.yml sets them per deployment).
+CELERY_WORKER_POOL = env_choice(
+    "CELERY_WORKER_POOL", "prefork", {"prefork", "threads", "solo", "eventlet", "gevent"}
+)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1, maximum=256)
+# Workers log through LOGGING below (same format and request ids as the web).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Auth -----------------------------------------------------------------------------
 PASSWORD_HASHERS = [
@@ -181,6 +264,8 @@ LOGIN_REDIRECT_URL = "polls:index"
 LOGOUT_REDIRECT_URL = "polls:index"
 
 # --- Sessions and security ------------------------------------------------------------------
+# Database sessions that never send a malformed cookie key to the database.
+SESSION_ENGINE = "accounts.sessions"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("SECURE_COOKIES", not DEBUG and bool(DATABASE_URL))
@@ -249,11 +334,17 @@ VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")
 VONAGE_TIMEOUT = env_int("VONAGE_TIMEOUT", 10, minimum=1, maximum=60)
 
 # --- Logging -------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
-}
+# One line per event, with the request id; LOG_FORMAT=json for log shippers.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", {"text", "json"})
+LOGGING = logging_config(level=env_str("LOG_LEVEL", "INFO"), log_format=LOG_FORMAT)
+
+# --- Operators: health, metrics (docs/OPERATIONS.md) -------------------------------------------
+# /metrics (and a worker's exporter) answer these addresses, or a Bearer METRICS_TOKEN.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# A worker serves its own metrics on this port (0: off).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 3.0, minimum=0.1, maximum=30)
+WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE")
+WORKER_HEARTBEAT_INTERVAL = env_int("WORKER_HEARTBEAT_INTERVAL", 10, minimum=1, maximum=300)
+WORKER_HEARTBEAT_MAX_AGE = env_int("WORKER_HEARTBEAT_MAX_AGE", 60, minimum=2, maximum=3600)

@@ -1,21 +1,35 @@
 """Celery tasks for phone verification: delivery concerns only (retries, backoff, limits).
 
-Each task calls a two_factor service. Transient provider errors are retried with
-exponential backoff and full jitter, every countdown well below the broker's visibility
-timeout; when retries run out, the service records why. Services are idempotent, so a
+Each task calls a two_factor service. Provider errors marked transient and unexpected
+errors (our own database included) are retried with exponential backoff and full
+jitter, every countdown well below the broker's visibility timeout; each retry is also
+written to the verification's deadline, so a retry that a broker restart loses is
+re-driven by the reconciler (`reconcile`, run by Celery beat). When retries run out,
+the service records why and the voter sees it. Services are idempotent, so a
 redelivery (acks_late) never sends a second SMS.
+
+Time limits come from the CELERY_TASK_TIME_LIMIT / CELERY_TASK_SOFT_TIME_LIMIT settings
+(docs/ARCHITECTURE.md, "Deadlines and the reconciler").
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import Retry
 from django.conf import settings
+from django.db import close_old_connections
 
 from two_factor import services
-from two_factor.gateways.errors import TransientGatewayError
+from two_factor.gateways.errors import PermanentGatewayError
+
+logger = logging.getLogger(__name__)
+
+MAX_RETRIES = 5
 
 
 def retry_countdown(retries: int) -> float:
@@ -25,65 +39,102 @@ def retry_countdown(retries: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def _retry_or_give_up(task: Task, error: TransientGatewayError, give_up: Any, **ids: Any) -> None:
-    if task.request.retries >= task.max_retries:
-        give_up(error=error, **ids)
-        return
-    raise task.retry(exc=error, countdown=retry_countdown(task.request.retries))
+def _deliver(
+    task: Task,
+    work: Callable[[], object],
+    *,
+    give_up: Callable[..., None] | None = None,
+    verification_id: str | None = None,
+) -> None:
+    """Run `work`; retry what may pass (transient provider errors, a database that is
+    down or slow, a soft time limit), give up cleanly when retries run out."""
+    try:
+        work()
+    except (Retry, PermanentGatewayError):
+        raise  # permanent errors are settled by the services; Retry is Celery's own
+    except Exception as error:
+        # TransientGatewayError, OperationalError, SoftTimeLimitExceeded, a bug: never
+        # a silent stop.
+        close_old_connections()  # a broken connection must not poison the retry
+        if task.request.retries < task.max_retries:
+            countdown = retry_countdown(task.request.retries)
+            logger.warning(
+                "%s for %s failed (%s); retry %d in %.1fs",
+                task.name,
+                verification_id or "-",
+                error,
+                task.request.retries + 1,
+                countdown,
+            )
+            if verification_id is not None:
+                _record_retry(verification_id, countdown)
+            raise task.retry(exc=error, countdown=countdown) from None
+        logger.error("%s for %s gave up: %s", task.name, verification_id or "-", error)
+        if give_up is not None and verification_id is not None:
+            try:
+                give_up(verification_id=verification_id, error=error)
+            except Exception:
+                # The row keeps its deadline: the reconciler settles it once it can.
+                logger.exception("Could not record the give-up of %s", verification_id)
 
 
-TASK_OPTIONS: dict[str, Any] = {
-    "bind": True,
-    "acks_late": True,
-    "max_retries": 5,
-    "soft_time_limit": 30,
-    "time_limit": 45,
-}
+def _record_retry(verification_id: str, countdown: float) -> None:
+    try:
+        services.verification_retry_at(verification_id=verification_id, seconds=countdown)
+    except Exception:
+        # The database may be what failed; the deadline already set still holds.
+        logger.warning("Could not record the retry time of %s", verification_id)
+
+
+TASK_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "max_retries": MAX_RETRIES}
 
 
 @shared_task(name="two_factor.send_code", **TASK_OPTIONS)
 def send_code(self: Task, verification_id: str) -> None:
-    try:
-        services.verification_send(
+    _deliver(
+        self,
+        lambda: services.verification_send(
             verification_id=verification_id, delivery=self.request.id or "eager"
-        )
-    except TransientGatewayError as error:
-        _retry_or_give_up(
-            self, error, services.verification_send_gave_up, verification_id=verification_id
-        )
+        ),
+        give_up=services.verification_send_gave_up,
+        verification_id=verification_id,
+    )
 
 
 @shared_task(name="two_factor.check_code", **TASK_OPTIONS)
 def check_code(self: Task, verification_id: str, code: str) -> None:
-    try:
-        services.verification_check(verification_id=verification_id, code=code)
-    except TransientGatewayError as error:
-        _retry_or_give_up(
-            self, error, services.verification_check_gave_up, verification_id=verification_id
-        )
+    _deliver(
+        self,
+        lambda: services.verification_check(verification_id=verification_id, code=code),
+        give_up=services.verification_check_gave_up,
+        verification_id=verification_id,
+    )
 
 
 @shared_task(name="two_factor.next_channel", **TASK_OPTIONS)
 def next_channel(self: Task, verification_id: str) -> None:
-    try:
-        services.verification_next_channel(
+    # No give-up: the SMS step's own deadline still moves the row to the call.
+    _deliver(
+        self,
+        lambda: services.verification_next_channel(
             verification_id=verification_id, reason="you asked for a call"
-        )
-    except TransientGatewayError as error:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=error, countdown=retry_countdown(self.request.retries)) from None
+        ),
+    )
 
 
-@shared_task(name="two_factor.advance", bind=True, acks_late=True, time_limit=30)
+@shared_task(name="two_factor.advance", bind=True, acks_late=True)
 def advance(self: Task, verification_id: str) -> None:
-    """Fires at a step's deadline: SMS → voice call → expired."""
+    """Applies a step's deadline to one verification (kept for messages already queued
+    by earlier releases; the reconciler does this for every row now)."""
     services.verification_advance(verification_id=verification_id)
 
 
 @shared_task(name="two_factor.cancel_request", **TASK_OPTIONS)
 def cancel_request(self: Task, request_id: str) -> None:
-    try:
-        services.verification_provider_cancel(request_id=request_id)
-    except TransientGatewayError as error:
-        if self.request.retries < self.max_retries:
-            raise self.retry(exc=error, countdown=retry_countdown(self.request.retries)) from None
+    _deliver(self, lambda: services.verification_provider_cancel(request_id=request_id))
+
+
+@shared_task(name="two_factor.reconcile", bind=True, acks_late=True, ignore_result=True)
+def reconcile(self: Task) -> int:
+    """The periodic sweep (see services.verification_reconcile)."""
+    return services.verification_reconcile()

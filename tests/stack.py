@@ -1,10 +1,11 @@
-"""Start Pollstr's real processes for tests: the Celery worker and the daphne web server.
+"""Start Pollstr's real processes for tests: the Celery worker, beat and the web servers.
 
-The commands are the ones ``docker-compose.yml`` declares for its ``worker`` and ``web``
-services (``tests/integration/test_compose.py`` holds them equal), run with this
-virtualenv's interpreter (``python -m celery``, ``python -m daphne``) from the project
-root. Tests add only what makes a process addressable: the worker's ``--hostname`` and
-the web server's host and port.
+The commands are the ones ``docker-compose.yml`` declares for its ``worker``, ``beat``
+and ``web`` services (``tests/integration/test_compose.py`` holds them equal), run with
+this virtualenv's interpreter (``python -m celery``, ``python -m gunicorn``) from the
+project root; :func:`daphne_server` runs the single-process server of ``make run``.
+Tests add only what makes a process addressable: the worker's ``--hostname`` and the
+web server's host and port.
 
 Children run in their own process group with their output in a log file. Every wait is
 bounded and its error carries the child's log tail; leaving a ``with`` block stops the
@@ -47,19 +48,41 @@ STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 POLL_INTERVAL = 0.1
 
-# docker-compose.yml runs exactly these (test_compose.py compares them).
+# docker-compose.yml runs exactly these (test_compose.py compares them). The worker's pool
+# and concurrency come from settings (CELERY_WORKER_POOL, CELERY_WORKER_CONCURRENCY);
+# gunicorn's number of web workers from WEB_CONCURRENCY.
 WORKER_COMMAND: tuple[str, ...] = (
     "celery",
     "-A",
     "pollstr",
     "worker",
     "--loglevel=INFO",
-    "--pool=prefork",
-    "--concurrency=2",
     "--without-gossip",
     "--without-mingle",
 )
 WEB_COMMAND: tuple[str, ...] = (
+    "gunicorn",
+    "--bind",
+    "{host}:{port}",
+    "--worker-class",
+    "uvicorn_worker.UvicornWorker",
+    "--graceful-timeout",
+    "25",
+    "--no-control-socket",
+    "pollstr.asgi:application",
+)
+BEAT_COMMAND: tuple[str, ...] = (
+    "celery",
+    "-A",
+    "pollstr",
+    "beat",
+    "--loglevel=INFO",
+    "--schedule=/tmp/celerybeat-schedule",
+)
+FLOWER_COMMAND: tuple[str, ...] = ("celery", "-A", "pollstr", "flower", "--port=5555")
+MIGRATE_COMMAND: tuple[str, ...] = ("python", "manage.py", "migrate", "--noinput")
+# `make run`'s server: one process, HTTP and websockets.
+DAPHNE_COMMAND: tuple[str, ...] = (
     "daphne",
     "-b",
     "{host}",
@@ -67,7 +90,6 @@ WEB_COMMAND: tuple[str, ...] = (
     "{port}",
     "pollstr.asgi:application",
 )
-MIGRATE_COMMAND: tuple[str, ...] = ("python", "manage.py", "migrate", "--noinput")
 
 # One prefix per test session: keys from another run (or a crashed one) never collide.
 SESSION_PREFIX = f"pollstr-test-{os.getpid()}-{secrets.token_hex(3)}"
@@ -81,14 +103,25 @@ def web_command(*, host: str, port: int | str) -> list[str]:
     return [part.format(host=host, port=port) for part in WEB_COMMAND]
 
 
+def daphne_command(*, host: str, port: int | str) -> list[str]:
+    return [part.format(host=host, port=port) for part in DAPHNE_COMMAND]
+
+
 def worker_command(*, concurrency: int | None = None) -> list[str]:
     command = list(WORKER_COMMAND)
     if concurrency is not None:
-        command = [
-            f"--concurrency={concurrency}" if part.startswith("--concurrency=") else part
-            for part in command
-        ]
+        command.append(f"--concurrency={concurrency}")
     return command
+
+
+def beat_command(*, schedule: str | Path | None = None) -> list[str]:
+    """BEAT_COMMAND; ``schedule`` puts beat's state file elsewhere (one per test run)."""
+    if schedule is None:
+        return list(BEAT_COMMAND)
+    return [
+        f"--schedule={schedule}" if part.startswith("--schedule=") else part
+        for part in BEAT_COMMAND
+    ]
 
 
 def free_port() -> int:
@@ -438,14 +471,47 @@ class WebServer:
 def daphne_server(
     env: dict[str, str], *, host: str = "127.0.0.1", port: int | None = None
 ) -> Iterator[WebServer]:
-    """A real daphne (the compose ``web`` command) serving Pollstr; yields once HTTP answers."""
+    """A real daphne (``make run``'s server) serving Pollstr; yields once HTTP answers."""
+    port = port or free_port()
+    argv = [sys.executable, "-m", *daphne_command(host=host, port=port)]
+    with _serving(ChildProcess("daphne", argv, env), host=host, port=port) as server:
+        yield server
+
+
+@contextmanager
+def web_server(
+    env: dict[str, str], *, host: str = "127.0.0.1", port: int | None = None
+) -> Iterator[WebServer]:
+    """The compose ``web`` command (gunicorn, uvicorn workers: WEB_CONCURRENCY of them)."""
     port = port or free_port()
     argv = [sys.executable, "-m", *web_command(host=host, port=port)]
-    child = ChildProcess("daphne", argv, env)
+    with _serving(ChildProcess("gunicorn", argv, env), host=host, port=port) as server:
+        yield server
+
+
+@contextmanager
+def _serving(child: ChildProcess, *, host: str, port: int) -> Iterator[WebServer]:
     url = f"http://{host}:{port}"
     with _running(child):
-        child.wait_until(lambda: http_answers(url), what=f"HTTP answer on {url}/")
+        # /healthz answers as soon as Django serves, whatever the database is doing.
+        child.wait_until(
+            lambda: http_answers(url, "/healthz"), what=f"HTTP answer on {url}/healthz"
+        )
         yield WebServer(process=child, url=url)
+
+
+@contextmanager
+def celery_beat(env: dict[str, str]) -> Iterator[ChildProcess]:
+    """The compose ``beat`` command, its schedule file in a directory of its own."""
+    schedule_dir = Path(tempfile.mkdtemp(prefix="pollstr-beat-"))
+    argv = [sys.executable, "-m", *beat_command(schedule=schedule_dir / "celerybeat-schedule")]
+    child = ChildProcess("celery-beat", argv, env)
+    try:
+        with _running(child):
+            child.wait_until(lambda: "beat: Starting..." in child.log_text(), what="beat start")
+            yield child
+    finally:
+        shutil.rmtree(schedule_dir, ignore_errors=True)
 
 
 # No proxy: the children listen on loopback.
@@ -461,9 +527,9 @@ def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def http_answers(url: str) -> bool:
+def http_answers(url: str, path: str = "/") -> bool:
     try:
-        http_get(url + "/", timeout=1.0)
+        http_get(url + path, timeout=1.0)
     except (urllib.error.URLError, OSError):
         return False
     return True
@@ -489,3 +555,22 @@ def wait_for(
                 + (f"\nlast log lines:\n{tail}" if tail else "")
             )
         time.sleep(POLL_INTERVAL)
+
+
+@contextmanager
+def private_redis() -> Iterator[tuple[str, ChildProcess]]:
+    """A redis-server of our own on a free loopback port (for tests that stop it).
+
+    Yields its URL and the process; the test may ``stop()`` it early. Never the shared
+    Redis: other test runs use that one at the same time.
+    """
+    if shutil.which("redis-server") is None:
+        raise StackError("redis-server is not on PATH (apt-get install redis-server)")
+    port = free_port()
+    argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    argv += ["--appendonly", "no", "--daemonize", "no"]
+    child = ChildProcess("redis", argv, dict(os.environ))
+    url = f"redis://127.0.0.1:{port}/0"
+    with _running(child):
+        child.wait_until(lambda: redis_ping(url), what=f"PONG from {url}", timeout=10)
+        yield url, child

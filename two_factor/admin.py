@@ -1,9 +1,26 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.http import HttpRequest
+import re
+from datetime import datetime
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from two_factor import services
 from two_factor.models import PhoneNumber, ProviderCallback, Verification, VerificationEvent
+
+# Operators search verifications by what the pages show of a number: its last digits.
+NUMBER_SUFFIX_DIGITS = (2, 6)
+
+
+def to_the_second(moment: datetime | None) -> str:
+    """``2025-03-01 14:05:09 CET+0100``: audit times with seconds and the zone."""
+    if moment is None:
+        return "—"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z%z")
 
 
 @admin.register(PhoneNumber)
@@ -17,27 +34,131 @@ class VerificationEventInline(admin.TabularInline):
     model = VerificationEvent
     extra = 0
     can_delete = False
-    readonly_fields = ["created_at", "from_status", "to_status", "reason", "ip"]
+    readonly_fields = ["at", "from_status", "to_status", "reason", "ip"]
     fields = readonly_fields
+
+    @admin.display(description="at", ordering="created_at")
+    def at(self, event: VerificationEvent) -> str:
+        return to_the_second(event.created_at)
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
-@admin.register(Verification)
-class VerificationAdmin(admin.ModelAdmin):
-    """Read-only: state changes only through the services' transition path."""
 
-    list_display = ["id", "user", "masked_number", "status", "channel", "wrong_codes", "created_at"]
-    list_filter = ["status", "channel"]
-    search_fields = ["user__username", "request_id"]
-    inlines = [VerificationEventInline]
+@admin.register(VerificationEvent)
+class VerificationEventAdmin(admin.ModelAdmin):
+    """The audit trail, append-only: readable, never changed or deleted here.
+
+    Registered (not only inline) so Django's delete confirmation checks this admin's
+    permission for every event a cascade would take with it, and refuses.
+    """
+
+    list_display = ["at", "verification", "from_status", "to_status", "reason", "ip"]
+    list_filter = ["to_status"]
+    search_fields = ["verification__id", "verification__request_id"]
+
+    @admin.display(description="at", ordering="created_at")
+    def at(self, event: VerificationEvent) -> str:
+        return to_the_second(event.created_at)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Verification)
+class VerificationAdmin(admin.ModelAdmin):
+    """Read-only: state changes only through the services' transition path (the cancel
+    action calls the service, so the provider's request is cancelled too)."""
+
+    list_display = [
+        "id",
+        "user",
+        "masked_number",
+        "status",
+        "channel",
+        "wrong_codes",
+        "created",
+    ]
+    list_filter = ["status", "channel"]
+    search_fields = ["user__username", "request_id"]
+    search_help_text = "Username, provider request id, or the last digits of the number."
+    readonly_fields = ["created", "updated", "sent", "verified", "consumed"]
+    exclude = ["session_key_hash", "send_claim", "created_at", "updated_at", "sent_at"]
+    inlines = [VerificationEventInline]
+    actions = ["cancel_live_verifications"]
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, verification: Verification) -> str:
+        return to_the_second(verification.created_at)
+
+    @admin.display(description="updated")
+    def updated(self, verification: Verification) -> str:
+        return to_the_second(verification.updated_at)
+
+    @admin.display(description="sent")
+    def sent(self, verification: Verification) -> str:
+        return to_the_second(verification.sent_at)
+
+    @admin.display(description="verified")
+    def verified(self, verification: Verification) -> str:
+        return to_the_second(verification.verified_at)
+
+    @admin.display(description="consumed")
+    def consumed(self, verification: Verification) -> str:
+        return to_the_second(verification.consumed_at)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Verification], search_term: str
+    ) -> tuple[QuerySet[Verification], bool]:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        digits = re.sub(r"\D", "", search_term)
+        # "3456", "•••• 3456", "+44 •• 3456": the digits a masked number shows.
+        low, high = NUMBER_SUFFIX_DIGITS
+        if low <= len(digits) <= high and not re.search(r"[A-Za-z]", search_term):
+            results |= queryset.filter(number__endswith=digits)
+        return results, may_have_duplicates
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The audit trail is append-only: a verification with events stays.
+        if isinstance(obj, Verification) and obj.events.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("two_factor.change_verification")
+
+    @admin.action(description="Cancel the selected live verifications", permissions=["cancel"])
+    def cancel_live_verifications(
+        self, request: HttpRequest, queryset: QuerySet[Verification]
+    ) -> None:
+        cancelled = 0
+        for verification in queryset:
+            if verification.is_live:
+                services.verification_cancel(
+                    verification=verification, ip=request.META.get("REMOTE_ADDR")
+                )
+                cancelled += int(verification.status == Verification.Status.CANCELLED)
+        skipped = queryset.count() - cancelled
+        self.message_user(
+            request,
+            f"Cancelled {cancelled}; {skipped} not live, left as they were.",
+            messages.SUCCESS if cancelled else messages.WARNING,
+        )
 
 
 @admin.register(ProviderCallback)

@@ -8,4 +8,12 @@ class TwoFactorConfig(AppConfig):
     verbose_name = "Two-factor verification"
 
     def ready(self) -> None:
-        from two_factor import signals  # noqa: F401 - connects the auth signal receivers
+        from pollstr import health, logs, metrics
+        from two_factor import signals, telemetry  # noqa: F401 - signals connects auth receivers
+
+        telemetry.connect()
+        # Every process loads this app: web processes publish tasks with the request id,
+        # workers take it back, count retries, beat and export their metrics.
+        logs.connect_celery_signals()
+        metrics.connect_celery_signals()
+        health.install_worker_heartbeat()

@@ -41,7 +41,9 @@ POST_TIMEOUT = 3.0
 _TOKEN_ID_MAX_LENGTH = 128
 _FIELD_MAX_LENGTH = 32
 _REQUEST_ID_MAX_LENGTH = 64
-_CLIENT_REF = re.compile(r"^[0-9a-fA-F]{16}$")
+# Verify's callbacks are three levels deep at most; far more is not a callback.
+_MAX_DEPTH = 32
+_CLIENT_REF = re.compile(r"[0-9a-fA-F]{16}")
 
 FAILED_MESSAGE = "We couldn't confirm your code. Ask for a new code to try again."
 EXPIRED_MESSAGE = "This code has expired. Ask for a new code."
@@ -141,9 +143,7 @@ def callback_payload_parse(body: bytes) -> dict[str, Any]:
         raise CallbackRefused(400, "The body must be JSON.") from None
     if not isinstance(payload, dict):
         raise CallbackRefused(400, "The body must be a JSON object.")
-    # PostgreSQL can store neither NUL characters nor NaN in JSON or text columns.
-    if "\\u0000" in json.dumps(payload):
-        raise CallbackRefused(400, "The body must not contain NUL characters.")
+    _refuse_unstorable(payload)
 
     request_id = payload.get("request_id")
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= _REQUEST_ID_MAX_LENGTH:
@@ -161,6 +161,40 @@ def callback_payload_parse(body: bytes) -> dict[str, Any]:
     ):
         raise CallbackRefused(400, "workflow must be a list of objects.")
     return payload
+
+
+def _refuse_unstorable(payload: dict[str, Any]) -> None:
+    """Refuse what the ProviderCallback row can't hold, before anything is written.
+
+    Databases store no NUL character and no lone surrogate (``"\\ud800"`` is valid JSON
+    but not UTF-8) in text or JSON columns; NaN is refused by the parser already. Deep
+    nesting is refused too: the JSON encoder that saves the body recurses once per level
+    and would run out of stack where the parser, higher up, did not. Walked without
+    recursion for the same reason.
+    """
+    pending: list[tuple[Any, int]] = [(payload, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > _MAX_DEPTH:
+            raise CallbackRefused(400, f"The body must not nest deeper than {_MAX_DEPTH} levels.")
+        if isinstance(value, dict):
+            pending.extend((item, depth + 1) for item in (*value.keys(), *value.values()))
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and not _storable_text(value):
+            raise CallbackRefused(
+                400, "The body must not contain NUL characters or unpaired surrogates."
+            )
+
+
+def _storable_text(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _refuse_constant(name: str) -> None:
@@ -206,7 +240,8 @@ def callback_verification_find(*, payload: Mapping[str, Any]) -> Verification | 
     if found is not None:
         return found
     client_ref = payload.get("client_ref")
-    if not isinstance(client_ref, str) or not _CLIENT_REF.match(client_ref):
+    # fullmatch: `$` would also match before a trailing newline, and UUID() refuse it.
+    if not isinstance(client_ref, str) or not _CLIENT_REF.fullmatch(client_ref):
         return None
     prefix = client_ref.lower()
     # A range on the primary key: a prefix match that works on every database's UUID type.

@@ -1,24 +1,44 @@
-"""The verification page's websocket: /ws/2fa/<verification id>/."""
+"""Websockets bound to a session: the verification page's (/ws/2fa/<id>/) and the base
+class the results page's shares.
+
+A socket lives only as long as its session's right to it. Access is checked when it
+connects, again before every push (a fresh read of the session, never the copy loaded at
+connect), and at once when the user's sessions change: a logout (of this session, from
+any tab) and a password change (which ends every other session) reach each of the
+user's sockets through a per-user group (see two_factor.signals).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import import_module
 from typing import Any
 from uuid import UUID
 
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
+from django.utils.crypto import constant_time_compare
 
 from two_factor.live import verification_group
 from two_factor.models import Verification
+from two_factor.session import session_key_hash
 from two_factor.status import status_render
 
 logger = logging.getLogger(__name__)
 
 # 4403: the close code browsers see for "not yours or no such thing", deliberately the
-# same for both so an id's existence is never revealed.
+# same for both so an id's existence is never revealed; also "no longer allowed".
 CLOSE_FORBIDDEN = 4403
+# The socket's session ended (logout, password change, expiry): sign in again.
+CLOSE_LOGGED_OUT = 4401
 
 
 def scope_request(scope: dict[str, Any]) -> HttpRequest:
@@ -40,29 +60,183 @@ def scope_request(scope: dict[str, Any]) -> HttpRequest:
     return request
 
 
-class VerificationConsumer(AsyncWebsocketConsumer):
+# --- the user's sessions changed: tell their sockets -------------------------------------
+
+
+def user_sockets_group(user_id: Any) -> str:
+    return f"user-sockets-{int(user_id)}"
+
+
+def sockets_session_ended(*, user_id: Any, session_key: str | None) -> None:
+    """This session logged out: its sockets close (the hash, never the key, travels)."""
+    if session_key:
+        _publish(user_id, {"type": "session.ended", "session": session_key_hash(session_key)})
+
+
+def sockets_access_changed(*, user_id: Any) -> None:
+    """Something about the user changed (their password): each socket checks again."""
+    _publish(user_id, {"type": "access.changed"})
+
+
+def _publish(user_id: Any, event: dict[str, str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_sockets_group(user_id), event)
+    except Exception:
+        # Logging out must work with the channel layer down; the next push re-checks.
+        logger.exception("Could not tell the sockets of user %s", user_id)
+
+
+# --- a fresh look at the socket's session ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SessionNow:
+    """What the socket's session holds right now, and the user it still authenticates."""
+
+    data: Mapping[str, Any]
+    user: AbstractBaseUser
+
+
+def session_now(*, session_key: str | None, user_id: Any) -> SessionNow | None:
+    """The session as stored now, if it still authenticates ``user_id``; else None.
+
+    The checks of django.contrib.auth.get_user(), without its side effects: reading
+    never flushes or rewrites a session.
+    """
+    if not session_key or user_id is None:
+        return None
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    backend_path = data.get(BACKEND_SESSION_KEY)
+    if str(data.get(SESSION_KEY)) != str(user_id) or backend_path not in (
+        settings.AUTHENTICATION_BACKENDS
+    ):
+        return None
+    user = load_backend(backend_path).get_user(user_id)
+    stored_hash = str(data.get(HASH_SESSION_KEY) or "")
+    if user is None or not stored_hash:
+        return None
+    hashes = [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    if not any(constant_time_compare(stored_hash, known) for known in hashes):
+        return None
+    return SessionNow(data=data, user=user)
+
+
+class SessionBoundConsumer(AsyncWebsocketConsumer):
+    """Joins its live group and its user's group; pushes only while access holds.
+
+    Subclasses say who may watch (``may_watch``, run in a database thread), which group
+    carries their updates (``live_group``) and what to send (``send_current``).
+    """
+
+    _groups: tuple[str, ...] = ()
+    _ended = False
+
+    def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def live_group(self) -> str:
+        raise NotImplementedError
+
+    async def send_current(self) -> None:
+        raise NotImplementedError
+
     async def connect(self) -> None:
-        self.verification_id = self._verification_id()
-        if self.verification_id is None or not await self._is_own_verification():
+        if not await self._may_watch_at_connect():
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self.group = verification_group(self.verification_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self._groups = (self.live_group(), user_sockets_group(self.scope["user"].pk))
+        for group in self._groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         # Always start from the current state: reconnects and late joiners are never stale.
-        await self._send_status()
+        await self.send_current()
 
     async def disconnect(self, code: int) -> None:
-        group = getattr(self, "group", None)
-        if group:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await self._leave_groups()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The page never needs to send anything; whatever arrives is ignored, not trusted.
-        logger.debug("ignored a client frame on %s", self.verification_id)
+        logger.debug("ignored a client frame on %s", self.scope.get("path"))
+
+    async def push(self) -> None:
+        """Send the current state, unless access ended since the last look."""
+        if self._ended:
+            return
+        code = await self._access_ended()
+        if code is not None:
+            await self._end(code)
+            return
+        await self.send_current()
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        if constant_time_compare(str(event.get("session", "")), self._session_hash()):
+            await self._end(CLOSE_LOGGED_OUT)
+
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        code = await self._access_ended()
+        if code is not None:
+            await self._end(code)
+
+    @database_sync_to_async
+    def _may_watch_at_connect(self) -> bool:
+        user = self.scope.get("user")
+        session = self.scope.get("session")
+        if user is None or not user.is_authenticated or session is None:
+            return False
+        return self.may_watch(user=user, session=session)
+
+    @database_sync_to_async
+    def _access_ended(self) -> int | None:
+        """None while access holds; else the close code that says why it ended."""
+        now = session_now(session_key=self._session_key(), user_id=self.scope["user"].pk)
+        if now is None:
+            return CLOSE_LOGGED_OUT
+        if not self.may_watch(user=now.user, session=now.data):
+            return CLOSE_FORBIDDEN
+        return None
+
+    async def _end(self, code: int) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        await self._leave_groups()
+        await self.close(code=code)
+
+    async def _leave_groups(self) -> None:
+        groups, self._groups = self._groups, ()
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    def _session_key(self) -> str | None:
+        session = self.scope.get("session")
+        return session.session_key if session is not None else None
+
+    def _session_hash(self) -> str:
+        key = self._session_key()
+        return session_key_hash(key) if key else ""
+
+
+class VerificationConsumer(SessionBoundConsumer):
+    def live_group(self) -> str:
+        return verification_group(self._verification_id())
+
+    def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
+        verification_id = self._verification_id()
+        if verification_id is None:
+            return False
+        own = Verification.objects.of_session(user=user, session_key=self._session_key())
+        return own.filter(pk=verification_id).exists()
 
     async def verification_changed(self, event: dict[str, Any]) -> None:
-        await self._send_status()
+        await self.push()
+
+    async def send_current(self) -> None:
+        html = await self._render_status()
+        if html is not None:
+            await self.send(text_data=html)
 
     def _verification_id(self) -> UUID | None:
         try:
@@ -71,21 +245,8 @@ class VerificationConsumer(AsyncWebsocketConsumer):
             return None
 
     @database_sync_to_async
-    def _is_own_verification(self) -> bool:
-        session = self.scope.get("session")
-        own = Verification.objects.of_session(
-            user=self.scope.get("user"), session_key=session.session_key if session else None
-        )
-        return own.filter(pk=self.verification_id).exists()
-
-    @database_sync_to_async
     def _render_status(self) -> str | None:
-        verification = Verification.objects.filter(pk=self.verification_id).first()
+        verification = Verification.objects.filter(pk=self._verification_id()).first()
         if verification is None:
             return None
         return status_render(scope_request(self.scope), verification)
-
-    async def _send_status(self) -> None:
-        html = await self._render_status()
-        if html is not None:
-            await self.send(text_data=html)

@@ -12,6 +12,11 @@ the last slot. A refused event still counts, so hammering a limit keeps it shut.
 
 Keys are SHA-256 hashed so IP addresses and phone numbers never sit in the cache in
 the clear.
+
+When the cache cannot be reached, its error (redis-py's ConnectionError or TimeoutError,
+quick thanks to the cache's socket timeouts) propagates on purpose: the limiter fails
+closed, since an action it cannot count could be an SMS pumping run, and
+``pollstr.unavailable`` answers the person 503 "try again in a moment".
 """
 
 from __future__ import annotations

@@ -114,6 +114,16 @@ class Verification(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     channel_deadline = models.DateTimeField(null=True, blank=True)
+    # When the first provider call of this verification's send began: a re-driven send
+    # may only adopt the provider's live request while that request can still be live.
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    # The next moment something must happen to this row if nothing else does (a lost
+    # task, a retry in backoff, a step's timeout). The reconciler drives every live row
+    # past it, so a lost broker message costs one sweep, never an hour.
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    # A sentence for the voter about what just happened in a live state ("enter the code
+    # again"); every transition replaces it.
+    notice = models.CharField(max_length=200, blank=True)
     verified_at = models.DateTimeField(null=True, blank=True)
     consumed_at = models.DateTimeField(null=True, blank=True)
 
@@ -121,12 +131,25 @@ class Verification(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["user", "-created_at"])]
+        indexes = [
+            models.Index(fields=["user", "-created_at"]),
+            models.Index(
+                fields=["deadline_at"],
+                condition=models.Q(deadline_at__isnull=False),
+                name="verification_due",
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(status__in=[s.value for s in Status]),
                 name="verification_status_known",
-            )
+            ),
+            # One live verification per user, whatever races the web tier loses.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=models.Q(status__in=sorted(s.value for s in LIVE_STATUSES)),
+                name="one_live_verification_per_user",
+            ),
         ]
 
     def __str__(self) -> str:

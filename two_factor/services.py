@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -20,7 +21,6 @@ from django.utils import timezone
 from two_factor import gateways
 from two_factor.gateways.errors import (
     ConcurrentRequest,
-    GatewayError,
     InvalidCode,
     NoMoreChannels,
     PermanentGatewayError,
@@ -31,6 +31,7 @@ from two_factor.gateways.errors import (
 )
 from two_factor.limits import RateLimited, limits_hit
 from two_factor.models import (
+    LIVE_STATUSES,
     TRANSITIONS,
     PhoneNumber,
     Status,
@@ -52,8 +53,20 @@ class VerificationRefused(Exception):
         self.retry_after = retry_after
 
 
+class AlreadyCompleted(VerificationRefused):
+    """The verification was consumed meanwhile (another tab, a double click)."""
+
+
 class IllegalTransition(Exception):
     pass
+
+
+# Sentences the voter sees when the reconciler or a give-up settles a row.
+CHECK_AGAIN = "We couldn't check your code just now. Please enter it again."
+SEND_GAVE_UP = (
+    "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
+)
+SEND_UNCONFIRMED = "We couldn't confirm that your code was sent. Please ask for a new code."
 
 
 # --- the one transition path ---------------------------------------------------------------
@@ -71,6 +84,8 @@ def transition(
 
     Locks the row so concurrent deliveries (a worker and a callback) serialise; the
     state machine is checked against the row as stored, not as the caller last saw it.
+    Every transition sets the row's next deadline (see `deadline_for`) and replaces
+    the voter's notice, unless the caller passes them.
     """
     with transaction.atomic():
         current = Verification.objects.select_for_update().get(pk=verification.pk)
@@ -78,13 +93,19 @@ def transition(
             raise IllegalTransition(f"{current.status} → {to} is not allowed")
         from_status = current.status
         current.status = to
+        fields.setdefault("notice", "")
         for name, value in fields.items():
             setattr(current, name, value)
+        if "deadline_at" not in fields:
+            current.deadline_at = deadline_for(current, now=timezone.now())
         current.save()
         VerificationEvent.objects.create(
             verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
         )
         transaction.on_commit(lambda: _publish(current.pk))
+        transaction.on_commit(
+            lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
+        )
     # Hand the caller the fresh row so it never acts on a stale status.
     verification.__dict__.update(current.__dict__)
     return verification
@@ -98,6 +119,37 @@ def _publish(verification_id: UUID) -> None:
     except Exception:
         # The database is the truth; a page that missed a push catches up on reconnect.
         logger.exception("Could not publish verification %s", verification_id)
+
+
+def task_grace() -> timedelta:
+    """How long a task may run (its hard time limit) plus one sweep: past this, a row
+    still in `sending` or `checking` has lost its task."""
+    return timedelta(
+        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.TWO_FACTOR_RECONCILE_INTERVAL
+    )
+
+
+def deadline_for(verification: Verification, *, now: Any) -> Any:
+    """When the reconciler must look at this row next if no task or callback does."""
+    if verification.status == Status.QUEUED:
+        return now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE)
+    if verification.status in (Status.SENDING, Status.CHECKING):
+        return now + task_grace()
+    if verification.status in (Status.SENT, Status.CALLING):
+        return verification.channel_deadline
+    return None
+
+
+def _announce(verification: Verification, *, from_status: str, to_status: str, reason: str) -> None:
+    from two_factor.signals import verification_transitioned
+
+    verification_transitioned.send_robust(
+        sender=Verification,
+        verification=verification,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+    )
 
 
 def transition_if_allowed(verification: Verification, to: Status, **kwargs: Any) -> bool:
@@ -151,16 +203,37 @@ def phone_number_set(*, user: AbstractBaseUser, raw_number: str) -> PhoneNumber:
 
 
 def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | None) -> Verification:
-    """Queue a new verification of the user's stored number for this session."""
-    try:
-        # Not `user.phone_number`: the caller's user may cache the number it had before a
-        # phone_number_set() in the same request, and the code would go to the old one.
-        phone = PhoneNumber.objects.get(user=user)
-    except PhoneNumber.DoesNotExist:
-        raise VerificationRefused("Add your mobile number first.") from None
+    """Queue a new verification of the user's stored number for this session.
+
+    One start at a time per user: the user's row is locked first, so parallel clicks
+    queue up here and each sees the verification the one before it created (the
+    cooldown then refuses it). The unique constraint on live verifications backs this.
+    """
     key_hash = session_key_hash(session_key)
-    latest = Verification.objects.filter(user=user).live().first()
-    wait = resend_available_in(latest) if latest else 0
+    try:
+        with transaction.atomic():
+            verification = _start_locked(user=user, key_hash=key_hash, ip=ip)
+    except IntegrityError:
+        raise VerificationRefused(
+            "A code is already on its way. Wait a moment, then try again.", retry_after=5
+        ) from None
+    return verification
+
+
+def _start_locked(*, user: AbstractBaseUser, key_hash: str, ip: str | None) -> Verification:
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
+    # Not `user.phone_number`: the caller's user may cache the number it had before a
+    # phone_number_set() in the same request, and the code would go to the old one.
+    phone = PhoneNumber.objects.filter(user=user).first()
+    if phone is None:
+        raise VerificationRefused("Add your mobile number first.")
+    live = list(Verification.objects.select_for_update().filter(user=user).live())
+    if any(old.status == Status.CHECKING for old in live):
+        raise VerificationRefused(
+            "We're checking the code you entered. Wait a moment, then try again.",
+            retry_after=2,
+        )
+    wait = resend_available_in(live[0]) if live else 0
     if wait:
         # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
         raise VerificationRefused(
@@ -176,20 +249,27 @@ def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | No
             ("start_global_daily", "all"),
         ]
     )
-    with transaction.atomic():
-        # One live verification per user: a new start supersedes the old one.
-        for old in Verification.objects.select_for_update().filter(user=user).live():
-            transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
-            if old.request_id:
-                _enqueue_cancel(old)
-        verification = Verification.objects.create(
-            user=user, session_key_hash=key_hash, number=phone.number
-        )
-        VerificationEvent.objects.create(
-            verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
-        )
-        transaction.on_commit(lambda: _enqueue("send", verification.pk))
-        transaction.on_commit(lambda: _publish(verification.pk))
+    # One live verification per user: a new start supersedes the old one.
+    for old in live:
+        transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
+        if old.request_id:
+            _enqueue_cancel(old)
+    now = timezone.now()
+    verification = Verification.objects.create(
+        user=user,
+        session_key_hash=key_hash,
+        number=phone.number,
+        created_at=now,
+        deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
+    )
+    VerificationEvent.objects.create(
+        verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
+    )
+    transaction.on_commit(lambda: _enqueue("send", verification.pk))
+    transaction.on_commit(lambda: _publish(verification.pk))
+    transaction.on_commit(
+        lambda: _announce(verification, from_status="", to_status=Status.QUEUED, reason="requested")
+    )
     return verification
 
 
@@ -223,8 +303,21 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         return verification
     if verification.send_claim != delivery:
         return verification  # another delivery owns this send
+    if verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
+        transition_if_allowed(
+            verification,
+            Status.FAILED,
+            reason=f"gave up after {verification.send_attempts} provider calls",
+            failure_reason=SEND_GAVE_UP,
+        )
+        return verification
+    now = timezone.now()
+    # Counted and re-armed before the call: a worker killed during it leaves a row the
+    # reconciler re-drives once this attempt's time is up.
     Verification.objects.filter(pk=verification.pk).update(
-        send_attempts=verification.send_attempts + 1
+        send_attempts=verification.send_attempts + 1,
+        send_started_at=verification.send_started_at or now,
+        deadline_at=now + task_grace(),
     )
     gateway = gateways.get_gateway()
     try:
@@ -253,21 +346,31 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         sent_at=now,
         channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
     )
-    if verification.status == Status.SENT:
-        _enqueue_advance(verification)
     return verification
 
 
-def verification_send_gave_up(*, verification_id: UUID, error: GatewayError) -> None:
-    """The task ran out of retries on transient errors."""
+def verification_send_gave_up(*, verification_id: UUID, error: Exception) -> None:
+    """The task ran out of retries (provider errors, or our own database)."""
     verification = Verification.objects.get(pk=verification_id)
-    message = (
-        "We couldn't reach the SMS provider after several tries. "
-        "Please ask for a new code in a minute."
-    )
     transition_if_allowed(
-        verification, Status.FAILED, reason=f"gave up: {error.message}", failure_reason=message
+        verification,
+        Status.FAILED,
+        reason=f"gave up: {_describe(error)}",
+        failure_reason=SEND_GAVE_UP,
     )
+
+
+def verification_retry_at(*, verification_id: UUID, seconds: float) -> None:
+    """A task will retry in `seconds`: keep the row's deadline past that retry, so the
+    reconciler re-drives it only if the retry itself is lost (a broker restart)."""
+    due = timezone.now() + timedelta(seconds=seconds) + task_grace()
+    Verification.objects.filter(pk=verification_id, status__in=LIVE_STATUSES).update(
+        deadline_at=due
+    )
+
+
+def _describe(error: Exception) -> str:
+    return getattr(error, "message", "") or f"{type(error).__name__}: {error}"
 
 
 # --- checking --------------------------------------------------------------------------------
@@ -286,17 +389,16 @@ def verification_submit_code(
     if not _CODE_RE.match(code) or len(code) != length:
         raise VerificationRefused(f"Enter the {length}-digit code from the SMS or call.")
     verification_refresh(verification=verification)
-    if not verification.accepts_code:
-        raise VerificationRefused(_why_no_code(verification))
-    _limit([("check_per_user", str(verification.user_id))])
-    transition(
-        verification,
-        Status.CHECKING,
-        reason="code submitted",
-        ip=ip,
-        channel=verification.channel,
-    )
-    transaction.on_commit(lambda: _enqueue("check", verification.pk, code))
+    with transaction.atomic():
+        # Two submissions at once (a double click, two tabs) queue on the row: the second
+        # sees `checking` and is told so; only a check that goes on to the provider counts.
+        locked = Verification.objects.select_for_update().get(pk=verification.pk)
+        verification.__dict__.update(locked.__dict__)
+        if not verification.accepts_code:
+            raise VerificationRefused(_why_no_code(verification))
+        _limit([("check_per_user", str(verification.user_id))])
+        transition(verification, Status.CHECKING, reason="code submitted", ip=ip)
+        transaction.on_commit(lambda: _enqueue("check", verification.pk, code))
     return verification
 
 
@@ -364,12 +466,19 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
     return verification
 
 
-def verification_check_gave_up(*, verification_id: UUID, error: GatewayError) -> None:
+def verification_check_gave_up(*, verification_id: UUID, error: Exception) -> None:
+    """The check could not reach the provider: the code is not used up, so the voter is
+    asked to enter it again (nothing retries behind their back)."""
     verification = Verification.objects.get(pk=verification_id)
     if verification.status != Status.CHECKING:
         return
     back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
-    transition_if_allowed(verification, back_to, reason=f"check not possible now: {error.message}")
+    transition_if_allowed(
+        verification,
+        back_to,
+        reason=f"check not possible now: {_describe(error)}",
+        notice=CHECK_AGAIN,
+    )
 
 
 def verification_mark_verified(*, verification: Verification, reason: str) -> None:
@@ -420,14 +529,13 @@ def verification_next_channel(*, verification_id: UUID, reason: str) -> Verifica
 
 def verification_voice_started(verification: Verification, *, reason: str) -> None:
     now = timezone.now()
-    if transition_if_allowed(
+    transition_if_allowed(
         verification,
         Status.CALLING,
         reason=reason,
         channel="voice",
         channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
-    ):
-        _enqueue_advance(verification)
+    )
 
 
 def verification_refresh(*, verification: Verification) -> Verification:
@@ -474,6 +582,96 @@ def verification_provider_cancel(*, request_id: str) -> None:
         logger.info("provider cancel of %s not done: %s", request_id, error.message)
 
 
+# --- the reconciler: deadlines that no task or callback honoured ----------------------------
+
+
+def verification_reconcile(*, limit: int = 500) -> int:
+    """Drive every live verification whose deadline has passed; return how many.
+
+    Tasks and callbacks are the fast path. This sweep (Celery beat, or the embedded
+    worker's timer) is what makes a lost broker message, a killed worker or a retry that
+    a Redis restart dropped cost one sweep interval: each row is settled through the same
+    services and idempotency as its task would have been.
+    """
+    now = timezone.now()
+    due = list(
+        Verification.objects.live()
+        .filter(deadline_at__lte=now)
+        .order_by("deadline_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for verification_id in due:
+        try:
+            _reconcile_one(verification_id, now=now)
+        except Exception:
+            # One bad row must not stop the sweep; it stays due and is tried next time.
+            logger.exception("Could not reconcile verification %s", verification_id)
+    return len(due)
+
+
+def _reconcile_one(verification_id: UUID, *, now: Any) -> None:
+    with transaction.atomic():
+        # skip_locked: a task or another sweep holding the row is already driving it.
+        verification = (
+            Verification.objects.select_for_update(skip_locked=True)
+            .filter(pk=verification_id, deadline_at__lte=now, status__in=LIVE_STATUSES)
+            .first()
+        )
+        if verification is None:
+            return
+        if verification.status == Status.QUEUED:
+            _reconcile_queued(verification, now=now)
+        elif verification.status == Status.SENDING:
+            _reconcile_sending(verification, now=now)
+        elif verification.status == Status.CHECKING:
+            # The code travelled only in the lost task: ask for it again, uncounted.
+            back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+            transition(
+                verification, back_to, reason="check task lost (reconciler)", notice=CHECK_AGAIN
+            )
+        else:
+            verification_refresh(verification=verification)
+
+
+def _reconcile_queued(verification: Verification, *, now: Any) -> None:
+    if now - verification.created_at > timedelta(seconds=settings.TWO_FACTOR_QUEUED_MAX_AGE):
+        transition(
+            verification,
+            Status.FAILED,
+            reason="never picked up by a worker (reconciler)",
+            failure_reason=SEND_GAVE_UP,
+        )
+        return
+    # Its task was lost or is stuck behind a backlog: a second copy is harmless (the
+    # first delivery to claim the send wins, the other sends nothing).
+    Verification.objects.filter(pk=verification.pk).update(
+        deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE)
+    )
+    transaction.on_commit(lambda: _enqueue("send", verification.pk))
+
+
+def _reconcile_sending(verification: Verification, *, now: Any) -> None:
+    started = verification.send_started_at or verification.updated_at
+    # Re-sending is safe only while a request the lost attempt may have made is still
+    # live at the provider: it then answers 409 and we adopt it. Later, a re-send could
+    # be a second SMS, so the voter decides instead.
+    window = timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT)
+    if now - started > window or (
+        verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS
+    ):
+        transition(
+            verification,
+            Status.FAILED,
+            reason="send attempt lost and can no longer be confirmed (reconciler)",
+            failure_reason=SEND_UNCONFIRMED,
+        )
+        return
+    Verification.objects.filter(pk=verification.pk).update(deadline_at=now + task_grace())
+    claim = verification.send_claim
+    # The same delivery id as the lost attempt, so the send's claim still matches.
+    transaction.on_commit(lambda: _enqueue_send_as(verification.pk, claim))
+
+
 # --- completion and the session flag ---------------------------------------------------------
 
 
@@ -483,9 +681,16 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
 
     if verification.session_key_hash != session_key_hash(session.session_key or ""):
         raise VerificationRefused("This verification belongs to another session.")
-    if verification.status != Status.VERIFIED:
-        raise VerificationRefused("This verification isn't finished yet.")
-    transition(verification, Status.CONSUMED, reason="session verified", consumed_at=timezone.now())
+    with transaction.atomic():
+        # Two tabs following the link at once: the second finds it consumed.
+        locked = Verification.objects.select_for_update().get(pk=verification.pk)
+        if locked.status == Status.CONSUMED:
+            raise AlreadyCompleted("This verification is already complete.")
+        if locked.status != Status.VERIFIED:
+            raise VerificationRefused("This verification isn't finished yet.")
+        transition(
+            verification, Status.CONSUMED, reason="session verified", consumed_at=timezone.now()
+        )
     session.cycle_key()
     session_mark_verified(session=session, user=verification.user, number=verification.number)
 
@@ -511,16 +716,10 @@ def _enqueue(operation: str, *args: Any) -> None:
     task.delay(*(str(a) if isinstance(a, UUID) else a for a in args))
 
 
-def _enqueue_advance(verification: Verification) -> None:
+def _enqueue_send_as(verification_id: UUID, delivery: str) -> None:
     from tasks import verification as verification_tasks
 
-    deadline = verification.channel_deadline
-    if deadline is None:
-        return
-    countdown = max(1, int((deadline - timezone.now()).total_seconds()) + 1)
-    transaction.on_commit(
-        lambda: verification_tasks.advance.apply_async((str(verification.pk),), countdown=countdown)
-    )
+    verification_tasks.send_code.apply_async((str(verification_id),), task_id=delivery or None)
 
 
 def _enqueue_cancel(verification: Verification) -> None:

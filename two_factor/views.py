@@ -5,7 +5,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
@@ -17,7 +17,7 @@ from pollstr.safe_redirect import safe_next_url
 from two_factor import services
 from two_factor.forms import CodeForm, PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
-from two_factor.services import VerificationRefused
+from two_factor.services import AlreadyCompleted, VerificationRefused
 from two_factor.session import session_is_verified
 from two_factor.status import STATUS_TEMPLATE, status_context
 
@@ -56,13 +56,51 @@ def _remember_next(request: HtmxHttpRequest) -> None:
 
 
 def _refused(
-    request: HttpRequest, verification: Verification, refusal: VerificationRefused
+    request: HtmxHttpRequest, verification: Verification, refusal: VerificationRefused
 ) -> HttpResponse:
     if request.htmx:
+        verification.refresh_from_db()  # show the state as it is now, not as we read it
         context = status_context(verification, error=refusal.message)
         return render(request, STATUS_TEMPLATE, context, status=200)
     messages.error(request, refusal.message)
     return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """Redirect to a URL (never a URL name: `redirect("foo")` would try to reverse it)."""
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return HttpResponseRedirect(url)
+
+
+def _start_page(
+    request: HtmxHttpRequest,
+    *,
+    form: PhoneNumberForm,
+    phone: PhoneNumber | None,
+    refusal: VerificationRefused | None = None,
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "phone": phone,
+        "error": refusal.message if refusal else "",
+        "verified": session_is_verified(session=request.session, user=request.user),
+        # A code already on its way to this session: offer to go back to it.
+        "pending": Verification.objects.of_session(
+            user=request.user, session_key=_session_key(request)
+        )
+        .live()
+        .first(),
+    }
+    if refusal is None:
+        return render(request, "two_factor/start.html", context)
+    # 429 for "not now" (a cooldown or a limit), 400 for "not this".
+    response = render(
+        request, "two_factor/start.html", context, status=429 if refusal.retry_after else 400
+    )
+    if refusal.retry_after:
+        response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 @never_cache
@@ -72,36 +110,25 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
     """Ask for the number (first time) or for consent to text the stored one."""
     _remember_next(request)
     phone = _phone_of(request)
+    # The number form is only bound when it is the one on the page (no number yet).
     form = PhoneNumberForm(request.POST if request.method == "POST" and phone is None else None)
-    if request.method == "POST":
-        try:
-            if phone is None:
-                if not form.is_valid():
-                    raise VerificationRefused("Enter your mobile number.")
-                phone = services.phone_number_set(
-                    user=request.user, raw_number=form.cleaned_data["number"]
-                )
-            verification = services.verification_start(
-                user=request.user, session_key=_session_key(request), ip=_client_ip(request)
+    if request.method != "POST":
+        return _start_page(request, form=form, phone=phone)
+    try:
+        if phone is None:
+            if not form.is_valid():
+                raise VerificationRefused("Enter your mobile number.")
+            phone = services.phone_number_set(
+                user=request.user, raw_number=form.cleaned_data["number"]
             )
-        except VerificationRefused as refusal:
-            form.add_error(None if phone else "number", refusal.message)
-            return render(
-                request, "two_factor/start.html", {"form": form, "phone": phone}, status=400
-            )
-        return redirect("two_factor:verify", verification_id=verification.pk)
-    context = {
-        "form": form,
-        "phone": phone,
-        "verified": session_is_verified(session=request.session, user=request.user),
-        # A code already on its way to this session: offer to go back to it.
-        "pending": Verification.objects.of_session(
-            user=request.user, session_key=_session_key(request)
+        verification = services.verification_start(
+            user=request.user, session_key=_session_key(request), ip=_client_ip(request)
         )
-        .live()
-        .first(),
-    }
-    return render(request, "two_factor/start.html", context)
+    except VerificationRefused as refusal:
+        if form.is_bound:
+            form.add_error("number", refusal.message)
+        return _start_page(request, form=form, phone=phone, refusal=refusal)
+    return redirect("two_factor:verify", verification_id=verification.pk)
 
 
 @never_cache
@@ -216,6 +243,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     The worker never writes sessions; the browser comes here once it sees "verified".
     """
     verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
+    target = safe_next_url(
+        request, request.session.get(NEXT_SESSION_KEY, ""), reverse("polls:index")
+    )
     # A second click on the same link: already done. The first click rotated the session
     # key, so _get_own_verification's session check can no longer match it.
     already_done = verification.status == Status.CONSUMED and session_is_verified(
@@ -225,15 +255,15 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         verification = _get_own_verification(request, verification_id)
         try:
             services.verification_complete(verification=verification, session=request.session)
+        except AlreadyCompleted:
+            # Another tab completed it a moment ago and holds the rotated session: leave
+            # this (now replaced) session untouched and follow on.
+            return _go(request, target)
         except VerificationRefused as refusal:
             return _refused(request, verification, refusal)
         messages.success(request, "Your phone is verified. You can vote now.")
-    target = safe_next_url(
-        request, request.session.pop(NEXT_SESSION_KEY, ""), reverse("polls:index")
-    )
-    if request.htmx:
-        return HttpResponseClientRedirect(target)
-    return redirect(target)
+    request.session.pop(NEXT_SESSION_KEY, None)
+    return _go(request, target)
 
 
 @never_cache

@@ -8,11 +8,16 @@ against real Redis and PostgreSQL.
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +29,11 @@ from tests.integration.conftest import requires_postgres
 BASE_DIR = stack.BASE_DIR
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 DOCKERFILE = BASE_DIR / "Dockerfile"
-APP_SERVICES = ("migrate", "web", "worker")
+APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+# Read by the process runners, not by settings: gunicorn, prometheus-client, Flower.
+RUNNER_VARIABLES = {"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "FLOWER_BASIC_AUTH"}
+# What `docker-compose config` needs to interpolate the file (the rest have defaults).
+REQUIRED_ENV = {"POSTGRES_PASSWORD": "compose-check", "SECRET_KEY": "compose-check"}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,7 @@ def command_of(service: dict[str, Any]) -> list[str]:
 
 
 def test_compose_declares_the_operator_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"db", "redis", "migrate", "web", "worker"}
+    assert set(compose["services"]) == {"db", "redis", "migrate", "web", "worker", "beat", "flower"}
     assert compose["services"]["db"]["image"].startswith("postgres:16")
     assert compose["services"]["redis"]["image"].startswith("redis:7")
     images = {compose["services"][name]["image"] for name in APP_SERVICES}
@@ -61,6 +70,8 @@ def test_web_and_worker_run_the_commands_the_tests_run(compose: dict[str, Any]) 
     services = compose["services"]
     assert command_of(services["web"]) == stack.web_command(host="0.0.0.0", port=8000)
     assert command_of(services["worker"]) == list(stack.WORKER_COMMAND)
+    assert command_of(services["beat"]) == list(stack.BEAT_COMMAND)
+    assert command_of(services["flower"]) == list(stack.FLOWER_COMMAND)
     assert command_of(services["migrate"]) == list(stack.MIGRATE_COMMAND)
     assert services["web"]["ports"] == ["8000:8000"]
 
@@ -74,6 +85,10 @@ def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
         return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
 
     assert conditions("migrate") == {"db": "service_healthy"}
+    assert conditions("beat") == {
+        "redis": "service_healthy",
+        "migrate": "service_completed_successfully",
+    }
     for name in ("web", "worker"):
         assert conditions(name) == {
             "db": "service_healthy",
@@ -104,6 +119,7 @@ def test_every_variable_the_app_services_set_is_a_setting(compose: dict[str, Any
     )
     for name in APP_SERVICES:
         unknown = set(compose["services"][name]["environment"]) - read_by_settings
+        unknown -= RUNNER_VARIABLES
         assert not unknown, f"{name} sets variables pollstr/settings.py never reads: {unknown}"
 
 
@@ -139,12 +155,206 @@ def test_the_commands_name_modules_that_exist() -> None:
     assert importlib.import_module("pollstr").celery_app is celery_app
 
 
+# --- a real Compose parser, the schema, and what operators tune -------------------------------
+
+COMPOSE_SPEC = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
+NO_COMPOSE = (
+    "the compose checks need Debian's docker-compose package (its parser and its copy of "
+    "the Compose Specification schema): apt-get install docker-compose"
+)
+
+
+def compose_config(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    if shutil.which("docker-compose") is None:
+        pytest.skip(NO_COMPOSE)
+    # A project directory of its own: no .env of a developer's checkout is read.
+    environment = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), **(env or {})}
+    return subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE_FILE), "--project-directory", str(tmp_path), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_docker_compose_parses_and_validates_the_file(tmp_path: Path) -> None:
+    checked = compose_config(tmp_path, "config", "-q", env=REQUIRED_ENV)
+    assert checked.returncode == 0, checked.stderr
+
+    missing = compose_config(tmp_path, "config", "-q", env={"SECRET_KEY": "x"})
+    assert missing.returncode != 0
+    assert "set POSTGRES_PASSWORD" in missing.stderr
+
+
+def test_docker_compose_rejects_a_broken_copy(tmp_path: Path) -> None:
+    # The parser above is not a rubber stamp: the same file with one wrong type fails.
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        COMPOSE_FILE.read_text().replace("stop_grace_period: 60s", "stop_grace_period: [60]")
+    )
+    if shutil.which("docker-compose") is None:
+        pytest.skip(NO_COMPOSE)
+    result = subprocess.run(
+        ["docker-compose", "-f", str(broken), "config", "-q"],
+        env={"PATH": os.environ.get("PATH", ""), **REQUIRED_ENV},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "stop_grace_period" in result.stderr
+
+
+def test_the_interpolated_file_validates_against_the_compose_specification(
+    tmp_path: Path,
+) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is in requirements-dev")
+    yaml = pytest.importorskip("yaml", reason="PyYAML is in requirements-dev")
+    if not COMPOSE_SPEC.exists():
+        pytest.skip(NO_COMPOSE)
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    validator = jsonschema.Draft201909Validator(schema)
+    # With the monitoring profile: flower is in the output too.
+    rendered = compose_config(tmp_path, "--profile", "monitoring", "config", env=REQUIRED_ENV)
+    assert rendered.returncode == 0, rendered.stderr
+    document = yaml.safe_load(rendered.stdout)
+    assert {"beat", "flower", "web", "worker"} <= set(document["services"])
+
+    errors = sorted(validator.iter_errors(document), key=lambda error: error.path)
+    assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
+    # And the raw file (anchors resolved by YAML) against the same schema.
+    raw = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert not list(validator.iter_errors(raw))
+    # A wrong type is caught by this validator too.
+    raw["services"]["worker"]["deploy"]["resources"]["limits"]["memory"] = ["512M"]
+    assert list(validator.iter_errors(raw))
+
+
+def test_the_worker_pool_and_concurrency_come_from_the_environment(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    env = compose["services"]["worker"]["environment"]
+    assert env["CELERY_WORKER_POOL"] == "${CELERY_WORKER_POOL:-prefork}"
+    assert env["CELERY_WORKER_CONCURRENCY"] == "${CELERY_WORKER_CONCURRENCY:-2}"
+    assert not any(
+        p.startswith(("--pool", "-P", "--concurrency", "-c")) for p in stack.WORKER_COMMAND
+    )
+    tuned = compose_config(
+        tmp_path,
+        "config",
+        env={**REQUIRED_ENV, "CELERY_WORKER_POOL": "threads", "CELERY_WORKER_CONCURRENCY": "8"},
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    assert "CELERY_WORKER_POOL: threads" in tuned.stdout
+    assert "CELERY_WORKER_CONCURRENCY: '8'" in tuned.stdout
+
+
+def test_settings_hand_the_pool_and_concurrency_to_celery(tmp_path: Path) -> None:
+    probe = (
+        "from pollstr.celery import app; c = app.conf; "
+        "print(c.worker_pool, c.worker_concurrency, c.worker_hijack_root_logger)"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CELERY_", "DATABASE_"))},
+        "CELERY_WORKER_POOL": "threads",
+        "CELERY_WORKER_CONCURRENCY": "7",
+        "POLLSTR_VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stdout.split() == ["threads", "7", "False"], result.stderr
+
+
+def test_the_web_uses_the_cores_and_the_worker_stops_after_its_tasks(
+    compose: dict[str, Any],
+) -> None:
+    from django.conf import settings
+
+    services = compose["services"]
+    assert services["web"]["environment"]["WEB_CONCURRENCY"] == "${WEB_CONCURRENCY:-2}"
+    assert "uvicorn_worker.UvicornWorker" in command_of(services["web"])
+
+    def seconds(value: str) -> int:
+        match = re.fullmatch(r"(\d+)s", value)
+        assert match, value
+        return int(match.group(1))
+
+    worker_grace = seconds(services["worker"]["stop_grace_period"])
+    assert worker_grace > settings.CELERY_TASK_TIME_LIMIT
+    assert worker_grace > celery_app.conf.task_time_limit
+    assert seconds(services["web"]["stop_grace_period"]) > 25  # gunicorn's graceful timeout
+    for name in ("web", "worker", "beat", "flower"):
+        limits = services[name]["deploy"]["resources"]["limits"]
+        assert {"cpus", "memory"} <= set(limits), name
+        assert services[name]["restart"] == "unless-stopped", name
+
+
+def test_beat_runs_once_and_flower_only_with_the_monitoring_profile(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    services = compose["services"]
+    assert "profiles" not in services["beat"]
+    assert services["flower"]["profiles"] == ["monitoring"]
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    # The parser keeps the profile (docker-compose 1.29 lists every service either way;
+    # `up` without --profile monitoring leaves flower out).
+    rendered = compose_config(tmp_path, "config", env=REQUIRED_ENV)
+    assert rendered.returncode == 0, rendered.stderr
+    yaml = pytest.importorskip("yaml", reason="PyYAML is in requirements-dev")
+    parsed = yaml.safe_load(rendered.stdout)["services"]
+    assert parsed["flower"]["profiles"] == ["monitoring"]
+    assert "profiles" not in parsed["beat"]
+
+
+def test_healthchecks_use_the_health_endpoint_and_the_heartbeat(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert any("/healthz" in str(part) for part in services["web"]["healthcheck"]["test"])
+    worker_check = services["worker"]["healthcheck"]["test"]
+    assert worker_check == ["CMD", "/app/scripts/worker-healthcheck"]
+    assert "inspect" not in " ".join(worker_check)
+    assert services["worker"]["environment"]["WORKER_HEARTBEAT_FILE"]
+
+
+HEALTHCHECK = BASE_DIR / "scripts" / "worker-healthcheck"
+
+
+def test_the_worker_healthcheck_reads_the_heartbeat_age(tmp_path: Path) -> None:
+    beat = tmp_path / "heartbeat"
+
+    def run() -> subprocess.CompletedProcess[str]:
+        env = {"PATH": os.environ["PATH"], "WORKER_HEARTBEAT_FILE": str(beat)}
+        return subprocess.run(
+            [str(HEALTHCHECK)], env=env, capture_output=True, text=True, timeout=10, check=False
+        )
+
+    assert run().returncode == 1
+    beat.touch()
+    assert run().returncode == 0
+    old = time.time() - 120
+    os.utime(beat, (old, old))
+    stale = run()
+    assert stale.returncode == 1
+    assert "unhealthy" in stale.stdout
+
+
 @pytest.mark.integration
 @requires_postgres
 def test_the_declared_processes_run_here_with_the_same_commands(
     child_env: Callable[..., dict[str, str]],
     use_redis_namespace: Callable[[str], None],
     transactional_db: None,
+    tmp_path: Path,
 ) -> None:
     prefix = f"{stack.SESSION_PREFIX}-compose"
     env = child_env(prefix)
@@ -163,10 +373,30 @@ def test_the_declared_processes_run_here_with_the_same_commands(
     assert migrate.returncode == 0, migrate.stdout + migrate.stderr
     assert "No migrations to apply" in migrate.stdout
 
-    with stack.celery_worker(env, name="compose") as worker, stack.daphne_server(env) as web:
+    heartbeat = tmp_path / "heartbeat"
+    env = {**env, "WORKER_HEARTBEAT_FILE": str(heartbeat), "WEB_CONCURRENCY": "2"}
+    with (
+        stack.celery_worker(env, name="compose") as worker,
+        stack.web_server(env) as web,
+        stack.celery_beat(env),
+    ):
         status, body = stack.http_get(web.url + "/")
         assert status == 200, body[:500]
         status, _ = stack.http_get(web.url + "/static/pollstr/site.css")
         assert status == 200
         replies = celery_app.control.ping(destination=[worker.nodename], timeout=5)
         assert replies == [{worker.nodename: {"ok": "pong"}}]
+        # The worker's heartbeat makes the web ready and its container healthy.
+        status, body = stack.http_get(web.url + "/readyz")
+        assert status == 200, body
+        assert json.loads(body)["checks"]["worker"]["ok"] is True
+        healthcheck = subprocess.run(
+            [str(HEALTHCHECK)],
+            env={"PATH": os.environ["PATH"], "WORKER_HEARTBEAT_FILE": str(heartbeat)},
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        assert healthcheck.returncode == 0, healthcheck.stdout
+        assert web.log_text().count("Booting worker with pid") == 2

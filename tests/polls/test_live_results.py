@@ -7,20 +7,30 @@ from django.test import Client
 
 from polls.services import vote_cast
 from pollstr.asgi import application
+from tests.conftest import PASSWORD
 from tests.two_factor.helpers import mark_session_verified
+from two_factor.session import SESSION_KEY as VERIFIED_FLAG
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 
-def _verified_headers(user) -> list:
+def _verified_browser(user) -> Client:
     client = Client()
     client.force_login(user)
     mark_session_verified(client, user)
+    return client
+
+
+def _headers(client: Client) -> list:
     return [
         (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
         (b"origin", b"http://localhost"),
         (b"host", b"localhost"),
     ]
+
+
+def _verified_headers(user) -> list:
+    return _headers(_verified_browser(user))
 
 
 def _vote(user, question, choice_text: str) -> None:
@@ -69,3 +79,84 @@ async def test_results_socket_refuses_unverified_and_anonymous_sessions(make_use
         connected, code = await communicator.connect(timeout=5)
         assert not connected
         assert code == 4403
+
+
+# --- the socket lives only as long as its session's right to it -----------------------------
+
+
+async def _watching(client: Client, question) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, f"/ws/polls/{question.pk}/results/", headers=_headers(client)
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    assert 'id="results"' in await communicator.receive_from(timeout=5)
+    return communicator
+
+
+async def _closed_with(communicator: WebsocketCommunicator) -> int | None:
+    """The code of the close frame the socket gets next (no data frame may come first)."""
+    message = await communicator.receive_output(timeout=5)
+    assert message["type"] == "websocket.close", message
+    return message.get("code")
+
+
+async def test_logging_out_closes_the_results_socket_with_4401(make_user, question):
+    watcher = await sync_to_async(make_user)("watcher")
+    browser = await sync_to_async(_verified_browser)(watcher)
+    communicator = await _watching(browser, question)
+
+    response = await sync_to_async(browser.post)("/accounts/logout/")
+
+    assert response.status_code == 302
+    assert await _closed_with(communicator) == 4401
+
+
+async def test_a_logout_in_another_session_leaves_this_socket_streaming(make_user, question):
+    watcher = await sync_to_async(make_user)("watcher")
+    voter = await sync_to_async(make_user)("voter")
+    here = await sync_to_async(_verified_browser)(watcher)
+    elsewhere = await sync_to_async(_verified_browser)(watcher)
+    communicator = await _watching(here, question)
+
+    await sync_to_async(elsewhere.post)("/accounts/logout/")
+    await sync_to_async(_vote)(voter, question, "vim")
+
+    assert 'id="total-votes">1<' in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
+async def test_a_password_change_in_another_session_closes_the_socket_with_4401(
+    make_user, question
+):
+    watcher = await sync_to_async(make_user)("watcher")
+    here = await sync_to_async(_verified_browser)(watcher)
+    elsewhere = await sync_to_async(_verified_browser)(watcher)
+    communicator = await _watching(here, question)
+    new_password = "a-brand-new-staple-9371"
+
+    response = await sync_to_async(elsewhere.post)(
+        "/accounts/password/",
+        {"old_password": PASSWORD, "new_password1": new_password, "new_password2": new_password},
+    )
+
+    assert response.status_code == 302
+    assert await _closed_with(communicator) == 4401
+
+
+async def test_a_push_after_the_verified_flag_ended_closes_with_4403_instead(make_user, question):
+    watcher = await sync_to_async(make_user)("watcher")
+    voter = await sync_to_async(make_user)("voter")
+    browser = await sync_to_async(_verified_browser)(watcher)
+    communicator = await _watching(browser, question)
+
+    def end_the_flag_quietly() -> None:
+        # No logout, no signal: only the stored session changes (as when the flag ages).
+        session = browser.session
+        session.pop(VERIFIED_FLAG)
+        session.save()
+
+    await sync_to_async(end_the_flag_quietly)()
+    await sync_to_async(_vote)(voter, question, "vim")
+
+    assert await _closed_with(communicator) == 4403

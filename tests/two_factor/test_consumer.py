@@ -181,3 +181,34 @@ async def test_a_reconnect_gets_the_state_it_missed(make_user):
     assert "continue-link" in html
     await again.disconnect()
     await asyncio.sleep(0)
+
+
+async def test_logging_out_closes_the_status_socket_with_4401(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+
+    await sync_to_async(client.post)("/accounts/logout/")
+
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_push_to_a_session_that_ended_closes_with_4401_and_shows_nothing(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+
+    # The session ends without a logout (expired, or deleted by an operator): no event.
+    await sync_to_async(client.session.delete)()
+    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
+    await sync_to_async(verification_publish)(verification_id=verification.pk)
+
+    closed = await communicator.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": 4401}

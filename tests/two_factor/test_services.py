@@ -878,7 +878,7 @@ def test_completing_from_another_session_is_refused(user, phone, make_verificati
     assert SESSION_KEY not in session
 
 
-@pytest.mark.parametrize("status", [Status.SENT, Status.CHECKING, Status.CONSUMED, Status.FAILED])
+@pytest.mark.parametrize("status", [Status.SENT, Status.CHECKING, Status.FAILED])
 def test_completing_an_unverified_verification_is_refused(
     user, phone, make_verification, session, status
 ):

@@ -26,7 +26,15 @@ GATEWAYS = ("sandbox", "vonage")
 
 def get_gateway() -> VerifyGateway:
     """A new gateway for ``settings.TWO_FACTOR_GATEWAY``. Gateways are cheap and hold
-    no shared client: make one per task or request, never share one across threads."""
+    no shared client: make one per task or request, never share one across threads.
+
+    Its provider calls are timed, counted and logged (two_factor.telemetry)."""
+    from two_factor.telemetry import instrumented
+
+    return instrumented(_new_gateway())
+
+
+def _new_gateway() -> VerifyGateway:
     from django.conf import settings
 
     name = getattr(settings, "TWO_FACTOR_GATEWAY", "sandbox")

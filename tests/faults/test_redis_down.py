@@ -1,0 +1,275 @@
+"""A real daphne whose Redis (cache, rate limiter, broker, channel layer) goes away.
+
+The Redis is a private ``redis-server`` this module starts on a free loopback port, so
+stopping, freezing and restarting it touches nobody else. Pages that need no Redis keep
+answering; actions, which count against the rate limiter first, answer 503 with the
+"try again in a moment" sentence and change nothing; once Redis is back they work again.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from tests import stack
+from tests.conftest import PASSWORD
+from tests.two_factor.helpers import give_phone
+from two_factor.models import Status, Verification
+from two_factor.session import session_key_hash
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.redis,
+    pytest.mark.skipif(
+        not django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+        reason="the daphne child shares the test database: that needs PostgreSQL",
+    ),
+]
+
+SENTENCE = "We're busy right now. Please try again in a moment."
+# The cache's socket timeouts (settings CACHES) plus slack for a loaded machine.
+HUNG_BOUND = 2.0 + 2.0
+REFUSED_BOUND = 3.0
+
+
+class PrivateRedis:
+    """A ``redis-server`` child on a fixed loopback port that can be stopped and restarted."""
+
+    def __init__(self) -> None:
+        self.port = stack.free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = Path(tempfile.mkdtemp(prefix="pollstr-redis-down-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--save", "", "--appendonly", "no", "--dir", str(self._dir)]
+        argv += ["--daemonize", "no"]
+        with (self._dir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        stack.wait_for(
+            lambda: stack.redis_ping(self.url), what="the private redis-server", timeout=10
+        )
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self.process = None
+
+    def freeze(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[PrivateRedis]:
+    if not os.access("/usr/bin/redis-server", os.X_OK) and not _on_path("redis-server"):
+        pytest.skip("these tests start their own redis-server: install redis-server")
+    server = PrivateRedis()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _on_path(program: str) -> bool:
+    from shutil import which
+
+    return which(program) is not None
+
+
+@pytest.fixture(scope="module")
+def server(
+    private_redis: PrivateRedis, django_db_setup: None, django_db_blocker: Any
+) -> Iterator[stack.WebServer]:
+    """daphne with everything Redis-backed on the private Redis, as a deployment has it."""
+    with django_db_blocker.unblock():
+        database_url = stack.database_url(connection.settings_dict)
+    env = stack.stack_env(
+        database_url=database_url,
+        redis_url=private_redis.url,
+        # Several starts in a row: no cooldown between "Text me a code" requests.
+        extra={"TWO_FACTOR_RESEND_COOLDOWN": "0"},
+    )
+    with stack.daphne_server(env) as web:
+        yield web
+
+
+@pytest.fixture
+def redis_up(private_redis: PrivateRedis) -> PrivateRedis:
+    """The private Redis, running (a test before may have left it stopped)."""
+    if private_redis.process is None:
+        private_redis.start()
+    return private_redis
+
+
+class Browser:
+    """A logged-in person's browser: session cookie, CSRF token, no redirects followed."""
+
+    def __init__(self, base: str, session_key: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.trust_env = False  # loopback only: no proxy from the environment
+        self.http.cookies.set(django_settings.SESSION_COOKIE_NAME, session_key)
+
+    def get(self, path: str) -> requests.Response:
+        return self.http.get(self.base + path, allow_redirects=False, timeout=30)
+
+    def post(self, path: str, data: dict[str, str], **headers: str) -> requests.Response:
+        token = self.http.cookies.get(django_settings.CSRF_COOKIE_NAME)
+        if token is None:
+            page = self.get("/2fa/")
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        return self.http.post(
+            self.base + path,
+            data=data,
+            headers={"X-CSRFToken": token, **headers},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+
+@pytest.fixture
+def voter(transactional_db: None, server: stack.WebServer) -> tuple[Browser, Verification]:
+    """A logged-in person with a number and a code on its way (SMS sent) to their session."""
+    user = get_user_model().objects.create_user(username="redisless", password=PASSWORD)
+    phone = give_phone(user)
+    client = Client()
+    client.force_login(user)
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    now = timezone.now()
+    verification = Verification.objects.create(
+        user=user,
+        session_key_hash=session_key_hash(session_key),
+        number=phone.number,
+        status=Status.SENT,
+        request_id="redis-down-test",
+        channel="sms",
+        sent_at=now,
+        channel_deadline=now + timedelta(minutes=10),
+    )
+    return Browser(server.url, session_key), verification
+
+
+def assert_try_again(response: requests.Response, *, within: float) -> None:
+    assert response.status_code == 503, (response.status_code, response.text[:300])
+    assert response.headers.get("Retry-After"), dict(response.headers)
+    assert SENTENCE in html.unescape(response.text)
+    assert response.elapsed.total_seconds() < within
+
+
+def timed_post(browser: Browser, path: str, data: dict[str, str], **headers: str):
+    started = time.monotonic()
+    response = browser.post(path, data, **headers)
+    return response, time.monotonic() - started
+
+
+def test_during_a_redis_outage_actions_answer_503_pages_load_and_both_recover(
+    redis_up: PrivateRedis, voter: tuple[Browser, Verification], server: stack.WebServer
+) -> None:
+    browser, verification = voter
+    code_url = f"/2fa/v/{verification.pk}/code/"
+    assert browser.get("/2fa/").status_code == 200  # and the CSRF cookie is set
+
+    redis_up.stop()
+
+    # Pages: nothing on them needs Redis.
+    assert browser.get("/").status_code == 200
+    assert browser.get("/2fa/").status_code == 200
+    assert browser.get(f"/2fa/v/{verification.pk}/").status_code == 200
+    # Actions: the rate limiter comes first, and it cannot count.
+    assert_try_again(browser.post("/2fa/", {}), within=REFUSED_BOUND)
+    assert_try_again(browser.post(code_url, {"code": "123456"}), within=REFUSED_BOUND)
+    fragment = browser.post(code_url, {"code": "123456"}, **{"HX-Request": "true"})
+    assert_try_again(fragment, within=REFUSED_BOUND)
+    assert "<html" not in fragment.text
+    assert "pollstr:unavailable" in fragment.headers.get("HX-Trigger", "")
+    # A refused action changed nothing: no new verification, the code still awaited.
+    verification.refresh_from_db()
+    assert verification.status == Status.SENT
+    assert Verification.objects.filter(user=verification.user).count() == 1
+
+    redis_up.start()
+
+    started = browser.post("/2fa/", {})
+    assert started.status_code == 302, (started.status_code, started.text[:300])
+    assert started.headers["Location"].startswith("/2fa/v/")
+    new = Verification.objects.filter(user=verification.user).exclude(pk=verification.pk).get()
+    # What the worker would do next (none runs here): the SMS went out.
+    Verification.objects.filter(pk=new.pk).update(status=Status.SENT, request_id="after")
+    submitted = browser.post(f"/2fa/v/{new.pk}/code/", {"code": "123456"})
+    assert submitted.status_code == 302, (submitted.status_code, submitted.text[:300])
+    new.refresh_from_db()
+    assert new.status == Status.CHECKING
+    log = server.log_text()
+    assert "redis unavailable, answered 503 to POST /2fa/" in log
+    assert "Internal Server Error" not in log
+
+
+def test_a_hung_redis_fails_an_action_within_the_socket_timeout(
+    redis_up: PrivateRedis, voter: tuple[Browser, Verification]
+) -> None:
+    browser, verification = voter
+    assert browser.get("/2fa/").status_code == 200
+
+    redis_up.freeze()
+    try:
+        response, seconds = timed_post(browser, f"/2fa/v/{verification.pk}/code/", {"code": "1"})
+        # A malformed code is refused before the limiter: no Redis needed for that.
+        assert response.status_code == 302, response.status_code
+        response, seconds = timed_post(browser, "/2fa/", {})
+    finally:
+        redis_up.thaw()
+
+    assert_try_again(response, within=HUNG_BOUND)
+    assert seconds < HUNG_BOUND
+    assert isinstance(redis.Redis.from_url(redis_up.url).ping(), bool)
+
+
+def test_a_redis_restart_between_two_actions_costs_no_request(
+    redis_up: PrivateRedis, voter: tuple[Browser, Verification], server: stack.WebServer
+) -> None:
+    browser, _ = voter
+    refusals_before = server.log_text().count("answered 503")
+    # The server now holds open connections to this Redis (cache, broker)...
+    assert browser.post("/2fa/", {}).status_code == 302
+
+    # ... which a restart closes while nobody is asking.
+    redis_up.stop()
+    redis_up.start()
+
+    answers = [browser.post("/2fa/", {}).status_code for _ in range(3)]
+    assert answers == [302, 302, 302]
+    assert server.log_text().count("answered 503") == refusals_before

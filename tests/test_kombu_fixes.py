@@ -1,0 +1,64 @@
+"""pollstr.kombu_fixes: closing a Redis channel after Celery detached its transport.
+
+That is what a worker does when the broker connection drops (Connection.collect(), then
+close()) while it holds unacknowledged messages; unpatched kombu 5.7 raises
+AttributeError there and the worker exits (tests/faults/test_redis_restart.py runs the
+whole story with a real worker and a real Redis restart).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import redis
+from kombu import Connection
+
+from pollstr import kombu_fixes
+from tests import stack
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def broker() -> Iterator[tuple[str, str]]:
+    url = stack.redis_url_for_tests()
+    if not stack.redis_ping(url):
+        pytest.skip(f"needs Redis at TEST_REDIS_URL={url}")
+    prefix = f"{stack.SESSION_PREFIX}-kombu-{secrets.token_hex(3)}:"
+    yield url, prefix
+    stack.redis_delete_prefix(url, prefix)
+
+
+def test_closing_a_detached_channel_keeps_its_unacked_message_and_raises_nothing(
+    broker: tuple[str, str],
+) -> None:
+    kombu_fixes.apply()
+    url, prefix = broker
+    connection = Connection(url, transport_options={"global_keyprefix": prefix})
+    queue = connection.SimpleQueue("held")
+    queue.put({"task": "held"})
+    queue.get(timeout=2)  # delivered and never acknowledged, as an acks_late task is
+    # Connection.collect() leaves exactly this: the channel open, the transport detached.
+    connection.transport.client = None
+
+    connection.close()
+
+    # Still in Redis's unacked hash: the visibility timeout hands it out again.
+    assert redis.Redis.from_url(url).hlen(f"{prefix}unacked") == 1
+
+
+def test_a_detached_channel_asked_to_connect_raises_a_connection_error(
+    broker: tuple[str, str],
+) -> None:
+    kombu_fixes.apply()
+    url, prefix = broker
+    connection = Connection(url, transport_options={"global_keyprefix": prefix})
+    channel = connection.default_channel
+    connection.transport.client = None
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        channel._connparams()
+    assert isinstance(redis.exceptions.ConnectionError(), connection.connection_errors)
+    connection.close()
