@@ -16,10 +16,10 @@ for their countdown), which with ``task_acks_late`` is nearly always:
    so Celery logs "Unrecoverable error" and the worker exits.
 
 The fix: a channel whose transport was detached (or which was itself detached) raises
-redis-py's ``ConnectionError`` when asked to connect, which is what it is. kombu and
-Celery treat it as the lost connection it is: the close completes, the consumer
-reconnects. Messages it could not requeue stay in Redis's unacked hash, which a worker
-requeues once the visibility timeout passes; the verification reconciler
+redis-py's ``ConnectionError`` when asked to connect. kombu and Celery treat that as
+the lost connection it is: the close completes, the consumer reconnects. Messages it
+could not requeue stay in Redis's unacked hash, which a worker requeues once the
+visibility timeout passes; the verification reconciler
 (two_factor.services.verification_reconcile) re-drives their verifications long before.
 
 Applied once by ``pollstr.celery`` (every process that loads the Celery app). Remove it

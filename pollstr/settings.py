@@ -214,15 +214,11 @@ if CELERY_TASK_SOFT_TIME_LIMIT >= CELERY_TASK_TIME_LIMIT:
 # --- The reconciler (docs/ARCHITECTURE.md, "Deadlines and the reconciler") ---------------
 # Every live verification keeps its next deadline in the database; this sweep drives the
 # ones past it, so a lost task costs at most about one interval.
-TWO_FACTOR_RECONCILE_INTERVAL = env_int(
-    "TWO_FACTOR_RECONCILE_INTERVAL", 5, minimum=1, maximum=300
-)
+TWO_FACTOR_RECONCILE_INTERVAL = env_int("TWO_FACTOR_RECONCILE_INTERVAL", 5, minimum=1, maximum=300)
 # A queued verification whose task has not started after this long is re-enqueued ...
 TWO_FACTOR_QUEUED_GRACE = env_int("TWO_FACTOR_QUEUED_GRACE", 30, minimum=2, maximum=3600)
 # ... and one still queued after this long fails with a sentence ("ask for a new code").
-TWO_FACTOR_QUEUED_MAX_AGE = env_int(
-    "TWO_FACTOR_QUEUED_MAX_AGE", 300, minimum=10, maximum=86400
-)
+TWO_FACTOR_QUEUED_MAX_AGE = env_int("TWO_FACTOR_QUEUED_MAX_AGE", 300, minimum=10, maximum=86400)
 # Provider calls one send may make in all (task retries and re-drives together).
 TWO_FACTOR_MAX_SEND_ATTEMPTS = env_int("TWO_FACTOR_MAX_SEND_ATTEMPTS", 6, minimum=1, maximum=20)
 CELERY_BEAT_SCHEDULE = {

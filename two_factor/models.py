@@ -44,7 +44,7 @@ class Status(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-# The state machine of DESIGN.md. Anything not listed here is refused by transition().
+# The state machine of docs/ARCHITECTURE.md. Anything not listed here is refused by transition().
 TRANSITIONS: dict[str, frozenset[str]] = {
     Status.QUEUED: frozenset({Status.SENDING, Status.FAILED, Status.CANCELLED}),
     Status.SENDING: frozenset({Status.SENT, Status.FAILED, Status.CANCELLED}),

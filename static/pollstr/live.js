@@ -12,6 +12,39 @@
     if (form && event.detail.successful) { form.reset(); }
   });
 
+  // A request that could not be answered must say so, not leave the page as it was.
+  // 503 (database or Redis busy: pollstr/unavailable.py) carries a sentence to show; a
+  // network failure gets ours. The element stays put, so screen readers announce it.
+  function notice(text) {
+    var box = document.getElementById("connection-notice");
+    if (!box) {
+      box = document.createElement("p");
+      box.id = "connection-notice";
+      box.className = "form-error";
+      box.setAttribute("role", "status");
+      box.setAttribute("aria-live", "polite");
+      var main = document.querySelector("main") || document.body;
+      main.insertBefore(box, main.firstChild);
+    }
+    box.textContent = text;
+    box.hidden = !text;
+  }
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var xhr = event.detail.xhr;
+    if (xhr && xhr.status >= 500) {
+      event.detail.shouldSwap = false;  // keep the form and what the voter typed
+      var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
+      var said = doc.querySelector(".service-unavailable");
+      notice(said ? said.textContent.trim()
+                  : "Something went wrong on our side. Please try again in a moment.");
+    } else if (xhr && xhr.status < 400) {
+      notice("");
+    }
+  });
+  document.addEventListener("htmx:sendError", function () {
+    notice("We couldn't reach the server. Check your connection; the page keeps trying.");
+  });
+
   // Countdowns: <span data-countdown="SECONDS"> ticks down as m:ss.
   function format(seconds) {
     var m = Math.floor(seconds / 60), s = seconds % 60;

@@ -1,10 +1,10 @@
 """Redis restarts under a running stack: the worker stays up, pages and sockets recover.
 
 A private ``redis-server`` (never the shared one) on a free port is the broker, cache and
-channel layer of a real Celery worker and a real daphne, with an append-only file as
-docker-compose.yml runs it. Verifications are in flight when Redis restarts: each sent
-one holds a delayed ``advance`` task unacknowledged in the worker (acks_late, eta), the
-case that made kombu's Redis transport crash the worker when the connection dropped.
+channel layer of a real Celery worker, a real daphne and Celery beat (the reconciler's
+sweep), with an append-only file as docker-compose.yml runs it. When Redis restarts, the
+worker holds retries waiting for their countdown (unacknowledged, with an eta): the case
+that made kombu's Redis transport end the worker (see pollstr/kombu_fixes.py).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def test_every_status_has_an_entry_in_the_transition_table():
 
 
 def test_the_design_diagram_edges_are_all_legal():
-    # DESIGN.md's diagram, edge by edge.
+    # The diagram in docs/ARCHITECTURE.md, edge by edge.
     edges = {
         (Status.QUEUED, Status.SENDING),
         (Status.SENDING, Status.SENT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.test import RequestFactory
 
 from tasks import verification as verification_tasks
 from tasks.verification import retry_countdown
@@ -11,6 +12,7 @@ from tests.two_factor.fixtures import NUMBER, latest_code, start_verification, w
 from two_factor import services
 from two_factor.gateways.sandbox import SandboxGateway, sandbox_fail_next, sandbox_messages_for
 from two_factor.models import Status, Verification
+from two_factor.status import status_render
 
 pytestmark = pytest.mark.usefixtures("eager_retries")
 
@@ -216,6 +218,10 @@ def test_a_check_that_keeps_failing_lets_the_person_try_again_without_counting(
     assert verification.status == Status.SENT
     assert verification.wrong_codes == 0
     assert verification.events.last().reason.startswith("check not possible now")
+    # The voter is told, not left on "Code sent by SMS." as if nothing had happened.
+    assert verification.notice == services.CHECK_AGAIN
+    page = status_render(RequestFactory().get("/"), verification)
+    assert services.CHECK_AGAIN.replace("'", "&#x27;") in page
     # The code is still good at the provider.
     verification = _submit(verification, latest_code(), django_capture_on_commit_callbacks)
     assert verification.status == Status.VERIFIED

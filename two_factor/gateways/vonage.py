@@ -1,6 +1,6 @@
 """The real gateway: Vonage Verify v2 through the official SDK (v4), SMS then voice.
 
-SDK facts this module is built around (see /work/shared/VONAGE.md):
+SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
 
 - A Vonage client mutates one shared headers dict per request, so it is not
   thread-safe: we build a new client for every call (it is cheap) and never share one.
