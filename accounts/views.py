@@ -1,16 +1,20 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
+from two_factor.limits import RateLimited, limit_check, limits_hit
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -29,10 +33,48 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 
 class LoginView(auth_views.LoginView):
-    """Django's login, with `next` decided by the project's one rule (pollstr.safe_redirect):
-    Django's own check lets a bare word through as a relative URL."""
+    """Django's login, throttled, with `next` decided by the project's one rule
+    (pollstr.safe_redirect: Django's own check lets a bare word through as a URL).
+
+    Failed sign-ins count per username and per client address through the project's one
+    limiter; once either is full, the password is not even evaluated until the window
+    slides on, and the page says when to try again.
+    """
 
     redirect_authenticated_user = True
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        try:
+            for name, key in self._throttle_keys():
+                limit_check(name=name, key=key)
+        except RateLimited as limited:
+            return self._refuse(limited)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        try:
+            limits_hit(events=self._throttle_keys())
+        except RateLimited as limited:
+            return self._refuse(limited)
+        return super().form_invalid(form)
+
+    def _throttle_keys(self) -> list[tuple[str, str]]:
+        username = (self.request.POST.get("username") or "").strip().casefold()[:150]
+        return [
+            ("login_failures_per_username", username),
+            ("login_failures_per_ip", client_ip(self.request) or "unknown"),
+        ]
+
+    def _refuse(self, limited: RateLimited) -> HttpResponse:
+        # Bound without the password, so validating it never reaches authenticate().
+        form = self.get_form_class()(
+            self.request, data={"username": self.request.POST.get("username", "")}
+        )
+        form.errors.clear()
+        form.add_error(None, f"Too many sign-in attempts. Try again in {limited.wait}.")
+        response = self.render_to_response(self.get_context_data(form=form), status=429)
+        response["Retry-After"] = str(limited.retry_after)
+        return response
 
     def get_redirect_url(self) -> str:
         candidate = self.request.POST.get(self.redirect_field_name) or self.request.GET.get(

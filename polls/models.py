@@ -68,12 +68,20 @@ class Vote(models.Model):
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="votes")
     choice = models.ForeignKey(Choice, on_delete=models.CASCADE, related_name="vote_set")
     cast_at = models.DateTimeField(default=timezone.now)
+    # Which verified phone cast it, as a keyed hash (two_factor.numbers.number_hash), never
+    # the number: one vote per phone, even when a number moves to another account.
+    phone_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "question"], name="one_vote_per_user_per_question"
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["phone_hash", "question"],
+                condition=~models.Q(phone_hash=""),
+                name="one_vote_per_phone_per_question",
+            ),
         ]
 
     def __str__(self) -> str:

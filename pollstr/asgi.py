@@ -15,13 +15,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from pollstr.embedded_worker import start_embedded_worker_if_configured  # noqa: E402
+from pollstr.metrics import WebsocketConnectionsMiddleware  # noqa: E402
 from pollstr.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+        # Counted first (pollstr.metrics), so refused sockets show in the gauge too.
+        "websocket": WebsocketConnectionsMiddleware(
+            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
         ),
     }
 )

@@ -270,6 +270,9 @@ CSRF_COOKIE_SECURE = SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# How many reverse proxies of ours stand in front of the app: X-Forwarded-For is believed
+# for exactly that many hops (pollstr/client_ip.py). 0: the header is ignored.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=5)
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -307,11 +310,19 @@ TWO_FACTOR_RATE_LIMITS = {
     # name: (max events, window seconds)
     "start_per_user": (env_int("RATE_START_PER_USER", 5, minimum=1), 3600),
     "start_per_number": (env_int("RATE_START_PER_NUMBER", 5, minimum=1), 3600),
-    "start_per_ip": (env_int("RATE_START_PER_IP", 20, minimum=1), 3600),
+    # Sliding windows (two_factor/limits.py). Per IP: only accounts without a verified
+    # number count, with a ceiling a busy office or carrier NAT doesn't reach.
+    "start_per_ip": (env_int("RATE_START_PER_IP", 100, minimum=1), 3600),
     "start_per_session": (env_int("RATE_START_PER_SESSION", 5, minimum=1), 3600),
     "start_global_daily": (env_int("RATE_START_GLOBAL_DAILY", 10000, minimum=1), 86400),
     "check_per_user": (env_int("RATE_CHECK_PER_USER", 20, minimum=1), 3600),
     "number_per_user": (env_int("RATE_NUMBER_PER_USER", 10, minimum=1), 3600),
+    # Failed sign-ins; a full limit refuses before the password is even checked.
+    "login_failures_per_username": (
+        env_int("RATE_LOGIN_FAILURES_PER_USERNAME", 10, minimum=1),
+        900,
+    ),
+    "login_failures_per_ip": (env_int("RATE_LOGIN_FAILURES_PER_IP", 50, minimum=1), 900),
 }
 TWO_FACTOR_SANDBOX_LATENCY = env_float("TWO_FACTOR_SANDBOX_LATENCY", 0.0, minimum=0, maximum=30)
 TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(

@@ -53,3 +53,16 @@ if [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+
+# Debian's docker-compose (1.29) validates docker-compose.yml without a Docker engine
+# (tests/integration/test_compose.py runs `docker-compose config`).
+if ! command -v docker-compose >/dev/null 2>&1; then
+  if is_root && command -v apt-get >/dev/null 2>&1; then
+    say "Installing Debian's docker-compose for the compose file checks (apt-get)."
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/tmp/pollstr-apt-compose.log 2>&1 \
+      || { say "apt-get install docker-compose failed; see /tmp/pollstr-apt-compose.log"; exit 1; }
+  else
+    say "The compose checks need Debian's docker-compose: apt-get install -y docker-compose"
+    exit 1
+  fi
+fi

@@ -17,7 +17,16 @@ def _settings_variables() -> set[str]:
 
 
 # Documented for docker compose, which reads them itself.
-COMPOSE_ONLY = {"POSTGRES_PASSWORD"}
+# Read by docker-compose or gunicorn, not by Django's settings.
+COMPOSE_ONLY = {
+    "POSTGRES_PASSWORD",
+    "FLOWER_BASIC_AUTH",
+    "WEB_CONCURRENCY",
+    "WEB_CPUS",
+    "WEB_MEMORY",
+    "WORKER_CPUS",
+    "WORKER_MEMORY",
+}
 
 
 def _documented_variables() -> set[str]:

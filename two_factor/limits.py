@@ -1,38 +1,43 @@
-"""The one rate limiter: fixed-window counters on Django's default cache.
+"""The one rate limiter: sliding-window counters on Django's default cache.
 
 Every limit is named in ``settings.TWO_FACTOR_RATE_LIMITS`` as ``name -> (max events,
-window seconds)``. A counter lives under a key that includes the window's index, so a
-new window starts from zero without anyone resetting anything, and the old counter
-simply expires.
+window seconds)``. Each (name, key) counts events in fixed windows, and the limit looks
+at a *sliding* window: the current window's count plus the previous window's, weighted
+by how much of it still overlaps the last ``window`` seconds. So there is no burst of
+twice the limit at a window boundary, and a limit reopens gradually rather than all at
+once on the hour.
 
-Counting is ``cache.add(key, 0)`` followed by ``cache.incr(key)``: ``add`` only creates
-the key when it is missing and ``incr`` is atomic on both backends we run (Redis in
-production, locmem in the embedded default), so concurrent requests can't both take
-the last slot. A refused event still counts, so hammering a limit keeps it shut.
+One request's limits are decided together and atomically (:func:`limits_hit`): if any is
+full, the request is refused and counted only against the limits that refused it (so
+hammering a limit keeps it shut, and a refusal by, say, the per-number limit doesn't use
+up the person's per-IP allowance); otherwise one event is counted against each. On Redis
+that is one Lua script, one round trip whatever the number of limits; the in-process
+cache of the embedded default takes a lock instead.
+
+The limiter fails closed: if Redis is down its errors propagate, and
+``pollstr.unavailable`` answers 503 ("try again in a moment"); no counter, no code.
 
 Keys are SHA-256 hashed so IP addresses and phone numbers never sit in the cache in
 the clear.
-
-When the cache cannot be reached, its error (redis-py's ConnectionError or TimeoutError,
-quick thanks to the cache's socket timeouts) propagates on purpose: the limiter fails
-closed, since an action it cannot count could be an SMS pumping run, and
-``pollstr.unavailable`` answers the person 503 "try again in a moment".
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 
-__all__ = ["RateLimited", "limit_check", "limit_hit", "limit_reset", "limits_hit"]
+__all__ = ["RateLimited", "limit_check", "limit_hit", "limits_hit"]
 
-# Keep a counter a little past its window's end, so it can't expire between the
-# ``add`` and the ``incr`` of an event that arrives at the very end of the window.
+# Keep a counter a whole window past its own (it is read as "previous" then), plus slack.
 _EXPIRY_SLACK = 60
 
 
@@ -47,7 +52,8 @@ class RateLimited(Exception):
     def __init__(self, *, name: str, retry_after: int) -> None:
         self.name = name
         self.retry_after = max(1, retry_after)
-        self.message = f"Too many attempts. Try again in {_human_duration(self.retry_after)}."
+        self.wait = _human_duration(self.retry_after)  # "5 minutes"
+        self.message = f"Too many attempts. Try again in {self.wait}."
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -84,65 +90,169 @@ def _limit(name: str) -> tuple[int, int]:
     return maximum, window
 
 
+@dataclass(frozen=True)
 class _Window:
-    """Where (name, key) is counted right now, and how long until that window ends."""
+    """Where (name, key) is counted now, and how the previous window still weighs."""
 
-    def __init__(self, *, name: str, key: str) -> None:
-        self.name = name
-        self.maximum, length = _limit(name)
-        now = _now()
+    name: str
+    maximum: int
+    length: int
+    elapsed: float  # seconds into the current window
+    cache_key: str  # the current window's counter
+    previous_key: str  # the previous window's counter
+
+    @classmethod
+    def of(cls, *, name: str, key: str, now: float) -> _Window:
+        maximum, length = _limit(name)
         index = int(now // length)
-        self.retry_after = math.ceil((index + 1) * length - now)
-        self.timeout = self.retry_after + _EXPIRY_SLACK
         digest = hashlib.sha256(key.encode()).hexdigest()
-        self.cache_key = f"two_factor:limit:{name}:{index}:{digest}"
+        return cls(
+            name=name,
+            maximum=maximum,
+            length=length,
+            elapsed=now - index * length,
+            cache_key=f"two_factor:limit:{name}:{index}:{digest}",
+            previous_key=f"two_factor:limit:{name}:{index - 1}:{digest}",
+        )
 
-    def refusal(self) -> RateLimited:
-        return RateLimited(name=self.name, retry_after=self.retry_after)
+    @property
+    def previous_weight(self) -> float:
+        return (self.length - self.elapsed) / self.length
+
+    @property
+    def timeout(self) -> int:
+        return math.ceil(2 * self.length - self.elapsed) + _EXPIRY_SLACK
+
+    def is_full(self, current: int, previous: int) -> bool:
+        return current + previous * self.previous_weight >= self.maximum
+
+    def refusal(self, current: int, previous: int) -> RateLimited:
+        return RateLimited(name=self.name, retry_after=self._wait(current, previous))
+
+    def _wait(self, current: int, previous: int) -> int:
+        """Seconds until the sliding count drops below the maximum, if nothing is added."""
+        room = self.maximum - current
+        left = self.length - self.elapsed
+        if room > 0 and previous > 0:
+            # Within this window, as the previous one slides out.
+            return math.ceil(left - room * self.length / previous) + 1
+        # Only once this window has become the previous one and slid out far enough.
+        return math.ceil(left + self.length * (1 - self.maximum / max(current, 1))) + 1
 
 
-def limit_hit(*, name: str, key: str) -> None:
-    """Count one event for (name, key); raise RateLimited if it goes over the max."""
-    window = _Window(name=name, key=key)
-    cache.add(window.cache_key, 0, timeout=window.timeout)
-    try:
-        count = cache.incr(window.cache_key)
-    except ValueError:
-        # The counter vanished between add and incr (evicted, or flushed): start it again.
-        cache.add(window.cache_key, 0, timeout=window.timeout)
-        count = cache.incr(window.cache_key)
-    if count > window.maximum:
-        raise window.refusal()
-
-
-def limit_check(*, name: str, key: str) -> None:
-    """Raise RateLimited if (name, key) has no events left, without counting one."""
-    window = _Window(name=name, key=key)
-    if cache.get(window.cache_key, 0) >= window.maximum:
-        raise window.refusal()
-
-
-def limit_reset(*, name: str, key: str) -> None:
-    """Forget the current window's events for (name, key), e.g. after a success."""
-    cache.delete(_Window(name=name, key=key).cache_key)
+def _windows(events: list[tuple[str, str]]) -> list[_Window]:
+    now = _now()
+    return [_Window.of(name=name, key=key, now=now) for name, key in events]
 
 
 def limits_hit(*, events: list[tuple[str, str]]) -> None:
-    """Count one event against each (name, key), or none if any limit is already full.
+    """Count one event against each (name, key), or refuse with the longest wait.
 
-    Checking every limit before counting any means a refusal by, say, the per-number
-    limit doesn't also use up the person's per-IP allowance. If several limits are
-    full, the refusal carries the longest wait, since all of them must clear.
+    Refused: counted only against the limits that were full. All of it atomic, so
+    concurrent requests can't both take a last slot.
     """
-    refusals: list[RateLimited] = []
-    for name, key in events:
-        try:
-            limit_check(name=name, key=key)
-        except RateLimited as exc:
-            refusals.append(exc)
-    if refusals:
-        raise max(refusals, key=lambda exc: exc.retry_after)
-    # A concurrent request can still take a last slot between the check and the count;
-    # limit_hit then refuses, which is the safe side.
-    for name, key in events:
-        limit_hit(name=name, key=key)
+    windows = _windows(events)
+    if not windows:
+        return
+    full = _redis_hit(windows) if _redis_client() is not None else _local_hit(windows)
+    if full:
+        # The refused event was counted too: the wait is for the counts as they are now.
+        raise max(
+            (windows[i].refusal(current + 1, previous) for i, current, previous in full),
+            key=lambda refusal: refusal.retry_after,
+        )
+
+
+def limit_hit(*, name: str, key: str) -> None:
+    """Count one event for (name, key); raise RateLimited if the limit is full."""
+    limits_hit(events=[(name, key)])
+
+
+def limit_check(*, name: str, key: str) -> None:
+    """Raise RateLimited if (name, key) is full, without counting anything."""
+    (window,) = _windows([(name, key)])
+    counts = cache.get_many([window.cache_key, window.previous_key])
+    current, previous = counts.get(window.cache_key, 0), counts.get(window.previous_key, 0)
+    if window.is_full(current, previous):
+        raise window.refusal(current, previous)
+
+
+# --- Redis: one script, one round trip -------------------------------------------------------
+
+# KEYS: current and previous counter of each event. ARGV: per event max, previous
+# weight, ttl. Returns the full ones as a flat list {index, current, previous, ...}
+# (1-based index) after counting the event against them; else counts every event and
+# returns an empty list.
+_SCRIPT = """
+local full = {}
+local n = #KEYS / 2
+for i = 1, n do
+  local current = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local previous = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local maximum = tonumber(ARGV[3 * i - 2])
+  local weight = tonumber(ARGV[3 * i - 1])
+  if current + previous * weight >= maximum then
+    table.insert(full, i)
+    table.insert(full, current)
+    table.insert(full, previous)
+  end
+end
+local targets = {}
+if #full > 0 then
+  for j = 1, #full, 3 do table.insert(targets, full[j]) end
+else
+  for i = 1, n do table.insert(targets, i) end
+end
+for _, i in ipairs(targets) do
+  redis.call('INCR', KEYS[2 * i - 1])
+  redis.call('EXPIRE', KEYS[2 * i - 1], tonumber(ARGV[3 * i]))
+end
+return full
+"""
+_script: Any = None  # redis-py's Script: knows its SHA, reloads itself if Redis forgot it
+
+
+def _redis_client() -> object | None:
+    """The raw redis-py client behind Django's RedisCache, or None for other caches."""
+    backend = caches["default"]  # `cache` is a proxy: ask for the backend itself
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(None, write=True)
+
+
+def _redis_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
+    global _script
+    client: Any = _redis_client()
+    if _script is None:
+        _script = client.register_script(_SCRIPT)
+    keys: list[str] = []
+    args: list[object] = []
+    for window in windows:
+        keys += [cache.make_key(window.cache_key), cache.make_key(window.previous_key)]
+        args += [window.maximum, repr(window.previous_weight), window.timeout]
+    flat = _script(keys=keys, args=args, client=client)
+    return [
+        (int(flat[j]) - 1, int(flat[j + 1]), int(flat[j + 2])) for j in range(0, len(flat), 3)
+    ]
+
+
+# --- in-process caches (the embedded default, tests) ------------------------------------------
+
+_local_lock = threading.Lock()
+
+
+def _local_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
+    with _local_lock:
+        keys = [k for window in windows for k in (window.cache_key, window.previous_key)]
+        counts = cache.get_many(keys)
+        full = []
+        for index, window in enumerate(windows):
+            current = counts.get(window.cache_key, 0)
+            previous = counts.get(window.previous_key, 0)
+            if window.is_full(current, previous):
+                full.append((index, current, previous))
+        targets = [windows[i] for i, _, _ in full] if full else windows
+        for window in targets:
+            if not cache.add(window.cache_key, 1, timeout=window.timeout):
+                cache.incr(window.cache_key)
+        return full

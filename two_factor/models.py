@@ -11,7 +11,11 @@ from phonenumber_field.modelfields import PhoneNumberField
 
 
 class PhoneNumber(models.Model):
-    """The one number a user verifies with. Unique across accounts (one person, one vote)."""
+    """The account's verified number. Unique across accounts (one person, one vote).
+
+    A row is written only when a code sent to the number is verified: a typed number is
+    the pending number of its Verification until then, so it never blocks anyone.
+    """
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="phone_number"
@@ -124,6 +128,8 @@ class Verification(models.Model):
     # A sentence for the voter about what just happened in a live state ("enter the code
     # again"); every transition replaces it.
     notice = models.CharField(max_length=200, blank=True)
+    # Started by "Send a new code" while an earlier code was live: older codes no longer work.
+    is_resend = models.BooleanField(default=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     consumed_at = models.DateTimeField(null=True, blank=True)
 

@@ -9,8 +9,14 @@ share of every SMS we pay for. So the rules are a default-deny on the number *ty
 - ``phonenumbers`` must consider it possible *and* valid for its region;
 - with ``TWO_FACTOR_ALLOWED_REGIONS`` non-empty, its region must be listed (note that
   ``phonenumbers`` puts some +44 mobiles in GG/JE/IM, not GB);
+- it must belong to a country: the non-geographic "international networks" (region
+  ``001``: satellite phones on +870 Inmarsat and +881 Iridium/Globalstar, +882/+883
+  international carriers, +800/+808/+979 global freephone, shared-cost and premium)
+  are priced like premium numbers and a favourite of SMS pumping;
 - its type must be ``MOBILE`` or ``FIXED_LINE_OR_MOBILE`` (what the US and a few others
-  report for every number) unless ``TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES`` is set.
+  report for every number).
+
+The last two are waived only when ``TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES`` is set.
 
 What this module deliberately does *not* check is whether a number is already bound
 to another account: the caller does that, and must answer in a way that does not
@@ -70,6 +76,12 @@ LANDLINE = (
     "That looks like a landline, which can't receive text messages. Enter a mobile number instead."
 )
 NO_EXTENSION = "Text messages can't reach an extension. Enter a mobile number without one."
+INTERNATIONAL_NETWORK = (
+    "We can't send codes to satellite or international network numbers. "
+    "Enter a mobile number from a country network instead."
+)
+# phonenumbers' region for the country codes that belong to no country (UN M.49 "World").
+NON_GEOGRAPHIC_REGION = "001"
 
 
 class NumberRefused(Exception):
@@ -122,6 +134,8 @@ def number_check(*, number: phonenumbers.PhoneNumber) -> None:
 
     if settings.TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES:
         return
+    if phonenumbers.region_code_for_number(number) == NON_GEOGRAPHIC_REGION:
+        raise NumberRefused(INTERNATIONAL_NETWORK)
     number_type = phonenumbers.number_type(number)
     if number_type in _ACCEPTED_TYPES:
         return

@@ -17,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from two_factor import gateways
 from two_factor.gateways.errors import (
@@ -165,45 +166,58 @@ def transition_if_allowed(verification: Verification, to: Status, **kwargs: Any)
 # --- numbers ---------------------------------------------------------------------------------
 
 
-# Says nothing about another account: the form must not confirm which numbers are here.
-NUMBER_TAKEN = (
-    "We can't use this number. Check it, or try another mobile number. "
-    "If you think this is a mistake, contact support."
+NUMBER_MOVED = (
+    "This number was linked to another account. You proved it's yours, so it is now "
+    "linked to this one."
 )
 
 
-def phone_number_set(*, user: AbstractBaseUser, raw_number: str) -> PhoneNumber:
-    """Store (or replace) the user's number after the SMS-pumping rules."""
-    # Counted before any check: trying number after number would otherwise tell which
-    # valid numbers already belong to someone.
+def number_accept(*, user: AbstractBaseUser, raw_number: str) -> ParsedNumber:
+    """A typed number we may text a code to (the SMS-pumping rules), or a refusal.
+
+    It binds to nothing: a typed number is only the pending number of the verification
+    it starts, and becomes the account's number when its code is verified
+    (`phone_number_bind`). So typing someone else's number blocks nobody, and the answer
+    is the same for every valid mobile number, registered or not.
+    """
+    # Counted before any check, so trying number after number is limited too.
     _limit([("number_per_user", str(user.pk))])
     try:
         parsed = number_parse(raw=raw_number)
         number_check(number=parsed)
     except NumberRefused as refused:
         raise VerificationRefused(refused.message) from None
-    # Same sentence whether the number is free or bound elsewhere: never reveal which.
-    if PhoneNumber.objects.filter(number=parsed).exclude(user=user).exists():
-        raise VerificationRefused(NUMBER_TAKEN)
-    try:
-        with transaction.atomic():
-            phone, created = PhoneNumber.objects.get_or_create(
-                user=user, defaults={"number": parsed}
-            )
-            if not created and phone.number != parsed:
-                phone.number = parsed
-                phone.verified_at = None
-                phone.save()
-    except IntegrityError:
-        raise VerificationRefused(NUMBER_TAKEN) from None
-    return phone
+    return parsed
+
+
+def phone_number_bind(*, user_id: Any, number: Any, at: Any) -> bool:
+    """Make a number whose code was just verified the account's number.
+
+    The one who proves ownership wins: the number leaves any other account (whose
+    verified sessions end with it, see two_factor.session). Returns whether it moved.
+    """
+    taken = PhoneNumber.objects.select_for_update().filter(number=number).exclude(user_id=user_id)
+    moved = taken.exists()
+    if moved:
+        taken.delete()
+    PhoneNumber.objects.update_or_create(
+        user_id=user_id, defaults={"number": number, "verified_at": at}
+    )
+    return moved
 
 
 # --- starting ------------------------------------------------------------------------------
 
 
-def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | None) -> Verification:
-    """Queue a new verification of the user's stored number for this session.
+def verification_start(
+    *,
+    user: AbstractBaseUser,
+    session_key: str,
+    ip: str | None,
+    number: ParsedNumber | None = None,
+) -> Verification:
+    """Queue a new verification for this session: of `number` (typed, accepted by
+    `number_accept`, pending until verified) or else of the account's number.
 
     One start at a time per user: the user's row is locked first, so parallel clicks
     queue up here and each sees the verification the one before it created (the
@@ -212,7 +226,7 @@ def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | No
     key_hash = session_key_hash(session_key)
     try:
         with transaction.atomic():
-            verification = _start_locked(user=user, key_hash=key_hash, ip=ip)
+            verification = _start_locked(user=user, key_hash=key_hash, ip=ip, number=number)
     except IntegrityError:
         raise VerificationRefused(
             "A code is already on its way. Wait a moment, then try again.", retry_after=5
@@ -220,13 +234,20 @@ def verification_start(*, user: AbstractBaseUser, session_key: str, ip: str | No
     return verification
 
 
-def _start_locked(*, user: AbstractBaseUser, key_hash: str, ip: str | None) -> Verification:
+def _start_locked(
+    *,
+    user: AbstractBaseUser,
+    key_hash: str,
+    ip: str | None,
+    number: ParsedNumber | None,
+) -> Verification:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
-    # Not `user.phone_number`: the caller's user may cache the number it had before a
-    # phone_number_set() in the same request, and the code would go to the old one.
-    phone = PhoneNumber.objects.filter(user=user).first()
-    if phone is None:
-        raise VerificationRefused("Add your mobile number first.")
+    if number is None:
+        # Not `user.phone_number`: a cached relation may predate a bind in this request.
+        phone = PhoneNumber.objects.filter(user=user).first()
+        if phone is None:
+            raise VerificationRefused("Add your mobile number first.")
+        number = phone.number
     live = list(Verification.objects.select_for_update().filter(user=user).live())
     if any(old.status == Status.CHECKING for old in live):
         raise VerificationRefused(
@@ -240,15 +261,18 @@ def _start_locked(*, user: AbstractBaseUser, key_hash: str, ip: str | None) -> V
             f"A code is on its way. You can ask for a new one in {wait} seconds.",
             retry_after=wait,
         )
-    _limit(
-        [
-            ("start_per_user", str(user.pk)),
-            ("start_per_number", phone.number.as_e164),
-            ("start_per_session", key_hash),
-            ("start_per_ip", ip or "unknown"),
-            ("start_global_daily", "all"),
-        ]
-    )
+    limits = [
+        ("start_per_user", str(user.pk)),
+        ("start_per_number", number.as_e164),
+        ("start_per_session", key_hash),
+        ("start_global_daily", "all"),
+    ]
+    # The per-IP limit is for accounts that never proved a phone (the shape of SMS
+    # pumping: fresh accounts, many numbers). A voter who once verified is not locked
+    # out by the office or carrier NAT they share an address with.
+    if not PhoneNumber.objects.filter(user=user, verified_at__isnull=False).exists():
+        limits.append(("start_per_ip", ip or "unknown"))
+    _limit(limits)
     # One live verification per user: a new start supersedes the old one.
     for old in live:
         transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
@@ -258,18 +282,20 @@ def _start_locked(*, user: AbstractBaseUser, key_hash: str, ip: str | None) -> V
     verification = Verification.objects.create(
         user=user,
         session_key_hash=key_hash,
-        number=phone.number,
+        number=number,
+        is_resend=bool(live),
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
     )
     VerificationEvent.objects.create(
         verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
     )
-    transaction.on_commit(lambda: _enqueue("send", verification.pk))
-    transaction.on_commit(lambda: _publish(verification.pk))
+    # Announced first, so with an in-process worker "queued" is logged before "sending".
     transaction.on_commit(
         lambda: _announce(verification, from_status="", to_status=Status.QUEUED, reason="requested")
     )
+    transaction.on_commit(lambda: _enqueue("send", verification.pk))
+    transaction.on_commit(lambda: _publish(verification.pk))
     return verification
 
 
@@ -283,7 +309,10 @@ def resend_available_in(verification: Verification) -> int:
 def verification_resend(
     *, verification: Verification, session_key: str, ip: str | None
 ) -> Verification:
-    return verification_start(user=verification.user, session_key=session_key, ip=ip)
+    # A new code to the same number: it may still be pending (not the account's yet).
+    return verification_start(
+        user=verification.user, session_key=session_key, ip=ip, number=verification.number
+    )
 
 
 def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
@@ -328,9 +357,12 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     except ConcurrentRequest as conflict:
         if not conflict.live_request_id:
             raise TransientGatewayError(conflict.message) from conflict
-        # Our earlier try reached the provider (or the SDK re-sent it): adopt, don't resend.
+        # Our earlier try reached the provider (or the SDK re-sent it), or another
+        # verification's request to this number is live: adopt it, don't resend. The code
+        # went to the number, so whoever enters it proves they hold the phone.
         request_id = conflict.live_request_id
         reason = "adopted the provider's live request"
+        _release_request(request_id, keep=verification)
     except PermanentGatewayError as error:
         transition_if_allowed(
             verification, Status.FAILED, reason=error.message, failure_reason=error.message
@@ -347,6 +379,17 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
     )
     return verification
+
+
+def _release_request(request_id: str, *, keep: Verification) -> None:
+    """Other live verifications on an adopted provider request end: only one row may
+    settle it (a callback for it must never verify someone who was not sent its code)."""
+    others = Verification.objects.live().filter(request_id=request_id).exclude(pk=keep.pk)
+    for other in others:
+        # Not cancelled at the provider: the request lives on in `keep`.
+        transition_if_allowed(
+            other, Status.CANCELLED, reason="provider request taken over by a newer one"
+        )
 
 
 def verification_send_gave_up(*, verification_id: UUID, error: Exception) -> None:
@@ -482,11 +525,16 @@ def verification_check_gave_up(*, verification_id: UUID, error: Exception) -> No
 
 
 def verification_mark_verified(*, verification: Verification, reason: str) -> None:
+    """The code was right: the verification is verified and its number is the account's."""
     now = timezone.now()
-    if transition_if_allowed(verification, Status.VERIFIED, reason=reason, verified_at=now):
-        PhoneNumber.objects.filter(user_id=verification.user_id, number=verification.number).update(
-            verified_at=now
-        )
+    with transaction.atomic():
+        if not transition_if_allowed(
+            verification, Status.VERIFIED, reason=reason, verified_at=now
+        ):
+            return
+        if phone_number_bind(user_id=verification.user_id, number=verification.number, at=now):
+            Verification.objects.filter(pk=verification.pk).update(notice=NUMBER_MOVED)
+            verification.notice = NUMBER_MOVED
 
 
 # --- channels, cancel, expiry ----------------------------------------------------------------
@@ -702,6 +750,11 @@ def _limit(events: list[tuple[str, str]]) -> None:
     try:
         limits_hit(events=events)
     except RateLimited as limited:
+        from two_factor.signals import rate_limit_refused
+
+        rate_limit_refused.send_robust(
+            sender=RateLimited, name=limited.name, retry_after=limited.retry_after
+        )
         raise VerificationRefused(limited.message, retry_after=limited.retry_after) from None
 
 

@@ -17,6 +17,9 @@ from two_factor.session import session_clear_verified
 # to_status, reason. Observers (logs, metrics) must not raise; errors are logged.
 verification_transitioned = Signal()
 
+# Sent when a rate limit refuses someone: name (the limit), retry_after (seconds).
+rate_limit_refused = Signal()
+
 
 @receiver(user_logged_in)
 @receiver(user_logged_out)

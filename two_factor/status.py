@@ -1,10 +1,15 @@
 """The status partial: one context and one template fragment for the full page, htmx
-polling and websocket pushes, so the three can never drift apart."""
+polling and websocket pushes, so the three can never drift apart.
+
+What the page shows is computed from the row and the clock here; nothing added here
+writes (docs/ARCHITECTURE.md, "Live status").
+"""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from two_factor import services
 from two_factor.forms import CodeForm
@@ -13,22 +18,84 @@ from two_factor.timeline import verification_timeline
 
 STATUS_TEMPLATE = "two_factor/verify.html#status"
 
+# A code normally leaves within a second or two; past SLOW_AFTER seconds in queued or
+# sending the page says so, and past STUCK_AFTER (or the resend cooldown, whichever is
+# later, so the offer can be taken) it offers a new code.
+SLOW_AFTER = 5
+STUCK_AFTER = 20
+
+HEADINGS: dict[str, str] = {
+    Status.QUEUED: "Sending your code",
+    Status.SENDING: "Sending your code",
+    Status.SENT: "Enter your code",
+    Status.CALLING: "Enter your code",
+    Status.CHECKING: "Enter your code",
+    Status.VERIFIED: "Verified",
+    Status.CONSUMED: "Verified",
+    Status.FAILED: "Code request failed",
+    Status.EXPIRED: "This code expired",
+    Status.CANCELLED: "Cancelled",
+}
+# States that change by themselves within seconds: without JavaScript the page reloads.
+SELF_REFRESHING = frozenset({Status.QUEUED, Status.SENDING, Status.CHECKING})
+
 
 def status_context(verification: Verification, *, error: str = "") -> dict[str, object]:
     services.verification_refresh(verification=verification)
+    resend_in = services.resend_available_in(verification)
+    wrong_code_event = _wrong_code_event(verification)
     return {
         "verification": verification,
+        "heading": HEADINGS.get(verification.status, "Verify your phone"),
         "timeline": verification_timeline(verification),
-        "resend_in": services.resend_available_in(verification),
+        "resend_in": resend_in,
         "call_in": (
             verification.seconds_until(verification.channel_deadline)
             if verification.status == Status.SENT
             else None
         ),
-        "code_form": CodeForm(),
+        **_waiting(verification, resend_in=resend_in),
+        "wrong_code_event": wrong_code_event,
+        "code_form": _code_form(wrong=wrong_code_event is not None),
+        "refresh_without_js": verification.status in SELF_REFRESHING,
         "error": error,
     }
 
 
 def status_render(request: HttpRequest, verification: Verification) -> str:
     return render_to_string(STATUS_TEMPLATE, status_context(verification), request=request)
+
+
+def _waiting(verification: Verification, *, resend_in: int) -> dict[str, int | None]:
+    """Seconds until "taking longer than usual" and until a new code is offered, while
+    the code has not left yet (None otherwise; 0 means now)."""
+    if verification.status not in (Status.QUEUED, Status.SENDING):
+        return {"slow_in": None, "stuck_in": None}
+    waited = (timezone.now() - verification.created_at).total_seconds()
+    return {
+        "slow_in": max(0, int(SLOW_AFTER - waited + 0.999)),
+        "stuck_in": max(0, int(STUCK_AFTER - waited + 0.999), resend_in),
+    }
+
+
+def _wrong_code_event(verification: Verification) -> int | None:
+    """The id of the event that just rejected a code, if that is the latest thing that
+    happened: the sentence belongs to that moment, not to the states that follow."""
+    if not verification.accepts_code or not verification.wrong_codes or verification.notice:
+        return None
+    latest = verification.events.order_by("-created_at", "-id").first()
+    if latest is None or latest.from_status != Status.CHECKING:
+        return None
+    return latest.pk if latest.to_status == verification.status else None
+
+
+def _code_form(*, wrong: bool) -> CodeForm:
+    form = CodeForm()
+    # This form's own copy of the widget (Form.fields is per instance).
+    attrs = form.fields["code"].widget.attrs
+    # The template preserves the whole <form> across swaps; a preserved element nested in
+    # another one would be torn out of it by htmx.
+    attrs.pop("hx-preserve", None)
+    if wrong:
+        attrs.update({"aria-invalid": "true", "aria-describedby": "id_code_helptext id_code_error"})
+    return form

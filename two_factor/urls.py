@@ -14,6 +14,7 @@ urlpatterns = [
     path("v/<uuid:verification_id>/resend/", views.resend, name="resend"),
     path("v/<uuid:verification_id>/call/", views.call_instead, name="call_instead"),
     path("v/<uuid:verification_id>/cancel/", views.cancel, name="cancel"),
+    path("v/<uuid:verification_id>/wrong-number/", views.wrong_number, name="wrong_number"),
     path("v/<uuid:verification_id>/complete/", views.complete, name="complete"),
     path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
     path("webhooks/vonage/verify/", webhooks.vonage_verify, name="vonage_verify_webhook"),

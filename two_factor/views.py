@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
+from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
 from two_factor.forms import CodeForm, PhoneNumberForm
@@ -22,15 +23,11 @@ from two_factor.session import session_is_verified
 from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"
+NUMBER_DRAFT_SESSION_KEY = "two_factor_number_draft"
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
-
-
-def _client_ip(request: HtmxHttpRequest) -> str | None:
-    # REMOTE_ADDR only: X-Forwarded-For is client-controlled unless a trusted proxy sets it.
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def _session_key(request: HtmxHttpRequest) -> str:
@@ -115,14 +112,18 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _start_page(request, form=form, phone=phone)
     try:
+        number = None
         if phone is None:
             if not form.is_valid():
                 raise VerificationRefused("Enter your mobile number.")
-            phone = services.phone_number_set(
+            number = services.number_accept(
                 user=request.user, raw_number=form.cleaned_data["number"]
             )
         verification = services.verification_start(
-            user=request.user, session_key=_session_key(request), ip=_client_ip(request)
+            user=request.user,
+            session_key=_session_key(request),
+            ip=client_ip(request),
+            number=number,
         )
     except VerificationRefused as refusal:
         if form.is_bound:
@@ -135,21 +136,26 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def change_number(request: HtmxHttpRequest) -> HttpResponse:
-    """Replace the stored number: only from a session verified with the current one."""
+    """Text a code to a new number. The account's current number (if any) stays until the
+    new one is verified, so a typo costs nothing."""
     phone = _phone_of(request)
-    if phone is not None and not session_is_verified(session=request.session, user=request.user):
-        messages.info(request, "Verify your current number before changing it.")
-        return redirect(f"{reverse('two_factor:start')}?next={reverse('two_factor:change_number')}")
-    form = PhoneNumberForm(request.POST or None)
+    draft = request.session.get(NUMBER_DRAFT_SESSION_KEY, "")
+    form = PhoneNumberForm(request.POST or None, initial={"number": draft})
     if request.method == "POST" and form.is_valid():
         try:
-            services.phone_number_set(user=request.user, raw_number=form.cleaned_data["number"])
+            number = services.number_accept(
+                user=request.user, raw_number=form.cleaned_data["number"]
+            )
             verification = services.verification_start(
-                user=request.user, session_key=_session_key(request), ip=_client_ip(request)
+                user=request.user,
+                session_key=_session_key(request),
+                ip=client_ip(request),
+                number=number,
             )
         except VerificationRefused as refusal:
             form.add_error("number", refusal.message)
         else:
+            request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
             return redirect("two_factor:verify", verification_id=verification.pk)
     status = 400 if form.errors else 200
     return render(
@@ -182,7 +188,7 @@ def submit_code(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse
     code = request.POST.get("code", "") if form.is_valid() else ""
     try:
         services.verification_submit_code(
-            verification=verification, code=code, ip=_client_ip(request)
+            verification=verification, code=code, ip=client_ip(request)
         )
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
@@ -197,7 +203,7 @@ def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     try:
         new = services.verification_resend(
-            verification=verification, session_key=_session_key(request), ip=_client_ip(request)
+            verification=verification, session_key=_session_key(request), ip=client_ip(request)
         )
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
@@ -213,7 +219,7 @@ def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
 def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     try:
-        services.verification_call_instead(verification=verification, ip=_client_ip(request))
+        services.verification_call_instead(verification=verification, ip=client_ip(request))
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if request.htmx:
@@ -224,9 +230,24 @@ def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
 
 @login_required
 @require_POST
+def wrong_number(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
+    """The "Wrong number? Change it" button: end this code request and go back to the number form,
+    filled in with what was typed (kept in the session, not in the URL)."""
+    verification = _get_own_verification(request, verification_id)
+    if verification.status in (Status.VERIFIED, Status.CONSUMED):
+        return _refused(
+            request, verification, VerificationRefused("This number is already verified.")
+        )
+    services.verification_cancel(verification=verification, ip=client_ip(request))
+    request.session[NUMBER_DRAFT_SESSION_KEY] = verification.number.as_e164
+    return _go(request, reverse("two_factor:change_number"))
+
+
+@login_required
+@require_POST
 def cancel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
-    services.verification_cancel(verification=verification, ip=_client_ip(request))
+    services.verification_cancel(verification=verification, ip=client_ip(request))
     messages.info(request, "Cancelled. You can ask for a new code at any time.")
     url = reverse("two_factor:start")
     if request.htmx:
@@ -262,6 +283,8 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         except VerificationRefused as refusal:
             return _refused(request, verification, refusal)
         messages.success(request, "Your phone is verified. You can vote now.")
+        if verification.notice:
+            messages.info(request, verification.notice)
     request.session.pop(NEXT_SESSION_KEY, None)
     return _go(request, target)
 

@@ -6,62 +6,151 @@
   document.addEventListener("htmx:wsClose", function () { document.body.classList.remove("ws-open"); });
   document.addEventListener("htmx:wsError", function () { document.body.classList.remove("ws-open"); });
 
-  // Clear the code input once a code was submitted, ready for the next try.
-  document.addEventListener("htmx:afterRequest", function (event) {
-    var form = event.target.closest && event.target.closest("form[data-reset-after-request]");
-    if (form && event.detail.successful) { form.reset(); }
-  });
+  function codeFormOf(elt) {
+    return elt && elt.closest ? elt.closest("form[data-code-form]") : null;
+  }
 
-  // A request that could not be answered must say so, not leave the page as it was.
+  // --- A request that could not be answered says so -------------------------------------
   // 503 (database or Redis busy: pollstr/unavailable.py) carries a sentence to show; a
-  // network failure gets ours. The element stays put, so screen readers announce it.
+  // network failure gets ours. #connection-notice (base.html) is a live region present
+  // from the start, so screen readers announce what appears in it.
+  var UNREACHABLE = "We couldn't reach the server. Check your connection; the page keeps trying.";
+  var UNREACHABLE_CODE = "We couldn't reach the server. We'll send your code again as soon as the connection is back.";
+
   function notice(text) {
     var box = document.getElementById("connection-notice");
-    if (!box) {
-      box = document.createElement("p");
-      box.id = "connection-notice";
-      box.className = "form-error";
-      box.setAttribute("role", "status");
-      box.setAttribute("aria-live", "polite");
-      var main = document.querySelector("main") || document.body;
-      main.insertBefore(box, main.firstChild);
-    }
-    box.textContent = text;
-    box.hidden = !text;
+    if (box) { box.textContent = text; }
   }
+
+  // --- A code the server never got is sent again ------------------------------------------
+  // Safe to repeat: the server serialises code submissions on the verification row, so a
+  // copy that arrives after the first one is answered "still checking", never counted twice.
+  var retry = { timer: null, delay: 0 };
+
+  function retryCancel() {
+    if (retry.timer) { clearTimeout(retry.timer); }
+    retry.timer = null;
+    retry.delay = 0;
+  }
+  function retryNow() {
+    if (retry.timer) { clearTimeout(retry.timer); }
+    retry.timer = null;
+    var form = document.getElementById("code-form");
+    var input = document.getElementById("id_code");
+    if (!form || !input || !input.value) { retryCancel(); return; }  // nothing left to send
+    form.requestSubmit();
+  }
+  function retryLater(seconds) {
+    retry.delay = seconds ? seconds * 1000 : Math.min(5000, Math.max(1000, retry.delay * 2));
+    if (retry.timer) { clearTimeout(retry.timer); }
+    retry.timer = setTimeout(retryNow, retry.delay);
+  }
+  window.addEventListener("online", function () { if (retry.timer) { retryNow(); } });
+
+  document.addEventListener("htmx:sendError", function (event) {
+    if (codeFormOf(event.detail.elt)) {
+      notice(UNREACHABLE_CODE);
+      retryLater(0);
+    } else {
+      notice(UNREACHABLE);
+    }
+  });
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
-    if (xhr && xhr.status >= 500) {
+    if (!xhr) { return; }
+    if (xhr.status >= 500) {
       event.detail.shouldSwap = false;  // keep the form and what the voter typed
       var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
       var said = doc.querySelector(".service-unavailable");
       notice(said ? said.textContent.trim()
                   : "Something went wrong on our side. Please try again in a moment.");
-    } else if (xhr && xhr.status < 400) {
+      var busy = xhr.status === 502 || xhr.status === 503 || xhr.status === 504;
+      if (busy && codeFormOf(event.detail.elt)) {
+        retryLater(parseInt(xhr.getResponseHeader("Retry-After") || "0", 10) || 0);
+      }
+    } else if (xhr.status >= 400) {
+      notice("That didn't work. Reload the page and try again.");
+    } else {
       notice("");
+      if (codeFormOf(event.detail.elt)) { retryCancel(); }
     }
   });
-  document.addEventListener("htmx:sendError", function () {
-    notice("We couldn't reach the server. Check your connection; the page keeps trying.");
+
+  // Once the server has the code, the field is cleared, ready for the next try.
+  document.addEventListener("htmx:afterRequest", function (event) {
+    if (codeFormOf(event.detail.elt) && event.detail.successful) {
+      var input = document.getElementById("id_code");
+      if (input) { input.value = ""; }
+    }
   });
 
-  // Countdowns: <span data-countdown="SECONDS"> ticks down as m:ss.
+  // --- A wrong code is an error on the field -----------------------------------------------
+  // The input survives swaps (hx-preserve keeps what the voter types), so the server's
+  // verdict, carried by #verification-status[data-wrong-code], is copied onto it here;
+  // each new verdict clears the field and puts the cursor back in it once.
+  function syncCodeField() {
+    var status = document.getElementById("verification-status");
+    var input = document.getElementById("id_code");
+    if (!status || !input) { return; }
+    var wrong = status.getAttribute("data-wrong-code");
+    if (wrong) {
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "id_code_helptext id_code_error");
+      if (input.getAttribute("data-wrong-seen") !== wrong) {
+        input.setAttribute("data-wrong-seen", wrong);
+        input.value = "";
+        input.focus();
+      }
+    } else {
+      input.removeAttribute("aria-invalid");
+      input.setAttribute("aria-describedby", "id_code_helptext");
+    }
+  }
+
+  // --- Time on the page: countdowns and what waits for them --------------------------------
+  // [data-countdown=S] ticks down as m:ss; at 0 the closest [data-at-zero] says its text.
+  // [data-show-in=S] appears after S seconds (server-hidden or .until-countdown);
+  // [data-hide-in=S] disappears after S seconds.
   function format(seconds) {
     var m = Math.floor(seconds / 60), s = seconds % 60;
     return m + ":" + (s < 10 ? "0" : "") + s;
   }
+  function within(root, selector) {
+    var found = root.querySelectorAll ? Array.prototype.slice.call(root.querySelectorAll(selector)) : [];
+    if (root.matches && root.matches(selector)) { found.unshift(root); }
+    return found;
+  }
   function arm(root) {
-    (root.querySelectorAll ? root.querySelectorAll("[data-countdown]") : []).forEach(function (el) {
-      var end = Date.now() + parseInt(el.getAttribute("data-countdown"), 10) * 1000;
-      el.textContent = format(Math.max(0, Math.round((end - Date.now()) / 1000)));
-      el.dataset.countdownEnd = String(end);
+    within(root, "[data-countdown], [data-show-in], [data-hide-in]").forEach(function (el) {
+      var seconds = parseInt(el.getAttribute("data-countdown") || el.getAttribute("data-show-in") ||
+                             el.getAttribute("data-hide-in"), 10) || 0;
+      el.setAttribute("data-ends-at", String(Date.now() + seconds * 1000));
+    });
+    tick();
+  }
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-ends-at]").forEach(function (el) {
+      var left = Math.max(0, Math.round((parseInt(el.getAttribute("data-ends-at"), 10) - now) / 1000));
+      if (el.hasAttribute("data-countdown")) {
+        el.textContent = format(left);
+        var line = left === 0 && el.closest("[data-at-zero]");
+        if (line) { line.textContent = line.getAttribute("data-at-zero"); }
+      }
+      if (left > 0) { return; }
+      el.removeAttribute("data-ends-at");
+      if (el.hasAttribute("data-show-in")) {
+        el.hidden = false;
+        el.classList.remove("until-countdown");
+      }
+      if (el.hasAttribute("data-hide-in")) { el.hidden = true; }
     });
   }
-  setInterval(function () {
-    document.querySelectorAll("[data-countdown-end]").forEach(function (el) {
-      el.textContent = format(Math.max(0, Math.round((parseInt(el.dataset.countdownEnd, 10) - Date.now()) / 1000)));
-    });
-  }, 1000);
-  document.addEventListener("DOMContentLoaded", function () { arm(document); });
+  setInterval(tick, 1000);
+
+  document.addEventListener("DOMContentLoaded", function () { arm(document); syncCodeField(); });
   document.addEventListener("htmx:load", function (event) { arm(event.detail.elt); });
+  ["htmx:afterSettle", "htmx:oobAfterSwap", "htmx:wsAfterMessage"].forEach(function (name) {
+    document.addEventListener(name, syncCodeField);
+  });
 })();

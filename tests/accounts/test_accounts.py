@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 
 from tests.conftest import PASSWORD
@@ -128,3 +129,69 @@ def test_password_change_keeps_the_user_logged_in(logged_in_client, user):
 def test_nav_shows_who_is_logged_in(logged_in_client, user):
     response = logged_in_client.get(reverse("polls:index"))
     assert f"Signed in as <strong>{user.username}</strong>".encode() in response.content
+
+
+# --- sign-in throttling ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def tight_login_limits(settings):
+    settings.TWO_FACTOR_RATE_LIMITS = {
+        **settings.TWO_FACTOR_RATE_LIMITS,
+        "login_failures_per_username": (3, 900),
+        "login_failures_per_ip": (5, 900),
+    }
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+def _login(client, username, password, ip="192.0.2.10"):
+    return client.post(
+        reverse("login"), {"username": username, "password": password}, REMOTE_ADDR=ip
+    )
+
+
+def test_wrong_passwords_for_one_username_are_throttled_then_even_the_right_one_waits(
+    client, user, tight_login_limits, monkeypatch
+):
+    from django.contrib.auth import backends
+
+    for _ in range(3):
+        assert _login(client, user.username, "wrong").status_code == 200
+    checked: list[str] = []
+    original = backends.ModelBackend.authenticate
+
+    def spy(self, request, username=None, password=None, **kwargs):
+        checked.append(password)
+        return original(self, request, username=username, password=password, **kwargs)
+
+    monkeypatch.setattr(backends.ModelBackend, "authenticate", spy)
+
+    refused = _login(client, user.username, PASSWORD)
+
+    assert refused.status_code == 429
+    assert int(refused["Retry-After"]) > 0
+    assert b"Too many sign-in attempts. Try again in" in refused.content
+    assert checked == []  # the password was not even evaluated
+    assert "_auth_user_id" not in client.session
+
+
+def test_the_username_throttle_ignores_case_and_spaces(client, user, tight_login_limits):
+    for variant in ["Alice", " alice", "ALICE"]:
+        _login(client, variant, "wrong")
+    assert _login(client, user.username, PASSWORD).status_code == 429
+
+
+def test_one_address_guessing_many_usernames_is_throttled(client, user, tight_login_limits):
+    for index in range(5):
+        _login(client, f"nobody{index}", "wrong")
+
+    assert _login(client, user.username, PASSWORD).status_code == 429
+    # Another address is not held back by it.
+    assert _login(Client(), user.username, PASSWORD, ip="198.51.100.7").status_code == 302
+
+
+def test_successful_sign_ins_are_not_counted(client, user, tight_login_limits):
+    for _ in range(6):
+        assert _login(Client(), user.username, PASSWORD).status_code == 302

@@ -96,6 +96,7 @@ class FakeVerifyServer:
       and ``signature_secret`` they are also POSTed there, signed as Vonage signs them.
     - ``requests_log``: every request received, scripted ones included.
     - ``advance(seconds)``: move the server's clock, e.g. past a channel timeout.
+    - ``latency``: seconds every API call waits before it is handled (default none).
     """
 
     def __init__(
@@ -108,7 +109,10 @@ class FakeVerifyServer:
         invalid_numbers: Iterable[str] = (),
         callback_url: str | None = None,
         signature_secret: str | None = None,
+        latency: float = 0.0,
     ) -> None:
+        if latency < 0:
+            raise ValueError(f"latency must be zero or more seconds, got {latency!r}")
         self.api_key = api_key
         self.api_secret = api_secret
         # Without a public key any well-formed JWT is accepted.
@@ -117,6 +121,9 @@ class FakeVerifyServer:
         self.invalid_numbers = set(invalid_numbers)
         self.callback_url = callback_url
         self.signature_secret = signature_secret
+        # Seconds every API call waits before it is handled, like a distant provider
+        # (the benchmarks run with 0.3); scripted delays add to it.
+        self.latency = latency
         self._offset = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -351,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, problem_body(404))
         if not fake.authorized(self.headers.get("Authorization")):
             return self._send(401, problem_body(401))
-        delay = fake._take_delay(operation)
+        delay = fake.latency + fake._take_delay(operation)
         if delay and fake._stopping.wait(delay):
             return  # the server is stopping
         outcome = fake._take_outcome(operation)

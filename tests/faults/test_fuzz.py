@@ -51,7 +51,7 @@ from tests.two_factor.fixtures import *  # noqa: F403
 from tests.two_factor.helpers import give_phone, mark_session_verified
 from two_factor import services
 from two_factor.callbacks import callback_sign
-from two_factor.models import Status, Verification
+from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.session import session_key_hash
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
@@ -340,8 +340,13 @@ def session_key(client: Client) -> str:
 def own_verification(
     client: Client, user: AbstractBaseUser, status: str = Status.SENT, **fields: Any
 ) -> Verification:
-    """A verification of this client's session, in `status`, as the pages expect it."""
-    give_phone(user, _number_for(user), verified=status in (Status.VERIFIED, Status.CONSUMED))
+    """A verification of this client's session, in `status`, as the pages expect it.
+
+    The user keeps the number (and its verified mark) they have; one is given if none."""
+    verified = status in (Status.VERIFIED, Status.CONSUMED)
+    phone = PhoneNumber.objects.filter(user=user).first() or give_phone(
+        user, _number_for(user), verified=verified
+    )
     now = timezone.now()
     defaults: dict[str, Any] = {"request_id": f"req-{uuid.uuid4()}", "channel": "sms"}
     if status in (Status.SENT, Status.CALLING, Status.CHECKING):
@@ -351,7 +356,7 @@ def own_verification(
     return Verification.objects.create(
         user=user,
         session_key_hash=session_key_hash(session_key(client)),
-        number=_number_for(user),
+        number=phone.number,
         status=status,
         **(defaults | fields),
     )
@@ -779,7 +784,8 @@ async def _exchange(path: str, headers: list[tuple[bytes, bytes]], frames: list)
         if not connected:
             return False
         for kind, payload in frames:
-            await communicator.send_to(**{f"{kind}_data": payload})
+            # The raw ASGI message: send_to() refuses an empty frame, a browser doesn't.
+            await communicator.send_input({"type": "websocket.receive", kind: payload})
         # Still open (sends, or nothing) or closed with a code: never a crash.
         while not await communicator.receive_nothing(timeout=0.05):
             message = await communicator.receive_output(timeout=1)
@@ -804,12 +810,12 @@ def _socket_headers(
 
 
 def _mostly(value: Any, otherwise: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    # one_of picks a branch uniformly: three of four draws are `value`.
-    return st.one_of(st.just(value), st.just(value), st.just(value), otherwise)
+    # Three draws in four are `value` (one_of would merge equal branches).
+    return st.integers(0, 3).flatmap(lambda i: st.just(value) if i else otherwise)
 
 
 @pytest.mark.django_db(transaction=True)
-@fuzz(30)
+@fuzz(40)
 @given(
     # Mostly an honest page (its own socket, origin and cookie), so most sockets open and
     # the frames reach a consumer; the rest is hostile.
@@ -824,7 +830,7 @@ def _mostly(value: Any, otherwise: st.SearchStrategy[Any]) -> st.SearchStrategy[
     socket="own verification",
     kind="verified",
     garbage="0",
-    origin="http://localhost",
+    origin="http://[::1",
     cookie=None,
     frames=[],
 )
@@ -850,7 +856,7 @@ def test_websocket_frames_never_crash_a_consumer(
     verification = own_verification(client, user or browsers.user())
     path = _socket_path(socket, garbage, verification, question)
     accepted = async_to_sync(_exchange)(path, _socket_headers(client, origin, cookie), frames)
-    hypothesis.event(f"{accepted} {socket} {kind} {origin == 'http://localhost'} {cookie is None}")
+    hypothesis.event("accepted" if accepted else "refused")
 
 
 # --- the provider's webhook ---------------------------------------------------------------------

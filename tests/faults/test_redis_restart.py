@@ -163,9 +163,9 @@ def start_verification(username: str, number: str) -> tuple[Verification, Client
     user = get_user_model().objects.create_user(username=username, password=PASSWORD)
     browser = Client()
     browser.force_login(user)
-    services.phone_number_set(user=user, raw_number=number)
+    typed = services.number_accept(user=user, raw_number=number)
     verification = services.verification_start(
-        user=user, session_key=browser.session.session_key, ip="127.0.0.1"
+        user=user, session_key=browser.session.session_key, ip="127.0.0.1", number=typed
     )
     return verification, browser
 

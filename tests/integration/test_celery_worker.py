@@ -105,10 +105,12 @@ def new_user(username: str) -> AbstractBaseUser:
 
 
 def start_verification(username: str, number: str) -> Verification:
-    """What the /2fa/ view does: store the number, queue a verification (and its task)."""
+    """What the /2fa/ view does: accept the typed number, queue its verification (and task)."""
     user = new_user(username)
-    services.phone_number_set(user=user, raw_number=number)
-    return services.verification_start(user=user, session_key=secrets.token_hex(16), ip="127.0.0.1")
+    typed = services.number_accept(user=user, raw_number=number)
+    return services.verification_start(
+        user=user, session_key=secrets.token_hex(16), ip="127.0.0.1", number=typed
+    )
 
 
 def wait_until_status(
@@ -166,7 +168,6 @@ def test_transient_failures_are_retried_by_the_worker_until_the_code_is_sent(
 def test_a_duplicated_send_task_sends_exactly_one_sms(sandbox: stack.Worker) -> None:
     number = "+33612345672"
     user = new_user("duplicated")
-    services.phone_number_set(user=user, raw_number=number)
     verification = Verification.objects.create(user=user, session_key_hash="0" * 64, number=number)
     VerificationEvent.objects.create(verification=verification, to_status=Status.QUEUED)
     # Two deliveries of the same send, as a broker redelivery or a double enqueue makes;

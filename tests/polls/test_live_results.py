@@ -36,6 +36,9 @@ def _verified_headers(user) -> list:
 def _vote(user, question, choice_text: str) -> None:
     from django.db import transaction
 
+    from tests.two_factor.helpers import _unique_number, give_phone
+
+    give_phone(user, _unique_number(user))  # only a verified phone votes
     with transaction.atomic():
         vote_cast(user=user, question=question, choice_id=question.choices.get(text=choice_text).pk)
 

@@ -10,7 +10,7 @@ from django.core.cache import cache, caches
 from django.core.exceptions import ImproperlyConfigured
 
 from two_factor import limits
-from two_factor.limits import RateLimited, limit_check, limit_hit, limit_reset, limits_hit
+from two_factor.limits import RateLimited, limit_check, limit_hit, limits_hit
 
 # A moment exactly 100 s into an hour-long window, so window ends are easy to reason about.
 START = 1_800_000_000.0 - (1_800_000_000 % 3600) + 100
@@ -50,8 +50,10 @@ def test_allows_the_max_then_refuses_with_retry_after_and_a_message(clock) -> No
         limit_hit(name="per_user", key="alice")
     with pytest.raises(RateLimited) as info:
         limit_hit(name="per_user", key="alice")
-    assert info.value.retry_after == 3500
-    assert info.value.message == "Too many attempts. Try again in 59 minutes."
+    # The window ends in 3,500 s; the refused event counted too, so the three allowed
+    # ones must slide a quarter of the next window out: 3,500 + 900 (+1, strictly after).
+    assert info.value.retry_after == 4401
+    assert info.value.message == "Too many attempts. Try again in 74 minutes."
     assert str(info.value) == info.value.message
     assert info.value.name == "per_user"
 
@@ -62,8 +64,9 @@ def test_retry_after_is_rounded_up_to_whole_seconds(clock) -> None:
         limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited) as info:
         limit_hit(name="per_minute", key="alice")
-    # 100.25 s into the hour is 40.25 s into the minute: 19.75 s left.
-    assert info.value.retry_after == 20
+    # 100.25 s into the hour is 40.25 s into the minute: 19.75 s left, then a third of
+    # the next minute (three counted, two allowed) rounds up to 20 + 20 + 1.
+    assert info.value.retry_after == 41
 
 
 def test_refused_events_still_count(clock) -> None:
@@ -72,14 +75,14 @@ def test_refused_events_still_count(clock) -> None:
     for _ in range(5):
         with pytest.raises(RateLimited):
             limit_hit(name="per_minute", key="alice")
-    limit_reset(name="per_minute", key="alice")
-    limit_hit(name="per_minute", key="alice")
-    limit_hit(name="per_minute", key="alice")
+    # Halfway into the next minute: the two allowed events alone would weigh 1 (< 2),
+    # but all seven weigh 3.5: hammering a limit keeps it shut.
+    clock(19.75 + 30)
     with pytest.raises(RateLimited):
-        limit_hit(name="per_minute", key="alice")
+        limit_check(name="per_minute", key="alice")
 
 
-def test_window_rolls_over_after_time_travel(clock) -> None:
+def test_the_limit_reopens_at_retry_after_without_a_burst_at_the_boundary(clock) -> None:
     for _ in range(2):
         limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited) as info:
@@ -90,9 +93,17 @@ def test_window_rolls_over_after_time_travel(clock) -> None:
     clock(1)
     limit_check(name="per_minute", key="alice")
     limit_hit(name="per_minute", key="alice")
-    limit_hit(name="per_minute", key="alice")
+    # A fixed window would allow two more here: the sliding one still sees the last minute.
     with pytest.raises(RateLimited):
         limit_hit(name="per_minute", key="alice")
+
+
+def test_a_full_window_has_slid_out_after_two_windows(clock) -> None:
+    for _ in range(2):
+        limit_hit(name="per_minute", key="alice")
+    clock(60 + 60)
+    limit_hit(name="per_minute", key="alice")
+    limit_hit(name="per_minute", key="alice")
 
 
 def test_different_keys_are_independent(clock) -> None:
@@ -118,15 +129,7 @@ def test_check_does_not_count(clock) -> None:
         limit_hit(name="per_user", key="alice")
     with pytest.raises(RateLimited) as info:
         limit_check(name="per_user", key="alice")
-    assert info.value.retry_after == 3500
-
-
-def test_reset_forgets_the_events(clock) -> None:
-    for _ in range(3):
-        limit_hit(name="per_user", key="alice")
-    limit_reset(name="per_user", key="alice")
-    limit_check(name="per_user", key="alice")
-    limit_hit(name="per_user", key="alice")
+    assert info.value.retry_after == 3501
 
 
 def test_limits_hit_counts_every_limit(clock) -> None:
@@ -161,7 +164,7 @@ def test_limits_hit_reports_the_longest_wait(clock) -> None:
     with pytest.raises(RateLimited) as info:
         limits_hit(events=[("per_minute", "alice"), ("per_user", "alice")])
     assert info.value.name == "per_user"
-    assert info.value.retry_after == 3500
+    assert info.value.retry_after == 4401
 
 
 def test_unknown_name_is_improperly_configured() -> None:
@@ -217,7 +220,7 @@ def test_retry_after_is_at_least_one_second() -> None:
 
 def test_keys_are_hashed_in_the_cache(clock) -> None:
     limit_hit(name="per_ip", key="203.0.113.9")
-    window = limits._Window(name="per_ip", key="203.0.113.9")
+    window = limits._Window.of(name="per_ip", key="203.0.113.9", now=limits._now())
     assert "203.0.113.9" not in window.cache_key
     assert cache.get(window.cache_key) == 1
 
@@ -284,9 +287,47 @@ def redis_cache(settings) -> Iterator[tuple[object, str]]:
 def test_concurrent_hits_let_exactly_the_max_through_on_redis(redis_cache, clock) -> None:
     client, prefix = redis_cache
     assert hammer(threads=20) == 5
-    window = limits._Window(name="burst", key="alice")
+    window = limits._Window.of(name="burst", key="alice", now=limits._now())
     stored = caches["default"].make_key(window.cache_key)
     assert stored.startswith(f"{prefix}:")
     assert client.exists(stored)
     assert int(client.get(stored)) == 20
-    assert 0 < client.ttl(stored) <= window.retry_after + limits._EXPIRY_SLACK
+    assert 0 < client.ttl(stored) <= window.timeout
+
+
+@pytest.mark.redis
+def test_on_redis_one_request_is_one_round_trip_and_refuses_without_burning(
+    redis_cache, clock, monkeypatch
+) -> None:
+    import redis
+
+    for _ in range(3):
+        limit_hit(name="per_user", key="alice")
+    calls: list[str] = []
+    original = redis.Redis.execute_command
+
+    def counting(self: object, *args: object, **kwargs: object) -> object:
+        calls.append(str(args[0]))
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    with pytest.raises(RateLimited) as info:
+        limits_hit(events=[("per_ip", "10.0.0.1"), ("per_user", "alice"), ("burst", "x")])
+    assert calls == ["EVALSHA"]  # three limits, one command
+    assert info.value.name == "per_user"
+    for _ in range(5):  # the IP's allowance is untouched
+        limit_hit(name="per_ip", key="10.0.0.1")
+    with pytest.raises(RateLimited):
+        limit_hit(name="per_ip", key="10.0.0.1")
+
+
+@pytest.mark.redis
+def test_on_redis_the_window_slides_like_in_process(redis_cache, clock) -> None:
+    for _ in range(2):
+        limit_hit(name="per_minute", key="alice")
+    with pytest.raises(RateLimited) as info:
+        limit_hit(name="per_minute", key="alice")
+    clock(info.value.retry_after)
+    limit_hit(name="per_minute", key="alice")
+    with pytest.raises(RateLimited):
+        limit_hit(name="per_minute", key="alice")

@@ -221,3 +221,33 @@ def test_hash_differs_per_secret_key(settings) -> None:
 
 def test_hash_does_not_contain_the_number() -> None:
     assert "7911123456" not in number_hash(number_parse(raw=GB_MOBILE))
+
+
+# Satellite (Inmarsat +870, Iridium +8816), international carriers (+882, +883) and the
+# global freephone range: numbers that belong to no country.
+INTERNATIONAL_NETWORKS = [
+    "+870 773 111 632",
+    "+8816 3123 4567",
+    "+8818 1234 5678",
+    "+883 1400 0000",
+    "+882 1360 0000",
+]
+
+
+@pytest.mark.parametrize("raw", INTERNATIONAL_NETWORKS)
+def test_satellite_and_international_network_numbers_are_refused(raw: str) -> None:
+    assert "satellite or international network" in refusal(raw)
+
+
+def test_an_iridium_number_is_refused_although_phonenumbers_calls_it_a_mobile() -> None:
+    number = number_parse(raw="+8816 3123 4567")
+    assert phonenumbers.number_type(number) == PhoneNumberType.MOBILE
+    assert "satellite" in refusal("+8816 3123 4567")
+
+
+@pytest.mark.parametrize("raw", INTERNATIONAL_NETWORKS)
+def test_international_network_numbers_are_accepted_when_the_setting_allows(
+    settings, raw: str
+) -> None:
+    settings.TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES = True
+    accept(raw)

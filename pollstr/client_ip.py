@@ -1,0 +1,35 @@
+"""The one place that decides a request's client address (rate limits, the audit trail).
+
+`X-Forwarded-For` is written by whoever sends the request, so it is believed only as far
+as the operator says proxies of theirs stand in front of us (`TRUSTED_PROXY_COUNT`).
+Each proxy appends the address it received the request from, so with N trusted proxies
+the client is the N-th entry from the right; anything left of it may be forged. With 0
+(the default) the header is ignored and the TCP peer (`REMOTE_ADDR`) is the client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    trusted = settings.TRUSTED_PROXY_COUNT
+    if trusted == 0:
+        return peer
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    hops = [hop for hop in hops if hop]
+    if len(hops) < trusted:
+        # Fewer hops than proxies: the request did not come through all of them.
+        return peer
+    return _address(hops[-trusted]) or peer
+
+
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
