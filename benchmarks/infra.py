@@ -128,10 +128,28 @@ def use_vonage_double(info: dict[str, str]) -> None:
 
 
 def child_env(world: World, **extra: str) -> dict[str, str]:
-    """The environment of a Pollstr child: the harness's, in the same namespace."""
+    """The environment of a Pollstr child: the harness's, in the same namespace, with
+    the harness's gateway (stack_env defaults children to the sandbox) and limits."""
+    kept = {
+        name: os.environ[name]
+        for name in (*_RATE_LIMITS, *_GATEWAY, "TWO_FACTOR_RESEND_COOLDOWN", "ALLOWED_HOSTS")
+        if name in os.environ
+    }
     return stack.stack_env(
-        database_url=world.database_url, redis_url=world.redis_url, prefix=world.prefix, extra=extra
+        database_url=world.database_url,
+        redis_url=world.redis_url,
+        prefix=world.prefix,
+        extra={**kept, **extra},
     )
+
+
+_GATEWAY = (
+    "TWO_FACTOR_GATEWAY",
+    "VONAGE_API_HOST",
+    "VONAGE_API_KEY",
+    "VONAGE_API_SECRET",
+    "REQUESTS_CA_BUNDLE",
+)
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------

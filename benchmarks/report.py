@@ -74,6 +74,8 @@ class Report:
 def fmt(value: float, unit: str = "") -> str:
     if math.isnan(value):
         return "—"
+    if value == int(value) and abs(value) < 1e6:
+        return str(int(value))
     if unit in ("ms", "/s", "KB") or abs(value) >= 100:
         text = f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
     else:

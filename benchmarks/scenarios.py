@@ -409,7 +409,8 @@ async def _publish_each(verification_ids: list[str]) -> list[float]:
 
     layer = get_channel_layer()
     starts = [0.0] * len(verification_ids)
-    gate = asyncio.Semaphore(200)
+    # channels_redis bounds its connection pool: more publishes in flight are refused.
+    gate = asyncio.Semaphore(20)
 
     async def publish(index: int) -> None:
         async with gate:

@@ -1,5 +1,5 @@
-"""Live results: every committed vote pings the question's group; each open results page
-re-renders the same results partial the page itself uses."""
+"""Live results: every committed vote renders the results partial (the one the page itself
+uses) once and sends it to the question's group; each open results page just relays it."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.template.loader import render_to_string
 
 logger = logging.getLogger(__name__)
 
@@ -17,12 +18,23 @@ def results_group(question_id: int) -> str:
     return f"poll-results-{int(question_id)}"
 
 
+def results_render(*, question_id: int) -> str:
+    """The results fragment: the same for every watcher (nothing per voter in it)."""
+    from polls.models import Question
+
+    return render_to_string(RESULTS_TEMPLATE, Question.objects.get(pk=question_id).results())
+
+
 def results_publish(*, question_id: int) -> None:
+    """Render the fragment once and send it to every open results page."""
     layer = get_channel_layer()
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(results_group(question_id), {"type": "results.changed"})
+        html = results_render(question_id=question_id)
+        async_to_sync(layer.group_send)(
+            results_group(question_id), {"type": "results.changed", "html": html}
+        )
     except Exception:
         # The vote is committed either way; a page that missed it catches up on reload.
         logger.exception("Could not publish results of question %s", question_id)

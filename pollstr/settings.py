@@ -233,11 +233,25 @@ CELERY_EMBEDDED_WORKER = env_bool(
     "CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://")
 )
 # `celery worker` takes its pool and concurrency from here unless given on its command
-# line (docker-compose.yml sets them per deployment).
+# line (docker-compose.yml sets them per deployment). A provider call is ~all waiting
+# (hundreds of ms of I/O, ~1 ms of CPU), so the default is many threads per process:
+# each thread keeps its own Vonage client and HTTP keep-alive session
+# (two_factor/gateways/vonage.py) and holds no database connection during the call.
+# Threads cannot be killed: a call is bounded by VONAGE_TIMEOUT instead of the hard
+# time limit (which prefork enforces).
 CELERY_WORKER_POOL = env_choice(
-    "CELERY_WORKER_POOL", "prefork", {"prefork", "threads", "solo", "eventlet", "gevent"}
+    "CELERY_WORKER_POOL", "threads", {"prefork", "threads", "solo", "eventlet", "gevent"}
 )
-CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 2, minimum=1, maximum=256)
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 50, minimum=1, maximum=256)
+# Code checks have a queue of their own: a voter waiting on "Checking your code…" never
+# waits behind a backlog of sends. A worker consumes every queue unless started with
+# --queues (docker-compose.yml's `worker-checks` serves only checks).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = {"celery": {}, "checks": {}}
+CELERY_TASK_ROUTES = {
+    "two_factor.check_code": {"queue": "checks"},
+    "two_factor.next_channel": {"queue": "checks"},
+}
 # Workers log through LOGGING below (same format and request ids as the web).
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
@@ -272,6 +286,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 # How many reverse proxies of ours stand in front of the app: X-Forwarded-For is believed
 # for exactly that many hops (pollstr/client_ip.py). 0: the header is ignored.
+# How often (seconds, jittered) an open websocket re-reads its stored session; logout and
+# password changes close sockets at once without it (two_factor/consumers.py).
+LIVE_SOCKET_RECHECK_SECONDS = env_float("LIVE_SOCKET_RECHECK_SECONDS", 60.0, minimum=0.05)
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=5)
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -60,6 +60,8 @@ WORKER_COMMAND: tuple[str, ...] = (
     "--without-gossip",
     "--without-mingle",
 )
+# docker-compose.yml's `worker-checks`: the same worker, serving only the checks queue.
+CHECKS_WORKER_COMMAND: tuple[str, ...] = (*WORKER_COMMAND, "--queues=checks")
 WEB_COMMAND: tuple[str, ...] = (
     "gunicorn",
     "--bind",

@@ -2,32 +2,38 @@
 class the results page's shares.
 
 A socket lives only as long as its session's right to it. Access is checked when it
-connects, again before every push (a fresh read of the session, never the copy loaded at
-connect), and at once when the user's sessions change: a logout (of this session, from
-any tab) and a password change (which ends every other session) reach each of the
-user's sockets through a per-user group (see two_factor.signals).
+connects; at once when the user's sessions change (a logout of this session from any
+tab, a password change, a number moving to another account reach each of the user's
+sockets through a per-user group, see two_factor.signals); against the clock before
+every push (the session's and the verified flag's expiry, known since connect: no
+database); and by a jittered background re-read of the stored session every
+LIVE_SOCKET_RECHECK_SECONDS, which catches what sends no event (an operator deleting a
+session). Pushes themselves carry HTML rendered once per change by the publisher
+(two_factor.live, polls.live), so a change reaches thousands of sockets without a query
+or a render per socket.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
-from two_factor.live import verification_group
+from two_factor.live import CSRF_PLACEHOLDER, user_sockets_group, verification_group
 from two_factor.models import Verification
 from two_factor.session import session_key_hash
 from two_factor.status import status_render
@@ -58,35 +64,6 @@ def scope_request(scope: dict[str, Any]) -> HttpRequest:
         # The page's forms must carry the token that matches this browser's cookie.
         request.META["CSRF_COOKIE"] = csrf_cookie
     return request
-
-
-# --- the user's sessions changed: tell their sockets -------------------------------------
-
-
-def user_sockets_group(user_id: Any) -> str:
-    return f"user-sockets-{int(user_id)}"
-
-
-def sockets_session_ended(*, user_id: Any, session_key: str | None) -> None:
-    """This session logged out: its sockets close (the hash, never the key, travels)."""
-    if session_key:
-        _publish(user_id, {"type": "session.ended", "session": session_key_hash(session_key)})
-
-
-def sockets_access_changed(*, user_id: Any) -> None:
-    """Something about the user changed (their password): each socket checks again."""
-    _publish(user_id, {"type": "access.changed"})
-
-
-def _publish(user_id: Any, event: dict[str, str]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    try:
-        async_to_sync(layer.group_send)(user_sockets_group(user_id), event)
-    except Exception:
-        # Logging out must work with the channel layer down; the next push re-checks.
-        logger.exception("Could not tell the sockets of user %s", user_id)
 
 
 # --- a fresh look at the socket's session ------------------------------------------------
@@ -133,6 +110,8 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
 
     _groups: tuple[str, ...] = ()
     _ended = False
+    _valid_until: float | None = None  # when access ends by the clock alone
+    _recheck: asyncio.Task[None] | None = None
 
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         raise NotImplementedError
@@ -151,18 +130,36 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         for group in self._groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self._recheck = asyncio.ensure_future(self._recheck_forever())
         # Always start from the current state: reconnects and late joiners are never stale.
         await self.send_current()
 
     async def disconnect(self, code: int) -> None:
+        if self._recheck is not None:
+            self._recheck.cancel()
         await self._leave_groups()
+
+    def access_expires(self, *, session: Any) -> float | None:
+        """Epoch seconds at which access ends by the clock (subclasses narrow it)."""
+        return session.get_expiry_date().timestamp()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # The page never needs to send anything; whatever arrives is ignored, not trusted.
         logger.debug("ignored a client frame on %s", self.scope.get("path"))
 
+    async def push_html(self, html: str) -> None:
+        """Send a fragment the publisher rendered once for every socket."""
+        if self._ended:
+            return
+        if self._valid_until is not None and time.time() >= self._valid_until:
+            code = await self._access_ended()
+            if code is not None:
+                await self._end(code)
+                return
+        await self.send(text_data=html)
+
     async def push(self) -> None:
-        """Send the current state, unless access ended since the last look."""
+        """Render and send the current state (a publisher that sent no HTML)."""
         if self._ended:
             return
         code = await self._access_ended()
@@ -170,6 +167,19 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             await self._end(code)
             return
         await self.send_current()
+
+    async def _recheck_forever(self) -> None:
+        interval = settings.LIVE_SOCKET_RECHECK_SECONDS
+        try:
+            while not self._ended:
+                # Jittered, so thousands of sockets opened together don't check together.
+                await asyncio.sleep(interval * random.uniform(0.5, 1.0))
+                code = await self._access_ended()
+                if code is not None:
+                    await self._end(code)
+                    return
+        except asyncio.CancelledError:
+            pass
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         if constant_time_compare(str(event.get("session", "")), self._session_hash()):
@@ -186,7 +196,10 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         session = self.scope.get("session")
         if user is None or not user.is_authenticated or session is None:
             return False
-        return self.may_watch(user=user, session=session)
+        if not self.may_watch(user=user, session=session):
+            return False
+        self._valid_until = self.access_expires(session=session)
+        return True
 
     @database_sync_to_async
     def _access_ended(self) -> int | None:
@@ -231,7 +244,14 @@ class VerificationConsumer(SessionBoundConsumer):
         return own.filter(pk=verification_id).exists()
 
     async def verification_changed(self, event: dict[str, Any]) -> None:
-        await self.push()
+        html = event.get("html")
+        if not isinstance(html, str):
+            await self.push()
+            return
+        # One render for every socket of this verification; only the CSRF token is this
+        # browser's own (its cookie's secret is a valid form token).
+        token = self.scope.get("cookies", {}).get("csrftoken", "")
+        await self.push_html(html.replace(CSRF_PLACEHOLDER, token))
 
     async def send_current(self) -> None:
         html = await self._render_status()

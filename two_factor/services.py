@@ -15,7 +15,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
@@ -197,9 +197,13 @@ def phone_number_bind(*, user_id: Any, number: Any, at: Any) -> bool:
     verified sessions end with it, see two_factor.session). Returns whether it moved.
     """
     taken = PhoneNumber.objects.select_for_update().filter(number=number).exclude(user_id=user_id)
-    moved = taken.exists()
-    if moved:
+    losers = list(taken.values_list("user_id", flat=True))
+    if losers:
         taken.delete()
+        for loser in losers:
+            # Their verified sessions end with the number: close their live sockets too.
+            transaction.on_commit(lambda loser=loser: _tell_sockets_access_changed(loser))
+    moved = bool(losers)
     PhoneNumber.objects.update_or_create(
         user_id=user_id, defaults={"number": number, "verified_at": at}
     )
@@ -349,6 +353,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         deadline_at=now + task_grace(),
     )
     gateway = gateways.get_gateway()
+    _release_connection()
     try:
         request_id = gateway.start(
             number=verification.number.as_e164, client_ref=verification.pk.hex
@@ -462,6 +467,7 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
         return verification  # redelivered after it was settled
     back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
     try:
+        _release_connection()
         gateways.get_gateway().check(request_id=verification.request_id, code=code)
     except InvalidCode as error:
         wrong = verification.wrong_codes + 1
@@ -557,6 +563,7 @@ def verification_next_channel(*, verification_id: UUID, reason: str) -> Verifica
     if verification.status != Status.SENT:
         return verification
     try:
+        _release_connection()
         gateways.get_gateway().next_channel(request_id=verification.request_id)
     except NoMoreChannels:
         pass  # the provider moved on by itself already: show the call
@@ -744,6 +751,20 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
 
 
 # --- plumbing ------------------------------------------------------------------------------
+
+
+def _tell_sockets_access_changed(user_id: Any) -> None:
+    from two_factor.live import sockets_access_changed
+
+    sockets_access_changed(user_id=user_id)
+
+
+def _release_connection() -> None:
+    """A provider call waits hundreds of milliseconds: give the database connection back
+    to the pool meanwhile, so a worker's many threads hold connections only while they
+    use them (docs/ARCHITECTURE.md, "Database connections and failures")."""
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _limit(events: list[tuple[str, str]]) -> None:

@@ -33,7 +33,7 @@ def _end_verified_session(sender: Any, request: Any, **kwargs: Any) -> None:
 
 @receiver(user_logged_out)
 def _close_the_sessions_sockets(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
-    from two_factor.consumers import sockets_session_ended
+    from two_factor.live import sockets_session_ended
 
     session = getattr(request, "session", None)
     if user is not None and session is not None:
@@ -42,7 +42,7 @@ def _close_the_sessions_sockets(sender: Any, request: Any, user: Any, **kwargs: 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL)
 def _recheck_sockets_after_a_password_change(sender: Any, instance: Any, **kwargs: Any) -> None:
-    from two_factor.consumers import sockets_access_changed
+    from two_factor.live import sockets_access_changed
 
     # set_password() keeps the new raw password in `_password` until the save that
     # stores it (a new user has no sockets yet); the sockets look once the new hash is

@@ -42,7 +42,16 @@ def chromium_path() -> str:
 
 
 @pytest.fixture
-def e2e_stack(transactional_db: None, chromium_path: str) -> Iterator[dict[str, Any]]:
+def stack_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings (environment variables) the stack's processes get on top of the usual
+    ones; a test sets them with ``parametrize("stack_settings", [{...}], indirect=True)``."""
+    return dict(getattr(request, "param", {}))
+
+
+@pytest.fixture
+def e2e_stack(
+    transactional_db: None, chromium_path: str, stack_settings: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     if not connection.settings_dict["ENGINE"].endswith("postgresql"):
         pytest.skip(
             "browser tests need PostgreSQL: daphne and the worker are separate processes "
@@ -55,7 +64,7 @@ def e2e_stack(transactional_db: None, chromium_path: str) -> Iterator[dict[str, 
     env = stack.stack_env(
         database_url=stack.database_url(connection.settings_dict),
         redis_url=redis_url,
-        extra={"TWO_FACTOR_SANDBOX_INBOX": "1", "LOG_LEVEL": "INFO"},
+        extra={"TWO_FACTOR_SANDBOX_INBOX": "1", "LOG_LEVEL": "INFO", **stack_settings},
     )
     with stack.celery_worker(env, concurrency=2) as worker, stack.daphne_server(env) as web:
         yield {"url": web.url, "web": web, "worker": worker}

@@ -124,6 +124,7 @@ class FakeVerifyServer:
         # Seconds every API call waits before it is handled, like a distant provider
         # (the benchmarks run with 0.3); scripted delays add to it.
         self.latency = latency
+        self.handshakes = 0
         self._offset = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -328,6 +329,8 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         self.request.settimeout(10)
         self.request.do_handshake()
+        with self.server.fake._lock:
+            self.server.fake.handshakes += 1  # one per TCP+TLS connection: keep-alive shows
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -29,7 +29,7 @@ from tests.integration.conftest import requires_postgres
 BASE_DIR = stack.BASE_DIR
 COMPOSE_FILE = BASE_DIR / "docker-compose.yml"
 DOCKERFILE = BASE_DIR / "Dockerfile"
-APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+APP_SERVICES = ("migrate", "web", "worker", "worker-checks", "beat", "flower")
 # Read by the process runners, not by settings: gunicorn, prometheus-client, Flower.
 RUNNER_VARIABLES = {"WEB_CONCURRENCY", "PROMETHEUS_MULTIPROC_DIR", "FLOWER_BASIC_AUTH"}
 # What `docker-compose config` needs to interpolate the file (the rest have defaults).
@@ -50,20 +50,44 @@ def command_of(service: dict[str, Any]) -> list[str]:
 
 
 def test_compose_declares_the_operator_services(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"db", "redis", "migrate", "web", "worker", "beat", "flower"}
+    assert set(compose["services"]) == {
+        "db",
+        "redis",
+        "migrate",
+        "web",
+        "worker",
+        "worker-checks",
+        "beat",
+        "flower",
+    }
     assert compose["services"]["db"]["image"].startswith("postgres:16")
     assert compose["services"]["redis"]["image"].startswith("redis:7")
     images = {compose["services"][name]["image"] for name in APP_SERVICES}
     assert len(images) == 1, "migrate, web and worker must run the same image"
 
 
-def test_workers_can_be_scaled(compose: dict[str, Any]) -> None:
-    worker = compose["services"]["worker"]
+@pytest.mark.parametrize("name", ["worker", "worker-checks"])
+def test_workers_can_be_scaled(compose: dict[str, Any], name: str) -> None:
+    worker = compose["services"][name]
     # `--scale worker=N` needs replicas that differ: no fixed name, hostname or port.
     assert "container_name" not in worker
     assert "hostname" not in worker
     assert "ports" not in worker
     assert not any(part.startswith(("-n", "--hostname")) for part in command_of(worker))
+
+
+def test_code_checks_have_a_worker_of_their_own_and_every_worker_serves_them(
+    compose: dict[str, Any],
+) -> None:
+    from pollstr.celery import app as celery_app
+
+    services = compose["services"]
+    assert command_of(services["worker-checks"]) == list(stack.CHECKS_WORKER_COMMAND)
+    assert not any(p.startswith(("--queues", "-Q")) for p in command_of(services["worker"]))
+    routes = celery_app.conf.task_routes
+    assert routes["two_factor.check_code"] == {"queue": "checks"}
+    assert "two_factor.send_code" not in routes
+    assert set(celery_app.conf.task_queues or {}) >= {"celery", "checks"}
 
 
 def test_web_and_worker_run_the_commands_the_tests_run(compose: dict[str, Any]) -> None:
@@ -238,8 +262,8 @@ def test_the_worker_pool_and_concurrency_come_from_the_environment(
     compose: dict[str, Any], tmp_path: Path
 ) -> None:
     env = compose["services"]["worker"]["environment"]
-    assert env["CELERY_WORKER_POOL"] == "${CELERY_WORKER_POOL:-prefork}"
-    assert env["CELERY_WORKER_CONCURRENCY"] == "${CELERY_WORKER_CONCURRENCY:-2}"
+    assert env["CELERY_WORKER_POOL"] == "${CELERY_WORKER_POOL:-threads}"
+    assert env["CELERY_WORKER_CONCURRENCY"] == "${CELERY_WORKER_CONCURRENCY:-50}"
     assert not any(
         p.startswith(("--pool", "-P", "--concurrency", "-c")) for p in stack.WORKER_COMMAND
     )

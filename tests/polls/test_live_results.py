@@ -147,19 +147,63 @@ async def test_a_password_change_in_another_session_closes_the_socket_with_4401(
     assert await _closed_with(communicator) == 4401
 
 
-async def test_a_push_after_the_verified_flag_ended_closes_with_4403_instead(make_user, question):
+async def test_a_verified_flag_ended_quietly_closes_the_socket_at_the_next_recheck(
+    make_user, question, settings
+):
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
     watcher = await sync_to_async(make_user)("watcher")
-    voter = await sync_to_async(make_user)("voter")
     browser = await sync_to_async(_verified_browser)(watcher)
     communicator = await _watching(browser, question)
 
     def end_the_flag_quietly() -> None:
-        # No logout, no signal: only the stored session changes (as when the flag ages).
+        # No logout, no signal: only the stored session changes (an operator, a script).
         session = browser.session
         session.pop(VERIFIED_FLAG)
         session.save()
 
     await sync_to_async(end_the_flag_quietly)()
+
+    assert await _closed_with(communicator) == 4403
+
+
+async def test_a_verified_flag_past_its_age_gets_no_push(make_user, question, settings):
+    import asyncio
+    import time
+
+    watcher = await sync_to_async(make_user)("watcher")
+    voter = await sync_to_async(make_user)("voter")
+    browser = await sync_to_async(_verified_browser)(watcher)
+    settings.TWO_FACTOR_VERIFIED_MAX_AGE = 2
+
+    def age_the_flag() -> None:
+        session = browser.session
+        session[VERIFIED_FLAG] = {**session[VERIFIED_FLAG], "at": time.time() - 1.5}
+        session.save()
+
+    await sync_to_async(age_the_flag)()
+    communicator = await _watching(browser, question)  # still fresh for half a second
+    # The flag's end is known since connect: the push checks the clock, not the database.
+    await asyncio.sleep(0.7)
+
     await sync_to_async(_vote)(voter, question, "vim")
 
     assert await _closed_with(communicator) == 4403
+
+
+async def test_watchers_relay_the_fragment_the_publisher_rendered_once(make_user, question):
+    from channels.layers import get_channel_layer
+
+    from polls.live import results_group
+
+    watchers = []
+    for name in ("w1", "w2", "w3"):
+        user = await sync_to_async(make_user)(name)
+        watchers.append(await _watching(await sync_to_async(_verified_browser)(user), question))
+
+    await get_channel_layer().group_send(
+        results_group(question.pk), {"type": "results.changed", "html": "<p>rendered once</p>"}
+    )
+
+    for communicator in watchers:
+        assert await communicator.receive_from(timeout=5) == "<p>rendered once</p>"
+

@@ -197,7 +197,10 @@ async def test_logging_out_closes_the_status_socket_with_4401(make_user):
     assert closed == {"type": "websocket.close", "code": 4401}
 
 
-async def test_a_push_to_a_session_that_ended_closes_with_4401_and_shows_nothing(make_user):
+async def test_a_session_that_ended_without_a_logout_is_closed_at_the_next_recheck(
+    make_user, settings
+):
+    settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
     user = await sync_to_async(make_user)()
     client = await sync_to_async(_browser)(user)
     verification = await sync_to_async(_verification_for)(client, user)
@@ -207,8 +210,26 @@ async def test_a_push_to_a_session_that_ended_closes_with_4401_and_shows_nothing
 
     # The session ends without a logout (expired, or deleted by an operator): no event.
     await sync_to_async(client.session.delete)()
-    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
-    await sync_to_async(verification_publish)(verification_id=verification.pk)
 
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4401}
+
+
+async def test_a_pushed_status_is_rendered_once_and_carries_this_browsers_token(make_user):
+    from two_factor.live import CSRF_PLACEHOLDER, verification_render
+
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+    shared = await sync_to_async(verification_render)(verification_id=verification.pk)
+    assert CSRF_PLACEHOLDER in shared  # one render for every socket, no token in it
+
+    await sync_to_async(verification_publish)(verification_id=verification.pk)
+
+    html = await communicator.receive_from(timeout=5)
+    assert html == shared.replace(CSRF_PLACEHOLDER, CSRF_SECRET)
+    await communicator.disconnect()
+

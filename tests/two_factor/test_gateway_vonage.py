@@ -562,3 +562,42 @@ def test_each_verify_status_maps_to_one_gateway_error(
     status: int, operation: str, error: type[Exception]
 ) -> None:
     assert type(error_from_problem(status, {}, operation=operation)) is error
+
+
+def _fresh_gateway(fake_verify: FakeVerifyServer) -> VonageGateway:
+    # What get_gateway() does for every task: a new gateway object.
+    return VonageGateway(
+        CONFIG, api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, api_host=fake_verify.host
+    )
+
+
+def test_calls_from_one_thread_reuse_one_tls_connection(fake_verify: FakeVerifyServer) -> None:
+    for index in range(3):
+        request_id = _fresh_gateway(fake_verify).start(
+            number=f"+3361234567{index}", client_ref=CLIENT_REF
+        )
+        _fresh_gateway(fake_verify).check(
+            request_id=request_id, code=fake_verify.code_for(request_id)
+        )
+
+    assert fake_verify.handshakes == 1
+
+
+def test_each_thread_has_its_own_client_and_connection(fake_verify: FakeVerifyServer) -> None:
+    import threading
+
+    clients: list[object] = []
+
+    def work(index: int) -> None:
+        gateway = _fresh_gateway(fake_verify)
+        gateway.start(number=f"+3361234568{index}", client_ref=CLIENT_REF)
+        clients.append(gateway._client())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert len({id(client) for client in clients}) == 3  # never shared across threads
+    assert fake_verify.handshakes == 3

@@ -3,7 +3,8 @@
 SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
 
 - A Vonage client mutates one shared headers dict per request, so it is not
-  thread-safe: we build a new client for every call (it is cheap) and never share one.
+  thread-safe: each thread keeps its own client (and so its own HTTP session with
+  keep-alive: a call does not pay a new TLS handshake), never shared between threads.
 - Without ``HttpClientOptions.timeout`` requests wait forever: we always set one.
 - On ``RemoteDisconnected`` the SDK re-sends the request, POST included, up to
   ``pool_maxsize`` attempts. We allow one re-send. A start whose first attempt did
@@ -17,7 +18,9 @@ SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,6 +79,10 @@ class VonageGateway:
                 "or VONAGE_API_KEY and VONAGE_API_SECRET."
             )
         self.auth_type = "jwt" if "application_id" in credentials else "basic"
+        # Identifies the credentials without keeping a second copy of the secret around.
+        self._credentials_id = hashlib.sha256(
+            repr(sorted(credentials.items())).encode()
+        ).hexdigest()
         try:
             self._auth = Auth(**credentials)
         except (VonageError, pydantic.ValidationError) as exc:
@@ -107,6 +114,16 @@ class VonageGateway:
             self._client().verify.trigger_next_workflow(request_id)
 
     def _client(self) -> Vonage:
+        """This thread's client for these credentials and options (built on first use)."""
+        # A gateway is built per task; the client outlives it, for the same settings.
+        key = (self._credentials_id, self.api_host, self.config.request_timeout)
+        clients: dict[tuple[object, ...], Vonage] = getattr(_per_thread, "clients", None) or {}
+        _per_thread.clients = clients
+        if key not in clients:
+            clients[key] = self._new_client()
+        return clients[key]
+
+    def _new_client(self) -> Vonage:
         options = HttpClientOptions(
             api_host=self.api_host,
             # The SDK takes whole seconds; round up so a 0.5 s setting is not "no timeout".
@@ -116,6 +133,10 @@ class VonageGateway:
             pool_maxsize=SEND_ATTEMPTS,
         )
         return Vonage(self._auth, options)
+
+
+# One client per thread (see the module docstring); keyed by the gateway's settings.
+_per_thread = threading.local()
 
 
 def load_private_key(value: str) -> str:

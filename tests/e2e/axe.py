@@ -1,0 +1,38 @@
+"""axe-core in the page: the accessibility rules a page must pass, light and dark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page
+
+# axe-core from the npm registry, vendored (see vendor/README.md for version and licence).
+AXE_JS = Path(__file__).parent / "vendor" / "axe.min.js"
+SCHEMES = ("light", "dark")
+
+_SETTLED = """() => document.getAnimations().every(a => a.playState !== "running")"""
+_RUN = """async () => {
+  const results = await axe.run(document, { resultTypes: ["violations"] });
+  return results.violations.map(v => ({
+    id: v.id,
+    help: v.help,
+    nodes: v.nodes.map(n => n.target.join(" ") + ": " + (n.failureSummary || "")),
+  }));
+}"""
+
+
+def axe_violations(page: Page) -> list[dict[str, Any]]:
+    """Run axe-core on the page as it is now (after colour transitions have finished:
+    Pico animates colours, and a half-way colour is not what a reader sees)."""
+    page.wait_for_function(_SETTLED, timeout=5_000)
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    return page.evaluate(_RUN)
+
+
+def describe(violations: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"  {v['id']} ({v['help']}):\n" + "\n".join(f"    {node}" for node in v["nodes"])
+        for v in violations
+    )
