@@ -334,7 +334,7 @@ async def _p4_kind(
                  baseline_label="bare asyncio websockets", target=Target("<=", 250))
     rss = Figure(f"P4.{kind}_rss", f"P4 RSS per {kind} socket", "KB", "lower",
                  baseline_label="bare asyncio websockets", target=Target("<=", 30))
-    timeout = 60.0
+    timeout = 30.0
     with infra.pollstr_web(ctx.env, WEB_CONCURRENCY="1") as server:
         ws_base = "ws" + server.url.removeprefix("http")
         await asyncio.to_thread(stack.http_get, server.url + "/healthz")

@@ -16,14 +16,16 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from pollstr.embedded_worker import start_embedded_worker_if_configured  # noqa: E402
 from pollstr.metrics import WebsocketConnectionsMiddleware  # noqa: E402
-from pollstr.routing import websocket_urlpatterns  # noqa: E402
+from pollstr.routing import RefuseUnparseableOrigin, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Counted first (pollstr.metrics), so refused sockets show in the gauge too.
         "websocket": WebsocketConnectionsMiddleware(
-            AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            RefuseUnparseableOrigin(
+                AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+            )
         ),
     }
 )

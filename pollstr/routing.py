@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlparse
+
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.security.websocket import WebsocketDenier
 from django.urls import re_path
 
 from polls.routing import websocket_urlpatterns as polls_websockets
@@ -22,3 +26,21 @@ websocket_urlpatterns = [
     *polls_websockets,
     re_path(r"", UnknownPathConsumer.as_asgi()),
 ]
+
+
+class RefuseUnparseableOrigin:
+    """Denies a websocket whose Origin header can't be parsed ("http://[::1", a port out of
+    range): channels' origin validator would raise on it instead of refusing."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        for name, value in scope.get("headers") or []:
+            if name == b"origin":
+                try:
+                    parsed = urlparse(value.decode("latin1"))
+                    _ = (parsed.hostname, parsed.port)  # both raise on a malformed netloc
+                except ValueError:
+                    return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)

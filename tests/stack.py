@@ -158,7 +158,7 @@ def redis_settings(*, redis_url: str, prefix: str = SESSION_PREFIX) -> dict[str,
     return {
         "CACHES": {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "pollstr.cache.RedisCache",
                 "LOCATION": redis_url,
                 "KEY_PREFIX": cache_key_prefix(prefix),
             }

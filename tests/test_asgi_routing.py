@@ -30,3 +30,16 @@ async def test_a_foreign_origin_is_refused_before_any_routing() -> None:
 
     assert not connected
     assert code != 4404
+
+
+@pytest.mark.parametrize("origin", [b"http://[::1", b"http://[", b"http://localhost:99999"])
+async def test_an_unparseable_origin_is_refused_not_a_server_error(origin):
+    from channels.testing import WebsocketCommunicator
+
+    from pollstr.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/polls/1/results/", headers=[(b"origin", origin), (b"host", b"localhost")]
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected is False

@@ -112,7 +112,7 @@ def test_database_url_selects_postgres_and_redis_url_selects_redis():
     assert out == [
         "django.db.backends.postgresql",
         "pollstr",
-        "django.core.cache.backends.redis.RedisCache",
+        "pollstr.cache.RedisCache",
         "channels_redis.core.RedisChannelLayer",
         "redis://redis:6379/0",
         "False",

@@ -51,7 +51,10 @@ def verification_redirect(request: HttpRequest) -> HttpResponse | None:
 
 
 def _same_site_path(request: HttpRequest, url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[" and other unparseable headers: no way back, not a 500
+        return ""
     if parts.netloc and parts.netloc != request.get_host():
         return ""
     return parts.path + (f"?{parts.query}" if parts.query else "")

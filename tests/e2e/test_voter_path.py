@@ -193,3 +193,25 @@ def test_a_code_sent_while_the_server_is_unreachable_is_sent_again(
     assert dropped
     verification.refresh_from_db()
     assert verification.status == Status.CONSUMED
+
+
+def test_without_javascript_the_code_page_refreshes_itself_and_links_onwards(
+    e2e_stack: dict[str, Any], browser: Browser
+):
+    base, question = e2e_stack["url"], _first_poll()
+    inbox = browser.new_context().new_page()
+    voter = Voter(browser.new_context(java_script_enabled=False).new_page(), base)
+    voter.sign_up()
+    voter.open_poll(question.pk)
+    voter.give_number()
+
+    # Nobody clicks "Refresh status": the page reloads itself until the code is out.
+    voter.wait_for_status("sent")
+    expect(voter.page.locator("#id_code")).to_be_visible()
+    # Without JavaScript nothing could reveal the new-code button later: it shows now.
+    expect(voter.page.get_by_role("button", name="Send a new code")).to_be_visible()
+    voter.enter_code(voter.code_from_inbox(inbox))
+    voter.wait_for_status("verified")
+    expect(voter.page.locator("#status-heading")).to_have_text("Verified")
+    voter.page.click("#continue-link")
+    expect(voter.page).to_have_url(re.compile(rf"/polls/{question.pk}/$"))

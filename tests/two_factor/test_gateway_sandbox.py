@@ -341,7 +341,7 @@ def test_another_process_sharing_redis_sends_the_code_this_process_checks(
     prefix = f"sandbox-test-{uuid.uuid4().hex}"
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "pollstr.cache.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": prefix,
         }

@@ -271,7 +271,7 @@ def redis_cache(settings) -> Iterator[tuple[object, str]]:
     # handles, so every thread (and `cache`) builds a RedisCache from this.
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "pollstr.cache.RedisCache",
             "LOCATION": url,
             "KEY_PREFIX": prefix,
         }

@@ -1,0 +1,63 @@
+"""The project's Redis cache keeps one redis-py client per pool, on a real Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+
+import pytest
+from django.core.cache import caches
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def redis_cache(settings):
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "pollstr.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"pollstr-test-cache-{uuid.uuid4().hex}",
+        }
+    }
+    cache = caches["default"]
+    yield cache
+    cache.clear()
+
+
+def test_every_operation_and_thread_shares_one_client(redis_cache):
+    import redis
+
+    built: list[object] = []
+    original = redis.Redis.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    redis.Redis.__init__ = counting  # type: ignore[method-assign]
+    try:
+        for index in range(20):
+            redis_cache.set(f"k{index}", index)
+            assert redis_cache.get(f"k{index}") == index
+        threads = [threading.Thread(target=redis_cache.incr, args=("k1",)) for _ in range(5)]
+        redis_cache.set("k1", 0)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+    finally:
+        redis.Redis.__init__ = original  # type: ignore[method-assign]
+
+    assert len(built) == 1
+    assert redis_cache.get("k1") == 5
+
+
+def test_it_is_still_djangos_redis_cache(redis_cache):
+    from django.core.cache.backends.redis import RedisCache
+
+    assert isinstance(redis_cache, RedisCache)
+    assert redis_cache.add("once", 1) is True
+    assert redis_cache.add("once", 2) is False
