@@ -9,7 +9,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint migrations-check pytest services clean
+.PHONY: run test lint typecheck migrations-check pytest services clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ services:
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	POLLSTR_VAR_DIR=$$(mktemp -d) $(VENV)/bin/mypy
+
+# Re-pin requirements*.txt from requirements*.in (pip-tools); UPGRADE=1 takes newer versions.
+lock: $(VENV)/.dev
+	$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) -o requirements.txt requirements.in
+	$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade) -o requirements-dev.txt requirements-dev.in
 
 migrations-check: $(VENV)/.runtime
 	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
@@ -52,7 +61,20 @@ pytest: $(VENV)/.dev services
 	  $(VENV)/bin/pytest $(PYTEST_ARGS); \
 	fi
 
-test: lint migrations-check pytest
+test: lint typecheck migrations-check pytest
+
+# Issue 7's benchmarks against real processes (not part of `make test`): writes
+# benchmarks/RESULTS.md and the plot. BENCH_ARGS passes options, e.g. --only P2,P5.
+.PHONY: bench bench-quick
+$(VENV)/.bench: benchmarks/requirements.txt $(VENV)/.dev
+	$(PY) -m pip install -q -r benchmarks/requirements.txt
+	@touch $@
+
+bench: $(VENV)/.bench services
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench services
+	$(PY) -m benchmarks.run --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles

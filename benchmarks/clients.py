@@ -233,7 +233,9 @@ async def _baseline_number(
     return _path(location), seconds
 
 
-async def baseline_flow(client: aiohttp.ClientSession, site: Site, voter: Voter, s: Samples) -> None:
+async def baseline_flow(
+    client: aiohttp.ClientSession, site: Site, voter: Voter, s: Samples
+) -> None:
     gate = await _login(client, site, voter)
     code_page, number_seconds = await _baseline_number(client, site, voter, gate)
     s.add("number", number_seconds)

@@ -47,16 +47,9 @@ def voters_create(count: int, *, tag: str) -> list[Voter]:
 
 def verified_voters_create(count: int, *, tag: str) -> list[Voter]:
     """Accounts with a verified number and a logged-in, phone-verified session each."""
-    import phonenumbers
-    from django.conf import settings
-    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
-    from django.contrib.auth import get_user_model
-    from django.contrib.sessions.models import Session
     from django.utils import timezone
-    from django.utils.crypto import get_random_string
 
     from two_factor.models import PhoneNumber
-    from two_factor.session import session_mark_verified
 
     voters = voters_create(count, tag=tag)
     now = timezone.now()
@@ -64,6 +57,32 @@ def verified_voters_create(count: int, *, tag: str) -> list[Voter]:
         [PhoneNumber(user_id=v.user_id, number=v.number, verified_at=now) for v in voters],
         batch_size=1000,
     )
+    return sessions_create(voters, verified=True)
+
+
+def logged_in_voters_create(count: int, *, tag: str) -> list[Voter]:
+    """Accounts without a number, each with a logged-in session (not verified)."""
+    return sessions_create(voters_create(count, tag=tag), verified=False)
+
+
+def sessions_create(voters: list[Voter], *, verified: bool) -> list[Voter]:
+    """A database session per voter, logged in (and phone-verified if ``verified``),
+    exactly as Django's login and Pollstr's completion view leave it."""
+    import phonenumbers
+    from django.conf import settings
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+    from django.utils.crypto import get_random_string
+
+    from two_factor.session import session_mark_verified
+
+    now = timezone.now()
     users = get_user_model().objects.in_bulk([v.user_id for v in voters])
     store_class = _session_store_class(settings.SESSION_ENGINE)
     backend = settings.AUTHENTICATION_BACKENDS[0]
@@ -75,7 +94,9 @@ def verified_voters_create(count: int, *, tag: str) -> list[Voter]:
             BACKEND_SESSION_KEY: backend,
             HASH_SESSION_KEY: user.get_session_auth_hash(),
         }
-        session_mark_verified(session=data, user=user, number=phonenumbers.parse(voter.number))
+        if verified:
+            number = phonenumbers.parse(voter.number)
+            session_mark_verified(session=data, user=user, number=number)
         key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
         sessions.append(
             Session(

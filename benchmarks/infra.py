@@ -16,8 +16,9 @@ import os
 import re
 import resource
 import secrets
+import shutil
 import sys
-
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ PASSWORD = "bench-pass-1234"  # noqa: S105 (a throwaway benchmark account's)
 UNLIMITED = "100000000"
 STARTUP_TIMEOUT = 120.0
 _READY = re.compile(r"(\S+@\S+) ready\.")
+# "${NAME:-default}" in docker-compose.yml
+_DEFAULT = re.compile(r"^\$\{[A-Z0-9_]+:-(.*)\}$")
 
 
 class BenchError(RuntimeError):
@@ -58,6 +61,35 @@ class World:
 
 def new_world(postgres: str, redis_url: str) -> World:
     return World(postgres, redis_url, f"pollstr-bench-{os.getpid()}-{secrets.token_hex(3)}")
+
+
+# --- what docker-compose.yml deploys ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What docker-compose.yml runs by default: the benchmark measures that."""
+
+    web_concurrency: int
+    worker_pool: str
+    worker_concurrency: int
+
+
+def compose_defaults(path: Path | None = None) -> Deployment:
+    import yaml
+
+    compose = yaml.safe_load((path or BASE_DIR / "docker-compose.yml").read_text())
+    env = compose["x-pollstr-env"]
+
+    def default(name: str, fallback: str) -> str:
+        match = _DEFAULT.match(str(env.get(name, "")))
+        return match.group(1) if match else str(env.get(name) or fallback)
+
+    return Deployment(
+        web_concurrency=int(default("WEB_CONCURRENCY", "2")),
+        worker_pool=default("CELERY_WORKER_POOL", "prefork"),
+        worker_concurrency=int(default("CELERY_WORKER_CONCURRENCY", "2")),
+    )
 
 
 # --- the harness process ------------------------------------------------------------------
@@ -245,15 +277,17 @@ def running(child: stack.ChildProcess) -> Iterator[stack.ChildProcess]:
 @contextmanager
 def verify_double(latency: float) -> Iterator[dict[str, str]]:
     """The project's HTTPS Verify v2 double with ``latency`` seconds per call."""
-    info_file = Path(f"/tmp/pollstr-bench-double-{os.getpid()}-{secrets.token_hex(3)}.json")
+    info_file = Path(tempfile.mkdtemp(prefix="pollstr-bench-double-")) / "info.json"
     argv = [sys.executable, "-m", "benchmarks.verify_double", f"--latency={latency}"]
-    child = stack.ChildProcess("verify-double", [*argv, f"--info-file={info_file}"], dict(os.environ))
+    child = stack.ChildProcess(
+        "verify-double", [*argv, f"--info-file={info_file}"], dict(os.environ)
+    )
     try:
         with running(child):
             child.wait_until(info_file.exists, what="the double's info file", timeout=30)
             yield json.loads(info_file.read_text())
     finally:
-        info_file.unlink(missing_ok=True)
+        shutil.rmtree(info_file.parent, ignore_errors=True)
 
 
 @contextmanager
@@ -369,8 +403,6 @@ def _descendants(pid: int) -> set[int]:
                         found.add(int(child))
                         pending.append(int(child))
     return found
-
-
 
 
 # --- CPU ------------------------------------------------------------------------------------

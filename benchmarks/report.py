@@ -124,7 +124,10 @@ def render_markdown(report: Report) -> str:
     for f in report.figures:
         unit = f" {f.unit}" if f.unit else ""
         reps = "; ".join(
-            [", ".join(fmt(v, f.unit) for v in f.values), ", ".join(fmt(v, f.unit) for v in f.baseline_values)]
+            [
+                ", ".join(fmt(v, f.unit) for v in f.values),
+                ", ".join(fmt(v, f.unit) for v in f.baseline_values),
+            ]
         )
         lines.append(
             f"| {f.label} | {fmt(f.value, f.unit)}{unit} | {fmt(f.baseline, f.unit)}{unit} "
@@ -180,6 +183,9 @@ def write_json(report: Report, path: Path) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
 
 
+_NAMES = {"pollstr": "Pollstr", "baseline": "sync baseline"}
+
+
 def write_plot(plot: dict[str, Any], path: Path) -> bool:
     """Latency vs load for Pollstr and the baseline (P1 by voters; P2 at its voters).
     False when nothing to plot was measured."""
@@ -202,7 +208,7 @@ def write_plot(plot: dict[str, Any], path: Path) -> bool:
                     style,
                     marker="o",
                     color=color,
-                    label=f"{'Pollstr' if system == 'pollstr' else 'sync baseline'} p{50 if q == 0 else 99}",
+                    label=f"{_NAMES[system]} p{50 if q == 0 else 99}",
                 )
         left.set_xscale("log")
         left.set_xticks(voters, [str(v) for v in voters])
@@ -215,7 +221,9 @@ def write_plot(plot: dict[str, Any], path: Path) -> bool:
         names = ["number_p99", "code_p99", "flow_p50", "flow_p99"]
         labels = ["number submit p99", "code submit p99", "flow p50", "flow p99"]
         width = 0.38
-        for offset, (system, color) in enumerate((("pollstr", "tab:blue"), ("baseline", "tab:orange"))):
+        for offset, (system, color) in enumerate(
+            (("pollstr", "tab:blue"), ("baseline", "tab:orange"))
+        ):
             values = [plot["p2"].get(system, {}).get(n, math.nan) for n in names]
             right.bar(
                 [i + (offset - 0.5) * width for i in range(len(names))],

@@ -29,8 +29,13 @@ SCENARIOS = ("P1", "P2", "P3", "P4", "P5", "profile")
 
 
 def _only(text: str) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(part.strip().upper().replace("PROFILE", "profile")
-                                 for part in text.split(",") if part.strip()))
+    chosen = tuple(
+        dict.fromkeys(
+            part.strip().upper().replace("PROFILE", "profile")
+            for part in text.split(",")
+            if part.strip()
+        )
+    )
     unknown = [part for part in chosen if part not in SCENARIOS]
     if unknown or not chosen:
         raise argparse.ArgumentTypeError(
@@ -49,31 +54,85 @@ def _positive(kind: type, high: float) -> object:
     return parse
 
 
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected e.g. 1,2,4, got {text!r}") from None
+    if not counts or any(not 1 <= count <= 256 for count in counts):
+        raise argparse.ArgumentTypeError("each count must be between 1 and 256")
+    return counts
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--only", type=_only, default=SCENARIOS,
-                        help="comma-separated subset of P1,P2,P3,P4,P5,profile (default all)")
-    parser.add_argument("--quick", action="store_true",
-                        help="short durations and 200 sockets: a smoke run, not a measurement")
-    parser.add_argument("--profile", action="store_true", help="only the profiles (= --only profile)")
-    parser.add_argument("--reps", type=_positive(int, 20), default=3,
-                        help="interleaved repetitions per figure (default 3)")
-    parser.add_argument("--latency", type=_positive(float, 5), default=0.3,
-                        help="the Verify double's latency per call, seconds (default 0.3)")
-    parser.add_argument("--p4-sockets", type=_positive(int, 10000), default=None,
-                        help="sockets per P4 kind (default 2000, 200 with --quick)")
+    parser.add_argument(
+        "--only",
+        type=_only,
+        default=SCENARIOS,
+        help="comma-separated subset of P1,P2,P3,P4,P5,profile (default all)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="short durations and 200 sockets: a smoke run, not a measurement",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="only the profiles (= --only profile)"
+    )
+    parser.add_argument(
+        "--reps",
+        type=_positive(int, 20),
+        default=3,
+        help="interleaved repetitions per figure (default 3)",
+    )
+    parser.add_argument(
+        "--latency",
+        type=_positive(float, 5),
+        default=0.3,
+        help="the Verify double's latency per call, seconds (default 0.3)",
+    )
+    parser.add_argument(
+        "--p4-sockets",
+        type=_positive(int, 10000),
+        default=None,
+        help="sockets per P4 kind (default 2000, 200 with --quick)",
+    )
+    parser.add_argument(
+        "--p5-processes",
+        type=_counts,
+        default=None,
+        help="P5 worker process counts (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--p5-concurrency",
+        type=_counts,
+        default=None,
+        help="P5 concurrencies of one process (default 1,10,50,100)",
+    )
     parser.add_argument("--profile-requests", type=_positive(int, 1000), default=40)
-    parser.add_argument("--pg-budget", type=_positive(int, 500), default=45,
-                        help="most PostgreSQL connections a P5 configuration may hold (default "
-                        "45: the server is shared)")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432",
-                        help="PostgreSQL server URL, no database")
+    parser.add_argument(
+        "--pg-budget",
+        type=_positive(int, 500),
+        default=60,
+        help="most PostgreSQL connections a P5 configuration may hold (default "
+        "60: the server is shared)",
+    )
+    parser.add_argument(
+        "--postgres",
+        default="postgres://postgres@127.0.0.1:5432",
+        help="PostgreSQL server URL, no database",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="directory for RESULTS.md and the plot (default benchmarks/, "
-                        "benchmarks/results/quick/ with --quick)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="directory for RESULTS.md and the plot (default benchmarks/, "
+        "benchmarks/results/quick/ with --quick)",
+    )
     parser.add_argument("--keep-db", action="store_true", help="keep pollstr_bench afterwards")
     args = parser.parse_args(argv)
     if args.profile:
@@ -86,10 +145,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_plan(args: argparse.Namespace) -> object:
     from benchmarks.scenarios import Plan
 
-    overrides: dict[str, object] = {"reps": args.reps, "latency": args.latency,
-                                    "pg_budget": args.pg_budget}
+    overrides: dict[str, object] = {
+        "reps": args.reps,
+        "latency": args.latency,
+        "pg_budget": args.pg_budget,
+    }
     if args.p4_sockets:
         overrides["p4_sockets"] = args.p4_sockets
+    if args.p5_processes:
+        overrides["p5_processes"] = args.p5_processes
+    if args.p5_concurrency:
+        overrides["p5_concurrency"] = args.p5_concurrency
     return Plan.quick(**overrides) if args.quick else Plan(**overrides)
 
 
@@ -128,16 +194,29 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace, plan: object, world: infra.World, double: dict[str, str],
-         tmpdir: Path, rep: report.Report) -> dict[str, object]:
+def _run(
+    args: argparse.Namespace,
+    plan: object,
+    world: infra.World,
+    double: dict[str, str],
+    tmpdir: Path,
+    rep: report.Report,
+) -> dict[str, object]:
     """Run the chosen scenarios into ``rep``; return what the plot needs."""
     from benchmarks import scenarios
     from tests import stack
 
-    deployment = scenarios.compose_defaults()
+    deployment = infra.compose_defaults()
     env = infra.child_env(world)
-    ctx = scenarios.Context(world=world, env=env, plan=plan, deployment=deployment,
-                            codes_url=double["codes_url"], log=log, tmpdir=tmpdir)
+    ctx = scenarios.Context(
+        world=world,
+        env=env,
+        plan=plan,
+        deployment=deployment,
+        codes_url=double["codes_url"],
+        log=log,
+        tmpdir=tmpdir,
+    )
     rep.setup = {
         "Pollstr web": f"`{' '.join(stack.web_command(host='127.0.0.1', port='PORT'))}`, "
         f"WEB_CONCURRENCY={deployment.web_concurrency} (P4: 1)",
@@ -147,23 +226,27 @@ def _run(args: argparse.Namespace, plan: object, world: infra.World, double: dic
         "Verify double": f"tests/fakes/verify_server.py over HTTPS, {args.latency * 1000:.0f} ms "
         "per call, own process; gateway `vonage` (official SDK)",
         "durations": f"P1 {plan.p1_duration:g} s, P2 {plan.p2_duration:g} s, "
-        f"P3 {plan.p3_duration:g} s, P5 {plan.p5_duration:g} s per run; P4 {plan.p4_sockets} sockets",
+        f"P3 {plan.p3_duration:g} s, P5 {plan.p5_duration:g} s per run; "
+        f"P4 {plan.p4_sockets} sockets",
         "repetitions": str(plan.reps),
     }
+    want_p1, want_p2 = "P1" in args.only, "P2" in args.only
     steps = [
-        ("P2", lambda: scenarios.flows(ctx, want_p1="P1" in args.only, want_p2=True)),
-        ("P1", lambda: [] if "P2" in args.only else scenarios.flows(ctx, want_p1=True, want_p2=False)),
+        (
+            "P1, P2" if want_p1 and want_p2 else "P2" if want_p2 else "P1",
+            lambda: scenarios.flows(ctx, want_p1=want_p1, want_p2=want_p2),
+        ),
         ("P3", lambda: scenarios.pages(ctx)),
         ("P4", lambda: scenarios.sockets(ctx)),
         ("P5", lambda: scenarios.starts(ctx)),
     ]
     for name, step in steps:
-        if name not in args.only:
+        if not set(name.split(", ")) & set(args.only):
             continue
         started = time.monotonic()
         try:
             figures: list[Figure] = step()
-        except Exception as error:  # noqa: BLE001 (one scenario's failure is a note)
+        except Exception as error:
             log(f"{name} failed: {error}")
             traceback.print_exc()
             rep.notes.append(f"{name} did not complete: {str(error).splitlines()[0]}")

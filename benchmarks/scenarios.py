@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +19,6 @@ from benchmarks import clients, fixtures, infra
 from benchmarks.clients import Site
 from benchmarks.stats import Figure, Samples, Target
 from tests import stack
-
-COMPOSE_FILE = infra.BASE_DIR / "docker-compose.yml"
-_DEFAULT = re.compile(r"^\$\{[A-Z0-9_]+:-(.*)\}$")
 
 
 @dataclass(frozen=True)
@@ -42,7 +37,7 @@ class Plan:
     p5_processes: tuple[int, ...] = (1, 2, 4)
     p5_concurrency: tuple[int, ...] = (1, 10, 50, 100)
     p5_duration: float = 15.0
-    pg_budget: int = 45
+    pg_budget: int = 60
 
     @classmethod
     def quick(cls, **overrides: Any) -> Plan:
@@ -56,37 +51,12 @@ class Plan:
         return cls(**{**short, **overrides})
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """What docker-compose.yml runs by default: the benchmark measures that."""
-
-    web_concurrency: int
-    worker_pool: str
-    worker_concurrency: int
-
-
-def compose_defaults(path: Path = COMPOSE_FILE) -> Deployment:
-    import yaml
-
-    env = yaml.safe_load(path.read_text())["x-pollstr-env"]
-
-    def default(name: str, fallback: str) -> str:
-        match = _DEFAULT.match(str(env.get(name, "")))
-        return match.group(1) if match else str(env.get(name) or fallback)
-
-    return Deployment(
-        web_concurrency=int(default("WEB_CONCURRENCY", "2")),
-        worker_pool=default("CELERY_WORKER_POOL", "prefork"),
-        worker_concurrency=int(default("CELERY_WORKER_CONCURRENCY", "2")),
-    )
-
-
 @dataclass
 class Context:
     world: infra.World
     env: dict[str, str]
     plan: Plan
-    deployment: Deployment
+    deployment: infra.Deployment
     codes_url: str
     log: Callable[[str], None]
     tmpdir: Path
@@ -105,7 +75,6 @@ def _errors(samples: Samples) -> str:
 def flows(ctx: Context, *, want_p1: bool, want_p2: bool) -> list[Figure]:
     """P2 (the 20-voter flow) and P1 (submit → sent) against one running Pollstr (web +
     one worker as compose runs them) and one running baseline, interleaved."""
-    plan = ctx.plan
     question_id, question_text = fixtures.poll_create()
     baseline_users = 20000
     figures: list[Figure] = []
@@ -120,7 +89,9 @@ def flows(ctx: Context, *, want_p1: bool, want_p2: bool) -> list[Figure]:
         infra.sync_baseline(ctx.env, users=baseline_users, tmpdir=ctx.tmpdir) as baseline,
     ):
         pollstr = Site(web.url, question_id, question_text, ctx.codes_url)
-        sync = Site(baseline["url"], baseline["question_id"], baseline["question_text"], ctx.codes_url)
+        sync = Site(
+            baseline["url"], baseline["question_id"], baseline["question_text"], ctx.codes_url
+        )
         accounts = _BaselineAccounts(baseline_users)
         if want_p2:
             figures += _p2(ctx, pollstr, sync, accounts)
@@ -148,8 +119,14 @@ class _BaselineAccounts:
 
 
 def _voter_run(
-    flow: clients.Flow, site: Site, pool: list[fixtures.Voter], *, voters: int, duration: float,
-    max_flows: int, name: str,
+    flow: clients.Flow,
+    site: Site,
+    pool: list[fixtures.Voter],
+    *,
+    voters: int,
+    duration: float,
+    max_flows: int,
+    name: str,
 ) -> Samples:
     return asyncio.run(
         clients.run_voters(
@@ -162,14 +139,24 @@ def _p2(ctx: Context, pollstr: Site, sync: Site, accounts: _BaselineAccounts) ->
     plan = ctx.plan
     voters = plan.p2_voters
     max_flows = int(plan.p2_duration / (2 * plan.latency)) + 2
-    rate = Figure("P2.flows", f"P2 verified flows/s, {voters} voters", "/s", "higher",
-                  baseline_label="sync baseline", target=Target(">=", 2.0, on="ratio"))
+    rate = Figure(
+        "P2.flows",
+        f"P2 verified flows/s, {voters} voters",
+        "/s",
+        "higher",
+        baseline_label="sync baseline",
+        target=Target(">=", 2.0, on="ratio"),
+    )
     flow_p50 = Figure("P2.flow_p50", "P2 flow p50", "ms", "lower", baseline_label="sync baseline")
     flow_p99 = Figure("P2.flow_p99", "P2 flow p99", "ms", "lower", baseline_label="sync baseline")
     steps = {
         (step, q): Figure(
-            f"P2.{step}_p{q}", f"P2 {step} submit p{q}", "ms", "lower",
-            baseline_label="sync baseline", target=Target("<=", 50) if q == 99 else None,
+            f"P2.{step}_p{q}",
+            f"P2 {step} submit p{q}",
+            "ms",
+            "lower",
+            baseline_label="sync baseline",
+            target=Target("<=", 50) if q == 99 else None,
         )
         for step in ("number", "code")
         for q in (50, 99)
@@ -185,9 +172,18 @@ def _p2(ctx: Context, pollstr: Site, sync: Site, accounts: _BaselineAccounts) ->
                 if system == "pollstr"
                 else accounts.take(voters * max_flows)
             )
-            ctx.log(f"P2 rep {rep + 1}/{plan.reps}: {system}, {voters} voters, {plan.p2_duration:g} s")
-            s = _voter_run(flow, site, pool, voters=voters, duration=plan.p2_duration,
-                           max_flows=max_flows, name="flow")
+            ctx.log(
+                f"P2 rep {rep + 1}/{plan.reps}: {system}, {voters} voters, {plan.p2_duration:g} s"
+            )
+            s = _voter_run(
+                flow,
+                site,
+                pool,
+                voters=voters,
+                duration=plan.p2_duration,
+                max_flows=max_flows,
+                name="flow",
+            )
             baseline = system == "baseline"
             _put(rate, s.rate("flow"), baseline)
             _put(flow_p50, s.ms("flow", 50), baseline)
@@ -196,11 +192,14 @@ def _p2(ctx: Context, pollstr: Site, sync: Site, accounts: _BaselineAccounts) ->
                 _put(figure, s.ms(step, q), baseline)
             if _errors(s):
                 errors.append(f"{system} rep {rep + 1}: {_errors(s)}")
-            ctx.log(f"  {s.counts.get('flow', 0)} flows in {s.elapsed:.1f} s; {_errors(s) or 'no errors'}")
+            done = s.counts.get("flow", 0)
+            ctx.log(f"  {done} flows in {s.elapsed:.1f} s; {_errors(s) or 'no errors'}")
             if rep == 0:
                 ctx.plot.setdefault("p2", {})[system] = {
-                    "flow_p50": s.ms("flow", 50), "flow_p99": s.ms("flow", 99),
-                    "number_p99": s.ms("number", 99), "code_p99": s.ms("code", 99),
+                    "flow_p50": s.ms("flow", 50),
+                    "flow_p99": s.ms("flow", 99),
+                    "number_p99": s.ms("number", 99),
+                    "code_p99": s.ms("code", 99),
                 }
     if errors:
         rate.note = "failed flows: " + "; ".join(errors)
@@ -221,7 +220,9 @@ def _p1(ctx: Context, pollstr: Site, sync: Site, accounts: _BaselineAccounts) ->
             q: Figure(
                 f"P1.v{voters}_p{q}",
                 f"P1 submit → sent − provider, {voters} voter{'s' if voters > 1 else ''}, p{q}",
-                "ms", "lower", baseline_label="sync: submit answered − provider",
+                "ms",
+                "lower",
+                baseline_label="sync: submit answered − provider",
                 target=(Target("<=", 15 if q == 50 else 60) if voters == 50 else None),
             )
             for q in (50, 99)
@@ -238,8 +239,15 @@ def _p1(ctx: Context, pollstr: Site, sync: Site, accounts: _BaselineAccounts) ->
                     else accounts.take(voters * max_flows)
                 )
                 ctx.log(f"P1 {voters} voters rep {rep + 1}/{plan.reps}: {system}")
-                s = _voter_run(flow, site, pool, voters=voters, duration=plan.p1_duration,
-                               max_flows=max_flows, name="iteration")
+                s = _voter_run(
+                    flow,
+                    site,
+                    pool,
+                    voters=voters,
+                    duration=plan.p1_duration,
+                    max_flows=max_flows,
+                    name="iteration",
+                )
                 for q, figure in pair.items():
                     _put(figure, s.ms("submit_to_sent", q) - latency_ms, system == "baseline")
                 if _errors(s):
@@ -266,34 +274,79 @@ def pages(ctx: Context) -> list[Figure]:
     voters = fixtures.verified_voters_create(plan.p3_clients, tag="p3")
     question_id, question_text = fixtures.poll_create()
     keys = [v.session_key for v in voters]
-    rps = Figure("P3.rps", f"P3 poll page req/s, {plan.p3_clients} clients, gated", "/s", "higher",
-                 baseline_label="same page ungated", target=Target(">=", 500))
-    ratio = Figure("P3.ratio", "P3 gated / ungated req/s", "", "higher",
-                   baseline_label="1.0 = no cost", target=Target(">=", 0.9))
-    p99 = Figure("P3.p99", "P3 poll page p99", "ms", "lower", baseline_label="same page ungated",
-                 target=Target("<=", 100))
-    non2xx = Figure("P3.non2xx", "P3 non-2xx answers (sum of a run)", "", "lower",
-                    baseline_label="same page ungated", target=Target("<=", 0))
+    rps = Figure(
+        "P3.rps",
+        f"P3 poll page req/s, {plan.p3_clients} clients, gated",
+        "/s",
+        "higher",
+        baseline_label="same page ungated",
+        target=Target(">=", 500),
+    )
+    ratio = Figure(
+        "P3.ratio",
+        "P3 gated / ungated req/s",
+        "",
+        "higher",
+        baseline_label="1.0 = no cost",
+        target=Target(">=", 0.9),
+    )
+    p99 = Figure(
+        "P3.p99",
+        "P3 poll page p99",
+        "ms",
+        "lower",
+        baseline_label="same page ungated",
+        target=Target("<=", 100),
+    )
+    non2xx = Figure(
+        "P3.non2xx",
+        "P3 non-2xx answers (sum of a run)",
+        "",
+        "lower",
+        baseline_label="same page ungated",
+        target=Target("<=", 0),
+    )
     web = {"WEB_CONCURRENCY": str(ctx.deployment.web_concurrency)}
     for rep in range(plan.reps):
         run: dict[str, Samples] = {}
-        for system, extra in (("gated", {}), ("ungated", {"TWO_FACTOR_PROTECTED_URL_NAMES": UNGATED})):
+        for system, extra in (
+            ("gated", {}),
+            ("ungated", {"TWO_FACTOR_PROTECTED_URL_NAMES": UNGATED}),
+        ):
             with infra.pollstr_web(ctx.env, **web, **extra) as server:
                 url = f"{server.url}/polls/{question_id}/"
-                asyncio.run(clients.page_load(url, keys[:10], duration=1.0, max_requests=200,
-                                              expect_text=question_text))  # warm-up
+                asyncio.run(
+                    clients.page_load(
+                        url, keys[:10], duration=1.0, max_requests=200, expect_text=question_text
+                    )
+                )  # warm-up
                 ctx.log(f"P3 rep {rep + 1}/{plan.reps}: {system}")
-                s = asyncio.run(clients.page_load(url, keys, duration=plan.p3_duration,
-                                                  max_requests=100000, expect_text=question_text))
+                s = asyncio.run(
+                    clients.page_load(
+                        url,
+                        keys,
+                        duration=plan.p3_duration,
+                        max_requests=100000,
+                        expect_text=question_text,
+                    )
+                )
             run[system] = s
             baseline = system == "ungated"
             served = s.counts.get("ok", 0) + s.counts.get("non2xx", 0)
             _put(rps, s.rate("ok"), baseline)
             _put(p99, s.ms("request", 99), baseline)
-            _put(non2xx, float(s.counts.get("non2xx", 0) + sum(
-                v for k, v in s.counts.items() if k.startswith("error"))), baseline)
-            ctx.log(f"  {served} answers, {s.rate('ok'):.0f} ok/s, p99 {s.ms('request', 99):.0f} ms, "
-                    f"non-2xx {s.counts.get('non2xx', 0)} {_errors(s)}")
+            _put(
+                non2xx,
+                float(
+                    s.counts.get("non2xx", 0)
+                    + sum(v for k, v in s.counts.items() if k.startswith("error"))
+                ),
+                baseline,
+            )
+            ctx.log(
+                f"  {served} answers, {s.rate('ok'):.0f} ok/s, p99 {s.ms('request', 99):.0f} ms, "
+                f"non-2xx {s.counts.get('non2xx', 0)} {_errors(s)}"
+            )
         ratio.values.append(run["gated"].rate("ok") / max(run["ungated"].rate("ok"), 1e-9))
         ratio.baseline_values.append(1.0)
     return [rps, p99, non2xx, ratio]
@@ -323,17 +376,40 @@ def sockets(ctx: Context) -> list[Figure]:
 
 
 async def _p4_kind(
-    ctx: Context, kind: str, paths: list[str], watchers: list[fixtures.Voter],
-    verification_ids: list[str], spare: list[fixtures.Voter], question_id: int, choice_id: int,
+    ctx: Context,
+    kind: str,
+    paths: list[str],
+    watchers: list[fixtures.Voter],
+    verification_ids: list[str],
+    spare: list[fixtures.Voter],
+    question_id: int,
+    choice_id: int,
 ) -> list[Figure]:
     plan = ctx.plan
     n = len(paths)
-    p50 = Figure(f"P4.{kind}_p50", f"P4 {kind} push p50, {n} sockets, 1 process", "ms", "lower",
-                 baseline_label="bare asyncio websockets")
-    p99 = Figure(f"P4.{kind}_p99", f"P4 {kind} push p99, {n} sockets, 1 process", "ms", "lower",
-                 baseline_label="bare asyncio websockets", target=Target("<=", 250))
-    rss = Figure(f"P4.{kind}_rss", f"P4 RSS per {kind} socket", "KB", "lower",
-                 baseline_label="bare asyncio websockets", target=Target("<=", 30))
+    p50 = Figure(
+        f"P4.{kind}_p50",
+        f"P4 {kind} push p50, {n} sockets, 1 process",
+        "ms",
+        "lower",
+        baseline_label="bare asyncio websockets",
+    )
+    p99 = Figure(
+        f"P4.{kind}_p99",
+        f"P4 {kind} push p99, {n} sockets, 1 process",
+        "ms",
+        "lower",
+        baseline_label="bare asyncio websockets",
+        target=Target("<=", 250),
+    )
+    rss = Figure(
+        f"P4.{kind}_rss",
+        f"P4 RSS per {kind} socket",
+        "KB",
+        "lower",
+        baseline_label="bare asyncio websockets",
+        target=Target("<=", 30),
+    )
     timeout = 30.0
     with infra.pollstr_web(ctx.env, WEB_CONCURRENCY="1") as server:
         ws_base = "ws" + server.url.removeprefix("http")
@@ -342,17 +418,24 @@ async def _p4_kind(
         fleet = clients.SocketFleet()
         ctx.log(f"P4 {kind}: opening {n} sockets on one web process")
         opened_at = time.perf_counter()
-        await fleet.open([ws_base + p for p in paths], origin=server.url,
-                         cookies=[w.session_key for w in watchers])
-        ctx.log(f"  {fleet.alive()} open in {time.perf_counter() - opened_at:.1f} s, "
-                f"{fleet.refused} refused")
+        await fleet.open(
+            [ws_base + p for p in paths],
+            origin=server.url,
+            cookies=[w.session_key for w in watchers],
+        )
+        ctx.log(
+            f"  {fleet.alive()} open in {time.perf_counter() - opened_at:.1f} s, "
+            f"{fleet.refused} refused"
+        )
         rss.values.append((infra.tree_rss_kb(server.pid) - before) / max(fleet.alive(), 1))
         size = int(statistics.median(fleet.first_sizes)) if fleet.first_sizes else 1000
         with infra.bare_websocket_server(size) as (bare_url, bare_pid):
             bare_before = infra.tree_rss_kb(bare_pid)
             bare = clients.SocketFleet()
             await bare.open([bare_url] * n, greeting=False)
-            rss.baseline_values.append((infra.tree_rss_kb(bare_pid) - bare_before) / max(bare.alive(), 1))
+            rss.baseline_values.append(
+                (infra.tree_rss_kb(bare_pid) - bare_before) / max(bare.alive(), 1)
+            )
             missing: list[str] = []
             for rep in range(plan.reps):
                 if kind == "results":
@@ -371,12 +454,16 @@ async def _p4_kind(
                 bare_got = await bare.wait_for_all(after=started, timeout=timeout)
                 p50.baseline_values.append(_q(bare_got, 50))
                 p99.baseline_values.append(_q(bare_got, 99))
-                ctx.log(f"  push {rep + 1}: Pollstr p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
-                        f"bare p99 {_q(bare_got, 99):.0f} ms")
+                ctx.log(
+                    f"  push {rep + 1}: Pollstr p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
+                    f"bare p99 {_q(bare_got, 99):.0f} ms"
+                )
                 await asyncio.sleep(0.5)
             await bare.close()
         await fleet.close()
-    p99.note = "; ".join(missing + ([f"{fleet.refused} refused at connect"] if fleet.refused else []))
+    p99.note = "; ".join(
+        missing + ([f"{fleet.refused} refused at connect"] if fleet.refused else [])
+    )
     return [p50, p99, rss]
 
 
@@ -401,26 +488,33 @@ def _vote(voter: fixtures.Voter, question_id: int, choice_id: int) -> None:
 
 
 async def _publish_each(verification_ids: list[str]) -> list[float]:
-    """What every transition does after commit, for each verification at once:
-    publish to its group. Returns the instant each publish started."""
-    from channels.layers import get_channel_layer
+    """What every transition does after commit, for each verification at once: the
+    project's own publish (render the status, send it to the verification's group).
+    Returns the instant each publish started."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    from two_factor.live import verification_group
-
-    layer = get_channel_layer()
     starts = [0.0] * len(verification_ids)
-    # channels_redis bounds its connection pool: more publishes in flight are refused.
-    gate = asyncio.Semaphore(20)
 
-    async def publish(index: int) -> None:
-        async with gate:
-            starts[index] = time.perf_counter()
-            await layer.group_send(
-                verification_group(verification_ids[index]), {"type": "verification.changed"}
-            )
+    def publish(index: int) -> None:
+        from two_factor.live import verification_publish
 
-    await asyncio.gather(*(publish(i) for i in range(len(verification_ids))))
+        starts[index] = time.perf_counter()
+        verification_publish(verification_id=verification_ids[index])
+
+    loop = asyncio.get_running_loop()
+    # A few threads, as a few workers would publish; channels_redis bounds its pool.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        await asyncio.gather(
+            *(loop.run_in_executor(pool, publish, i) for i in range(len(verification_ids)))
+        )
+        await asyncio.gather(*(loop.run_in_executor(pool, _close_db) for _ in range(8)))
     return starts
+
+
+def _close_db() -> None:
+    from django.db import connection
+
+    connection.close()
 
 
 # --- P5: provider starts per second --------------------------------------------------------
@@ -437,7 +531,9 @@ def starts(ctx: Context) -> list[Figure]:
             f"P5.{config[0]}x{config[1]}",
             f"P5 starts/s, {config[0]} worker process{'es' if config[0] > 1 else ''} × "
             f"{deployment.worker_pool} {config[1]}",
-            "/s", "higher", baseline_label="ceiling: concurrency ÷ latency",
+            "/s",
+            "higher",
+            baseline_label="ceiling: concurrency ÷ latency",
             target=Target(">=", 150) if config == (1, max(plan.p5_concurrency)) else None,
         )
         for config in configs
@@ -453,12 +549,12 @@ def starts(ctx: Context) -> list[Figure]:
                 skipped.add(config)
                 ctx.log(f"P5 {config}: skipped, {why}")
                 continue
-            ctx.log(f"P5 rep {rep + 1}/{plan.reps}: {config[0]} × {deployment.worker_pool} {config[1]}")
+            ctx.log(
+                f"P5 rep {rep + 1}/{plan.reps}: {config[0]} × {deployment.worker_pool} {config[1]}"
+            )
             rate, note = _p5_run(ctx, *config, tag=f"p5r{rep}x{config[0]}x{config[1]}")
             figures[config].values.append(rate)
-            figures[config].baseline_values.append(
-                config[0] * config[1] / plan.latency
-            )
+            figures[config].baseline_values.append(config[0] * config[1] / plan.latency)
             figures[config].note = note
             ctx.log(f"  {rate:.1f} starts/s; {note}")
     _scaling_targets(figures, deployment.worker_concurrency)
@@ -475,16 +571,15 @@ def _scaling_targets(figures: dict[tuple[int, int], Figure], concurrency: int) -
             continue
         figure.note = (figure.note + "; " if figure.note else "") + (
             f"scaling vs 1 process: {figure.value / one.value:.2f}× (target ≥ {wanted}×)"
-            if one.value and not math.isnan(figure.value) else "scaling: n/a"
+            if one.value and not math.isnan(figure.value)
+            else "scaling: n/a"
         )
 
 
 def _connection_budget(ctx: Context, processes: int, concurrency: int) -> str:
     """Refuse a configuration that could take too many connections of the shared
     PostgreSQL (each pool process or thread pool holds its own)."""
-    per_process = (
-        2 * concurrency + 2 if ctx.deployment.worker_pool == "prefork" else 10 + 2
-    )
+    per_process = 2 * concurrency + 2 if ctx.deployment.worker_pool == "prefork" else 10 + 2
     wanted = processes * per_process
     limit, used = infra.postgres_headroom(ctx.world)
     if wanted > ctx.plan.pg_budget or used + wanted > limit - 10:
@@ -496,62 +591,66 @@ def _connection_budget(ctx: Context, processes: int, concurrency: int) -> str:
 
 
 def _p5_run(ctx: Context, processes: int, concurrency: int, *, tag: str) -> tuple[float, str]:
-    from django.db.models import Max, Min
-
-    from two_factor.models import VerificationEvent
+    """Queue a backlog of sends, start the workers, count ``sent`` events per second
+    over the window after they are ready (its first tenth left out as warm-up)."""
+    from django.utils import timezone
 
     plan = ctx.plan
     duration = plan.p5_duration
     ceiling = min(processes * concurrency / plan.latency, 400 * processes)
-    count = min(12000, int(ceiling * (duration + 3)) + 50)
+    count = min(12000, int(ceiling * (duration + 5)) + 50)
     voters = fixtures.voters_create(count, tag=tag)
     fixtures.phones_create(voters)
     ids = fixtures.verifications_create(voters, status="queued")
     infra.broker_purge(ctx.world)
-    with infra.pollstr_workers(ctx.env, processes=processes, pool=ctx.deployment.worker_pool,
-                               concurrency=concurrency) as workers:
-        from django.utils import timezone
-
-        cpu_before = [infra.tree_cpu_seconds(w.pid) for w in workers]
+    # Queued before the workers start, so the producer's CPU is not in the window.
+    _enqueue_all(ids)
+    with infra.pollstr_workers(
+        ctx.env, processes=processes, pool=ctx.deployment.worker_pool, concurrency=concurrency
+    ) as workers:
+        cpu_before = sum(infra.tree_cpu_seconds(w.pid) for w in workers)
         services_before = infra.named_cpu_seconds(("postgres", "redis-server"))
         machine_before = infra.machine_busy_seconds()
         started = timezone.now()
-        stop = threading.Event()
-        producer = threading.Thread(target=_enqueue_all, args=(ids, stop), daemon=True)
-        producer.start()
         time.sleep(duration)
-        stop.set()
         ended = timezone.now()
-        producer.join(timeout=30)
-        workers_cpu = sum(infra.tree_cpu_seconds(w.pid) for w in workers) - sum(cpu_before)
+        workers_cpu = sum(infra.tree_cpu_seconds(w.pid) for w in workers) - cpu_before
         services_cpu = infra.named_cpu_seconds(("postgres", "redis-server")) - services_before
         machine_after = infra.machine_busy_seconds()
     infra.broker_purge(ctx.world)
-    warm = started + (ended - started) / 10  # the first tenth: pools filling, connections
+    warm = started + (ended - started) / 10  # pools filling, first connections
+    in_window, total = _sent_between(tag, warm, ended)
+    busy = (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1e-9)
+    drained = " (the backlog ran out: raise the backlog)" if total >= count else ""
+    note = (
+        f"{total}/{count} queued sends done{drained}; during the window: machine CPU "
+        f"{busy * 100:.0f}%, workers {workers_cpu / duration:.2f} cores, PostgreSQL+Redis "
+        f"(machine-wide) {max(services_cpu, 0) / duration:.2f} cores"
+    )
+    return in_window / (ended - warm).total_seconds(), note
+
+
+def _sent_between(tag: str, start: Any, end: Any) -> tuple[int, int]:
+    """(``sent`` events of this run between start and end, all of this run's)."""
+    from two_factor.models import VerificationEvent
+
     events = VerificationEvent.objects.filter(
         verification__user__username__startswith=f"{tag}-", to_status="sent"
     )
-    in_window = events.filter(created_at__gt=warm, created_at__lte=ended).count()
-    seconds = (ended - warm).total_seconds()
-    span = events.aggregate(first=Min("created_at"), last=Max("created_at"))
-    total = events.count()
-    busy = (machine_after[0] - machine_before[0]) / max(machine_after[1] - machine_before[1], 1e-9)
-    drained = " (backlog drained: producer-bound)" if total >= count else ""
-    note = (
-        f"{total}/{count} sent{drained}; machine CPU {busy * 100:.0f}%, workers "
-        f"{workers_cpu / duration:.2f} cores, PostgreSQL+Redis {services_cpu / duration:.2f} cores"
-    )
-    if span["first"] is None:
-        return 0.0, note
-    return in_window / seconds, note
+    return events.filter(created_at__gt=start, created_at__lte=end).count(), events.count()
 
 
-def _enqueue_all(ids: list[str], stop: threading.Event) -> None:
-    """Put one send task per verification on the workers' queue, as fast as this
-    process can (the project's task, its routing, the project's Celery app)."""
+def _enqueue_all(ids: list[str]) -> None:
+    """One send task per verification through the project's Celery app and routing,
+    on one producer connection. The queues are declared first (as a worker does when it
+    starts), so the messages land in them even before any worker ran here."""
+    from pollstr.celery import app
     from tasks.verification import send_code
 
-    for verification_id in ids:
-        if stop.is_set():
-            return
-        send_code.apply_async((verification_id,))
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()
+        with app.producer_or_acquire() as producer:
+            for verification_id in ids:
+                send_code.apply_async((verification_id,), producer=producer)

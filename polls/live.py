@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
+
+from pollstr.channel_layers import group_send
 
 logger = logging.getLogger(__name__)
 
@@ -27,14 +28,11 @@ def results_render(*, question_id: int) -> str:
 
 def results_publish(*, question_id: int) -> None:
     """Render the fragment once and send it to every open results page."""
-    layer = get_channel_layer()
-    if layer is None:
+    if get_channel_layer() is None:
         return
     try:
         html = results_render(question_id=question_id)
-        async_to_sync(layer.group_send)(
-            results_group(question_id), {"type": "results.changed", "html": html}
-        )
+        group_send(results_group(question_id), {"type": "results.changed", "html": html})
     except Exception:
         # The vote is committed either way; a page that missed it catches up on reload.
         logger.exception("Could not publish results of question %s", question_id)

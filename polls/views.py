@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from polls.models import Question
 from polls.services import AlreadyVoted, VoteRefused, vote_cast
+from two_factor.protection import verification_not_required, verified_session_required
 
 
 def _get_published_question(question_id: int) -> Question:
@@ -15,13 +15,14 @@ def _get_published_question(question_id: int) -> Question:
 
 
 @require_GET
+@verification_not_required
 def index(request: HttpRequest) -> HttpResponse:
     questions = Question.objects.published()[:50]
     return render(request, "polls/index.html", {"questions": questions})
 
 
 @require_GET
-@login_required
+@verified_session_required
 def detail(request: HttpRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     if question.is_closed:
@@ -30,7 +31,7 @@ def detail(request: HttpRequest, question_id: int) -> HttpResponse:
 
 
 @require_POST
-@login_required
+@verified_session_required
 def vote(request: HttpRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     try:
@@ -49,7 +50,7 @@ def vote(request: HttpRequest, question_id: int) -> HttpResponse:
 
 
 @require_GET
-@login_required
+@verified_session_required
 def results(request: HttpRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     context = {

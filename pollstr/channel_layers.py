@@ -1,4 +1,4 @@
-"""The channel layer of the embedded default (no Redis).
+"""The channel layer of the embedded default (no Redis), and publishing from sync code.
 
 Channels' in-memory layer keeps asyncio queues bound to the server's event loop. The
 embedded Celery worker runs in another thread with its own loop, so its group sends are
@@ -8,9 +8,11 @@ handed to the server's loop instead of touching those queues from the wrong thre
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from typing import Any
 
-from channels.layers import InMemoryChannelLayer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
@@ -30,3 +32,49 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
         parent_send = super().group_send
         future = asyncio.run_coroutine_threadsafe(parent_send(group, message), home)
         await asyncio.wrap_future(future)
+
+
+# --- publishing from synchronous code -------------------------------------------------------
+
+_publisher_lock = threading.Lock()
+_publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
+PUBLISH_TIMEOUT = 10.0
+
+
+def group_send(group: str, message: dict[str, Any]) -> None:
+    """Send `message` to `group` from synchronous code (a task, a view, a signal).
+
+    `async_to_sync` outside a server builds an event loop per call, and the Redis layer a
+    connection pool per loop: a worker paid a new loop and a new Redis connection for
+    every publish. One long-lived loop per process, in a thread of its own, keeps them.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop())
+    future.result(timeout=PUBLISH_TIMEOUT)
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    global _publisher
+    pid = os.getpid()
+    held = _publisher
+    if held is not None and held[0] == pid and held[1].is_running():
+        return held[1]
+    with _publisher_lock:
+        held = _publisher
+        if held is not None and held[0] == pid and held[1].is_running():
+            return held[1]
+        # A new process (a forked pool child) gets its own: a loop never crosses a fork.
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        threading.Thread(target=run, name="channel-publisher", daemon=True).start()
+        started.wait(5)
+        _publisher = (pid, loop)
+        return loop

@@ -308,7 +308,41 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Two-factor ------------------------------------------------------------------------------
-TWO_FACTOR_GATEWAY = env_choice("TWO_FACTOR_GATEWAY", "sandbox", {"sandbox", "vonage"})
+
+
+def _gateway_class_path(value: str) -> tuple[str, str]:
+    """(TWO_FACTOR_GATEWAY, TWO_FACTOR_GATEWAY_CLASS) for the variable's value: the names
+    existing env files use ("sandbox", "vonage"), or the dotted path of a class that
+    implements two_factor.gateways.VerifyGateway. Its module must exist; the class is
+    imported at the first gateway call (two_factor.gateways.get_gateway)."""
+    import importlib.util
+    import re
+
+    aliases = {
+        "sandbox": "two_factor.gateways.sandbox.SandboxGateway",
+        "vonage": "two_factor.gateways.vonage.client.VonageGateway",
+    }
+    name = value.strip()
+    if name.lower() in aliases:
+        return name.lower(), aliases[name.lower()]
+    if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", name):
+        raise ImproperlyConfigured(
+            f"TWO_FACTOR_GATEWAY must be sandbox, vonage or the dotted path of a gateway "
+            f"class; got {value!r}."
+        )
+    module = name.rpartition(".")[0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ImproperlyConfigured(f"TWO_FACTOR_GATEWAY {value!r}: no module {module!r}.")
+    return name, name
+
+
+TWO_FACTOR_GATEWAY, TWO_FACTOR_GATEWAY_CLASS = _gateway_class_path(
+    env_str("TWO_FACTOR_GATEWAY", "sandbox")
+)
 # The sandbox's dev inbox lists every code it "sent": on for the embedded default and
 # DEBUG, off for a deployment (DATABASE_URL set) unless an operator asks for it.
 TWO_FACTOR_SANDBOX_INBOX = env_bool("TWO_FACTOR_SANDBOX_INBOX", DEBUG or not DATABASE_URL)
@@ -317,9 +351,6 @@ TWO_FACTOR_CODE_LENGTH = env_int("TWO_FACTOR_CODE_LENGTH", 6, minimum=4, maximum
 TWO_FACTOR_CHANNEL_TIMEOUT = env_int("TWO_FACTOR_CHANNEL_TIMEOUT", 180, minimum=15, maximum=900)
 TWO_FACTOR_MAX_WRONG_CODES = 3
 TWO_FACTOR_VERIFIED_MAX_AGE = env_int("TWO_FACTOR_VERIFIED_MAX_AGE", 12 * 3600, minimum=60)
-TWO_FACTOR_PROTECTED_URL_NAMES = env_list(
-    "TWO_FACTOR_PROTECTED_URL_NAMES", ["polls:detail", "polls:vote", "polls:results"]
-)
 TWO_FACTOR_ALLOWED_REGIONS = env_list("TWO_FACTOR_ALLOWED_REGIONS", [])
 TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES = env_bool("TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES", False)
 TWO_FACTOR_RESEND_COOLDOWN = env_int("TWO_FACTOR_RESEND_COOLDOWN", 30, minimum=0)

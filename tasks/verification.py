@@ -71,9 +71,12 @@ def _deliver(
                 _record_retry(verification_id, countdown)
             raise task.retry(exc=error, countdown=countdown) from None
         logger.error("%s for %s gave up: %s", task.name, verification_id or "-", error)
-        if give_up is not None and verification_id is not None:
+        if give_up is not None:
             try:
-                give_up(verification_id=verification_id, error=error)
+                if verification_id is None:
+                    give_up(error)
+                else:
+                    give_up(verification_id=verification_id, error=error)
             except Exception:
                 # The row keeps its deadline: the reconciler settles it once it can.
                 logger.exception("Could not record the give-up of %s", verification_id)
@@ -114,12 +117,13 @@ def check_code(self: Task, verification_id: str, code: str) -> None:
 
 @shared_task(name="two_factor.next_channel", **TASK_OPTIONS)
 def next_channel(self: Task, verification_id: str) -> None:
-    # No give-up: the SMS step's own deadline still moves the row to the call.
     _deliver(
         self,
         lambda: services.verification_next_channel(
             verification_id=verification_id, reason="you asked for a call"
         ),
+        give_up=services.verification_next_channel_gave_up,
+        verification_id=verification_id,
     )
 
 
@@ -132,7 +136,13 @@ def advance(self: Task, verification_id: str) -> None:
 
 @shared_task(name="two_factor.cancel_request", **TASK_OPTIONS)
 def cancel_request(self: Task, request_id: str) -> None:
-    _deliver(self, lambda: services.verification_provider_cancel(request_id=request_id))
+    _deliver(
+        self,
+        lambda: services.verification_provider_cancel(request_id=request_id),
+        give_up=lambda error: services.verification_provider_cancel_gave_up(
+            request_id=request_id, error=error
+        ),
+    )
 
 
 @shared_task(name="two_factor.reconcile", bind=True, acks_late=True, ignore_result=True)

@@ -9,6 +9,7 @@ class TwoFactorConfig(AppConfig):
 
     def ready(self) -> None:
         from pollstr import health, logs, metrics
+        import tasks.verification  # noqa: F401 - registers the tasks services enqueue by name
         from two_factor import signals, telemetry  # noqa: F401 - signals connects auth receivers
 
         telemetry.connect()

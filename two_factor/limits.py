@@ -231,9 +231,7 @@ def _redis_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
         keys += [cache.make_key(window.cache_key), cache.make_key(window.previous_key)]
         args += [window.maximum, repr(window.previous_weight), window.timeout]
     flat = _script(keys=keys, args=args, client=client)
-    return [
-        (int(flat[j]) - 1, int(flat[j + 1]), int(flat[j + 2])) for j in range(0, len(flat), 3)
-    ]
+    return [(int(flat[j]) - 1, int(flat[j + 1]), int(flat[j + 2])) for j in range(0, len(flat), 3)]
 
 
 # --- in-process caches (the embedded default, tests) ------------------------------------------

@@ -8,8 +8,9 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from pollstr.channel_layers import group_send
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,13 @@ def verification_render(*, verification_id: UUID | str) -> str | None:
 
 def verification_publish(*, verification_id: UUID | str) -> None:
     """Render the status once and send it to the verification's sockets."""
-    layer = get_channel_layer()
-    if layer is None:
+    if get_channel_layer() is None:
         return
     event: dict[str, str] = {"type": "verification.changed"}
     html = verification_render(verification_id=verification_id)
     if html is not None:
         event["html"] = html
-    async_to_sync(layer.group_send)(verification_group(verification_id), event)
+    group_send(verification_group(verification_id), event)
 
 
 # --- the user's sessions changed: tell their sockets -------------------------------------
@@ -71,11 +71,8 @@ def sockets_access_changed(*, user_id: Any) -> None:
 
 
 def _publish_to_user(user_id: Any, event: dict[str, str]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(layer.group_send)(user_sockets_group(user_id), event)
+        group_send(user_sockets_group(user_id), event)
     except Exception:
         # Logging out must work with the channel layer down; the periodic re-check closes
         # the sockets later.

@@ -1,16 +1,9 @@
-"""The seed's class-based-view guard, kept for views outside the middleware's list."""
+"""The seed's class-based-view guard: the same as VerifiedSessionRequiredMixin."""
 
 from __future__ import annotations
 
-from typing import Any
+from two_factor.protection import VerifiedSessionRequiredMixin
 
-from django.http import HttpRequest, HttpResponse
+TwoFactorMixin = VerifiedSessionRequiredMixin
 
-from two_factor.middleware import verification_redirect
-
-
-class TwoFactorMixin:
-    """Require a logged-in, phone-verified session before dispatching."""
-
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        return verification_redirect(request) or super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+__all__ = ["TwoFactorMixin", "VerifiedSessionRequiredMixin"]

@@ -219,7 +219,7 @@ def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
 def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     try:
-        services.verification_call_instead(verification=verification, ip=client_ip(request))
+        services.verification_call_instead(verification=verification)
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if request.htmx:

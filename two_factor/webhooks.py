@@ -1,4 +1,5 @@
-"""Endpoints the SMS provider calls. They translate HTTP to ``two_factor.callbacks``."""
+"""Endpoints the SMS provider calls. They check the provider's signature and the body's
+shape (``gateways.vonage.callbacks``), then hand over to ``two_factor.callbacks``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from two_factor.callbacks import (
+from two_factor.callbacks import callback_receive
+from two_factor.gateways.vonage.callbacks import (
     MAX_BODY_BYTES,
     CallbackRefused,
     callback_payload_parse,
-    callback_receive,
     callback_token_verify,
 )
 

@@ -10,11 +10,20 @@ class TwoFactor(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
     number = models.CharField(max_length=20)
 
+    def __str__(self) -> str:
+        return self.number
+
 
 class Question(models.Model):
     text = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class Choice(models.Model):
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="choices")
     text = models.CharField(max_length=200)
+
+    def __str__(self) -> str:
+        return self.text

@@ -5,20 +5,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('polls', '0001_initial'),
+        ("polls", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='vote',
-            name='phone_hash',
-            field=models.CharField(blank=True, default='', max_length=64),
+            model_name="vote",
+            name="phone_hash",
+            field=models.CharField(blank=True, default="", max_length=64),
         ),
         migrations.AddConstraint(
-            model_name='vote',
-            constraint=models.UniqueConstraint(condition=models.Q(('phone_hash', ''), _negated=True), fields=('phone_hash', 'question'), name='one_vote_per_phone_per_question'),
+            model_name="vote",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("phone_hash", ""), _negated=True),
+                fields=("phone_hash", "question"),
+                name="one_vote_per_phone_per_question",
+            ),
         ),
     ]

@@ -13,12 +13,27 @@ from tests.e2e.pages import walk_every_page
 PHONE = {"width": 390, "height": 844}
 
 
-def test_no_page_is_wider_than_a_phone(e2e_stack: dict[str, Any], browser: Browser):
+def test_no_page_is_wider_than_a_phone_and_each_starts_with_a_skip_link(
+    e2e_stack: dict[str, Any], browser: Browser
+):
     too_wide: list[str] = []
+    missing_skip: list[str] = []
     seen: list[str] = []
 
     def check(page: Page, label: str) -> None:
         seen.append(label)
+        # The first thing the keyboard reaches is the way past the header, and it shows
+        # when focused.
+        first = "document.querySelector('a[href], button, input, select, textarea')"
+        if not page.evaluate(f"{first}.classList.contains('skip-link')"):
+            missing_skip.append(label)
+        else:
+            focused = page.evaluate(
+                f"(() => {{ const a = document.activeElement; const s = {first}; s.focus();"
+                " const y = s.getBoundingClientRect().top; s.blur(); a && a.focus(); return y; })()"
+            )
+            if focused < 0:
+                missing_skip.append(f"{label} (off screen when focused)")
         width = page.evaluate("document.documentElement.scrollWidth")
         if width > PHONE["width"]:
             too_wide.append(f"{label}: {width}px")
@@ -27,11 +42,10 @@ def test_no_page_is_wider_than_a_phone(e2e_stack: dict[str, Any], browser: Brows
 
     assert len(seen) >= 25, seen
     assert not too_wide, f"wider than {PHONE['width']}px: {too_wide}"
+    assert not missing_skip, f"no skip link first: {missing_skip}"
 
 
-def test_every_page_passes_axe_in_light_and_dark_mode(
-    e2e_stack: dict[str, Any], browser: Browser
-):
+def test_every_page_passes_axe_in_light_and_dark_mode(e2e_stack: dict[str, Any], browser: Browser):
     failures: list[str] = []
     checked = 0
 

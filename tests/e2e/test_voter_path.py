@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect
 
 from polls.models import Question
-from tests.e2e.voter import TIMEOUT_MS, Voter, fresh_number
+from tests.e2e.voter import TIMEOUT_MS, Voter, fresh_number, wrong_code_for
 from two_factor.models import PhoneNumber, Status, Verification
 
 # Sentences that would tell a stranger a number is someone's: none may appear before the
@@ -131,7 +131,9 @@ def test_the_new_code_button_appears_when_the_countdown_reaches_zero(
     resend.click()
     expect(voter.page).to_have_url(re.compile(r"/2fa/v/[0-9a-f-]+/$"))
     voter.wait_for_status("sent")
-    expect(voter.page.locator(".resend-note")).to_contain_text("codes we sent you before no longer work")
+    expect(voter.page.locator(".resend-note")).to_contain_text(
+        "codes we sent you before no longer work"
+    )
     assert _verification_on(voter.page).is_resend
     new_code = voter.code_from_inbox(inbox)
     voter.enter_code(new_code)
@@ -215,3 +217,36 @@ def test_without_javascript_the_code_page_refreshes_itself_and_links_onwards(
     expect(voter.page.locator("#status-heading")).to_have_text("Verified")
     voter.page.click("#continue-link")
     expect(voter.page).to_have_url(re.compile(rf"/polls/{question.pk}/$"))
+
+
+def test_a_wrong_code_marks_the_field_and_the_sentence_leaves_with_its_moment(
+    e2e_stack: dict[str, Any], browser: Browser
+):
+    inbox = browser.new_context().new_page()
+    voter = Voter(browser.new_context().new_page(), e2e_stack["url"])
+    voter.sign_up()
+    voter.open_poll(_first_poll().pk)
+    voter.give_number()
+    page = voter.page
+    # The live region is one element for the page's whole life: updates change its text.
+    page.evaluate("window.__statusLine = document.getElementById('status-line')")
+    same_region = "window.__statusLine === document.getElementById('status-line')"
+    voter.wait_for_status("sent")
+    code_input, line = page.locator("#id_code"), page.locator("#status-line")
+
+    voter.enter_code(wrong_code_for(voter.code_from_inbox(inbox)))
+    expect(line).to_contain_text("That code didn't match: 2 attempts left.", timeout=TIMEOUT_MS)
+    expect(code_input).to_have_attribute("aria-invalid", "true")
+    expect(code_input).to_have_value("")
+    expect(code_input).to_be_focused()
+    expect(page.locator("#id_code_error")).to_be_visible()
+    assert "id_code_error" in (code_input.get_attribute("aria-describedby") or "")
+    assert page.evaluate(same_region)
+
+    page.click("text=Call me instead")
+    voter.wait_for_status("calling")
+    expect(line).to_have_text("We're calling you to read out the code.")
+    expect(code_input).not_to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#id_code_error")).to_have_count(0)
+    expect(page.locator("#status-heading")).to_have_text("Enter your code")
+    assert page.evaluate(same_region)

@@ -1,7 +1,7 @@
 """A local Vonage Verify v2 server over real HTTPS, for driving the official SDK in tests.
 
-Verify's rules come from :mod:`two_factor.gateways.verify_rules` (the same engine the
-sandbox gateway runs on); this module only adds HTTP, TLS (a throwaway CA from
+Verify's rules come from :mod:`two_factor.gateways.sandbox.emulator` (the same emulator
+the sandbox gateway runs on); this module only adds HTTP, TLS (a throwaway CA from
 ``trustme``), authentication, and scripting of failures the real API can produce.
 """
 
@@ -28,7 +28,9 @@ import jwt
 import pytest
 import trustme
 
-from two_factor.gateways.verify_rules import MemoryStore, RuleViolation, VerifyEngine
+from two_factor.gateways.sandbox.emulator import RuleViolation, VerifyEmulator
+from two_factor.gateways.sandbox.store import MemoryStore
+from two_factor.gateways.vonage.callbacks import callback_post
 
 FAKE_API_KEY = "fake-key"
 FAKE_API_SECRET = "fake-secret"
@@ -170,7 +172,7 @@ class FakeVerifyServer:
             self.requests_log: list[LoggedRequest] = []
             self._outcomes: dict[str, list[_Outcome]] = {op: [] for op in OPERATIONS}
             self._delays: dict[str, list[float]] = {op: [] for op in OPERATIONS}
-            self.engine = VerifyEngine(
+            self.emulator = VerifyEmulator(
                 MemoryStore(),
                 clock=self.now,
                 max_wrong_codes=self.max_wrong_codes,
@@ -210,8 +212,6 @@ class FakeVerifyServer:
     def _callback(self, payload: dict[str, Any]) -> None:
         self.callbacks.append(payload)
         if self.callback_url and self.signature_secret:
-            from two_factor.callbacks import callback_post
-
             callback_post(self.callback_url, payload, self.signature_secret)
 
     # --- scripting --------------------------------------------------------------------
@@ -273,7 +273,7 @@ class FakeVerifyServer:
         return False
 
     def dispatch(self, operation: Operation, request_id: str | None, body: Any) -> tuple[int, Any]:
-        """Apply one API call to the engine: (status, JSON body or None)."""
+        """Apply one API call to the emulator: (status, JSON body or None)."""
         try:
             if operation == "start":
                 if not isinstance(body, dict):
@@ -281,7 +281,7 @@ class FakeVerifyServer:
                         "title": "Bad Request",
                         "detail": "The request body is not a JSON object.",
                     }
-                return 202, {"request_id": self.engine.start_request(body)}
+                return 202, {"request_id": self.emulator.start_request(body)}
             assert request_id is not None
             if operation == "check":
                 code = body.get("code") if isinstance(body, dict) else None
@@ -289,12 +289,12 @@ class FakeVerifyServer:
                     return 422, problem_body(422) | {
                         "invalid_parameters": [{"name": "code", "reason": "is required"}]
                     }
-                self.engine.check(request_id, code)
+                self.emulator.check(request_id, code)
                 return 200, {"request_id": request_id, "status": "completed"}
             if operation == "next_workflow":
-                self.engine.next_workflow(request_id)
+                self.emulator.next_workflow(request_id)
                 return 200, None
-            self.engine.cancel(request_id)
+            self.emulator.cancel(request_id)
             return 204, None
         except RuleViolation as violation:
             return violation.status, violation.problem()

@@ -51,8 +51,8 @@ from tests.conftest import PASSWORD
 from tests.two_factor.fixtures import *  # noqa: F403
 from tests.two_factor.helpers import give_phone, mark_session_verified
 from two_factor import services
-from two_factor.callbacks import callback_sign
 from two_factor.gateways.sandbox import sandbox_messages_for
+from two_factor.gateways.vonage.callbacks import callback_sign
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.session import session_key_hash
 

@@ -206,4 +206,3 @@ async def test_watchers_relay_the_fragment_the_publisher_rendered_once(make_user
 
     for communicator in watchers:
         assert await communicator.receive_from(timeout=5) == "<p>rendered once</p>"
-

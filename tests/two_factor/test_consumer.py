@@ -232,4 +232,3 @@ async def test_a_pushed_status_is_rendered_once_and_carries_this_browsers_token(
     html = await communicator.receive_from(timeout=5)
     assert html == shared.replace(CSRF_PLACEHOLDER, CSRF_SECRET)
     await communicator.disconnect()
-

@@ -1,4 +1,6 @@
-"""The Vonage gateway through the real SDK, over real HTTPS, against FakeVerifyServer."""
+"""What only the Vonage gateway does, through the real SDK over real HTTPS against
+FakeVerifyServer: the wire format, SDK and HTTP failures, TLS, authentication, settings.
+What every gateway does is in test_gateway_contract.py."""
 
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ from two_factor.gateways import (
     TransientGatewayError,
     get_gateway,
 )
-from two_factor.gateways.errors import Blocked, error_from_problem
-from two_factor.gateways.vonage import VonageGateway
+from two_factor.gateways.errors import Blocked
+from two_factor.gateways.vonage.client import VonageGateway
+from two_factor.gateways.vonage.problems import error_from_problem
 
 NUMBER = "+33612345678"
 CLIENT_REF = uuid.uuid4().hex
@@ -77,7 +80,7 @@ def test_start_returns_the_request_id_the_server_created(
 ) -> None:
     request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
 
-    assert fake_verify.engine.status(request_id) == "in_progress"
+    assert fake_verify.emulator.status(request_id) == "in_progress"
     [sent] = fake_verify.requests_for("start")
     assert sent.method == "POST"
     assert sent.path == "/v2/verify"
@@ -101,90 +104,6 @@ def test_requests_go_to_the_configured_api_host(
 
     [sent] = fake_verify.requests_log
     assert sent.headers["Host"] == fake_verify.host
-
-
-def test_the_sent_code_checks(gateway: VonageGateway, fake_verify: FakeVerifyServer) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-
-    gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
-
-    assert fake_verify.engine.status(request_id) == "completed"
-    assert [c["type"] for c in fake_verify.callbacks] == ["event", "summary"]
-
-
-def test_a_wrong_code_raises_invalid_code(
-    gateway: VonageGateway, fake_verify: FakeVerifyServer
-) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-
-    with pytest.raises(InvalidCode) as invalid:
-        gateway.check(request_id=request_id, code=wrong_code(fake_verify, request_id))
-
-    assert str(invalid.value) == "That code doesn't match. Check the SMS and try again."
-    assert "400" in invalid.value.detail
-
-
-def test_an_unknown_request_raises_request_not_found(gateway: VonageGateway) -> None:
-    with pytest.raises(RequestNotFound):
-        gateway.check(request_id=str(uuid.uuid4()), code="123456")
-
-
-def test_an_expired_request_raises_request_not_found(
-    gateway: VonageGateway, fake_verify: FakeVerifyServer
-) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-    fake_verify.advance(121)
-
-    with pytest.raises(RequestNotFound):
-        gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
-
-
-def test_the_third_wrong_code_raises_too_many_attempts(
-    gateway: VonageGateway, fake_verify: FakeVerifyServer
-) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-    wrong = wrong_code(fake_verify, request_id)
-
-    for _ in range(2):
-        with pytest.raises(InvalidCode):
-            gateway.check(request_id=request_id, code=wrong)
-    with pytest.raises(TooManyAttempts):
-        gateway.check(request_id=request_id, code=wrong)
-
-
-def test_a_second_start_raises_concurrent_request_with_the_live_id(
-    gateway: VonageGateway,
-) -> None:
-    live_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-
-    with pytest.raises(ConcurrentRequest) as conflict:
-        gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
-
-    assert conflict.value.live_request_id == live_id
-
-
-def test_next_channel_calls_then_there_are_no_more_channels(
-    gateway: VonageGateway, fake_verify: FakeVerifyServer
-) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-
-    gateway.next_channel(request_id=request_id)
-
-    assert [m["channel"] for m in fake_verify.messages] == ["sms", "voice"]
-    with pytest.raises(NoMoreChannels):
-        gateway.next_channel(request_id=request_id)
-
-
-def test_cancel_ends_the_request_and_a_second_cancel_is_not_found(
-    gateway: VonageGateway, fake_verify: FakeVerifyServer
-) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-
-    gateway.cancel(request_id=request_id)
-
-    assert fake_verify.engine.status(request_id) is None
-    with pytest.raises(RequestNotFound):
-        gateway.cancel(request_id=request_id)
 
 
 # --- refusals -------------------------------------------------------------------------
@@ -351,7 +270,7 @@ def test_a_lost_check_response_is_resent_and_reports_not_found(
         gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
 
     assert len(fake_verify.requests_for("check")) == 2
-    assert fake_verify.engine.status(request_id) == "completed"
+    assert fake_verify.emulator.status(request_id) == "completed"
 
 
 def test_connections_dropped_on_every_attempt_are_transient_after_one_resend(
@@ -497,7 +416,7 @@ def test_a_gateway_without_credentials_is_improperly_configured() -> None:
 def test_get_gateway_builds_a_vonage_gateway_from_settings(
     settings: Any, fake_verify: FakeVerifyServer
 ) -> None:
-    settings.TWO_FACTOR_GATEWAY = "vonage"
+    settings.TWO_FACTOR_GATEWAY_CLASS = "two_factor.gateways.vonage.client.VonageGateway"
     settings.TWO_FACTOR_BRAND = "PollstrTest"
     settings.VONAGE_API_KEY = FAKE_API_KEY
     settings.VONAGE_API_SECRET = FAKE_API_SECRET
@@ -517,7 +436,7 @@ def test_get_gateway_builds_a_vonage_gateway_from_settings(
 def test_get_gateway_without_vonage_credentials_is_improperly_configured(
     settings: Any,
 ) -> None:
-    settings.TWO_FACTOR_GATEWAY = "vonage"
+    settings.TWO_FACTOR_GATEWAY_CLASS = "two_factor.gateways.vonage.client.VonageGateway"
     settings.VONAGE_API_KEY = ""
     settings.VONAGE_API_SECRET = ""
     settings.VONAGE_APPLICATION_ID = ""
@@ -538,7 +457,7 @@ def test_the_sdk_timeout_is_whole_seconds_and_never_none(fake_verify: FakeVerify
     assert options.max_retries == 1
 
 
-# --- the status table shared with the sandbox -----------------------------------------
+# --- the status table (the sandbox answers through it too) ----------------------------
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Enforcement: VerifiedSessionMiddleware on protected pages, TwoFactorMixin on views."""
+"""Enforcement: views declared protected (two_factor.protection), enforced by
+VerifiedSessionMiddleware and by the decorator and mixin themselves."""
 
 from __future__ import annotations
 
@@ -255,22 +256,17 @@ def test_unprotected_pages_are_open_to_anonymous_visitors(client, db, url_name):
     assert client.get(reverse(url_name)).status_code == 200
 
 
-def test_the_protected_pages_come_from_settings(logged_in_client, question, settings):
-    settings.TWO_FACTOR_PROTECTED_URL_NAMES = ["polls:index"]
+def test_the_decorator_protects_a_view_even_without_the_middleware(
+    logged_in_client, question, settings
+):
+    settings.MIDDLEWARE = [
+        m for m in settings.MIDDLEWARE if m != "two_factor.middleware.VerifiedSessionMiddleware"
+    ]
 
-    index = logged_in_client.get(reverse("polls:index"))
     detail = logged_in_client.get(reverse("polls:detail", args=[question.pk]))
 
-    assert index.status_code == 302
-    assert index["Location"] == _start_url(reverse("polls:index"))
-    assert detail.status_code == 200
-
-
-def test_nothing_is_protected_when_the_setting_is_empty(logged_in_client, question, settings):
-    settings.TWO_FACTOR_PROTECTED_URL_NAMES = []
-
-    for url in _protected_pages(question):
-        assert logged_in_client.get(url).status_code == 200
+    assert detail.status_code == 302
+    assert detail["Location"] == _start_url(reverse("polls:detail", args=[question.pk]))
 
 
 def test_an_unknown_url_is_a_plain_404_for_anyone(client):

@@ -456,7 +456,7 @@ def test_a_wrong_code_during_the_call_goes_back_to_calling(
     sent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent, ip=None)
+        services.verification_call_instead(verification=sent)
     sent.refresh_from_db()
     assert sent.status == Status.CALLING
 
@@ -657,7 +657,7 @@ def test_call_instead_moves_to_calling_and_the_provider_calls(
     sent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent, ip=None)
+        services.verification_call_instead(verification=sent)
 
     sent.refresh_from_db()
     assert sent.status == Status.CALLING
@@ -670,7 +670,7 @@ def test_call_instead_while_calling_is_refused(phone, make_verification):
     verification = make_verification(Status.CALLING, request_id="r", channel="voice")
 
     with pytest.raises(VerificationRefused, match="We're already calling you"):
-        services.verification_call_instead(verification=verification, ip=None)
+        services.verification_call_instead(verification=verification)
 
 
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.VERIFIED, Status.EXPIRED])
@@ -678,7 +678,7 @@ def test_call_instead_without_a_code_on_its_way_is_refused(phone, make_verificat
     verification = make_verification(status)
 
     with pytest.raises(VerificationRefused, match="no code on its way"):
-        services.verification_call_instead(verification=verification, ip=None)
+        services.verification_call_instead(verification=verification)
 
 
 def test_refresh_moves_sent_to_calling_then_expired_as_deadlines_pass(phone, make_verification):
@@ -860,7 +860,6 @@ def test_entering_number_after_number_is_limited(user, settings):
         services.number_accept(user=user, raw_number="+49 151 12345678")
 
     _assert_limited(refused.value)
-
 
 
 def test_a_shared_address_full_of_new_accounts_does_not_lock_out_a_verified_voter(

@@ -241,7 +241,7 @@ def test_a_call_request_that_fails_transiently_is_retried(sent, django_capture_o
     sandbox_fail_next("next_channel", 2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent, ip=None)
+        services.verification_call_instead(verification=sent)
 
     sent.refresh_from_db()
     assert sent.status == Status.CALLING
@@ -254,7 +254,7 @@ def test_a_call_request_that_keeps_failing_leaves_the_sms_step(
     sandbox_fail_next("next_channel", MAX_RETRIES + 1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent, ip=None)
+        services.verification_call_instead(verification=sent)
 
     sent.refresh_from_db()
     assert sent.status == Status.SENT
@@ -302,3 +302,30 @@ def test_with_eager_propagation_a_retry_reaches_the_caller_instead_of_running(
     verification = Verification.objects.get()
     assert (verification.status, verification.send_attempts) == (Status.SENDING, 1)
     assert sandbox_messages_for(NUMBER) == []
+
+
+def test_a_call_that_cannot_be_started_after_retries_is_said_not_silent(
+    sent, django_capture_on_commit_callbacks
+):
+    sandbox_fail_next("next_channel", MAX_RETRIES + 1)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_call_instead(verification=sent)
+
+    sent.refresh_from_db()
+    assert sent.status == Status.SENT  # the SMS step's deadline still brings the call
+    assert sent.notice == services.CALL_NOT_STARTED
+    last = sent.events.last()
+    assert (last.from_status, last.to_status) == (Status.SENT, Status.SENT)
+    assert last.reason.startswith("call not started")
+
+
+def test_a_provider_cancel_that_keeps_failing_is_recorded_on_the_trail(
+    sent, django_capture_on_commit_callbacks
+):
+    services.transition(sent, Status.CANCELLED, reason="test")
+    sandbox_fail_next("cancel", MAX_RETRIES + 1)
+
+    verification_tasks.cancel_request.apply(args=(sent.request_id,))
+
+    assert sent.events.last().reason.startswith("provider cancel not done")

@@ -501,9 +501,7 @@ def test_a_verified_session_keeps_its_number_and_its_vote_until_the_new_one_is_v
     assert voter_client.get(detail).status_code == 200
 
 
-def test_wrong_number_cancels_the_code_and_prefills_the_number_form(
-    logged_in_client, user, post
-):
+def test_wrong_number_cancels_the_code_and_prefills_the_number_form(logged_in_client, user, post):
     verification = _verification_from(post(logged_in_client, START, {"number": OTHER_NUMBER}))
 
     response = post(logged_in_client, _url("wrong_number", verification))

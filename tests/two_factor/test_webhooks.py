@@ -21,18 +21,14 @@ from django.utils import timezone
 
 from tests.fakes.verify_server import FakeVerifyServer
 from tests.two_factor.helpers import DEFAULT_NUMBER, give_phone
-from two_factor.callbacks import (
-    EXPIRED_MESSAGE,
-    MAX_BODY_BYTES,
-    USER_REJECTED_MESSAGE,
-    callback_body,
-    callback_sign,
-)
 from two_factor.gateways.base import GatewayConfig
 from two_factor.gateways.errors import Blocked
 from two_factor.gateways.sandbox import SandboxGateway
-from two_factor.gateways.verify_rules import MemoryStore, RuleViolation
+from two_factor.gateways.sandbox.emulator import RuleViolation
+from two_factor.gateways.sandbox.store import MemoryStore
+from two_factor.gateways.vonage.callbacks import MAX_BODY_BYTES, callback_body, callback_sign
 from two_factor.models import ProviderCallback, Status, Verification, VerificationEvent
+from two_factor.outcomes import OUTCOMES
 
 SECRET = "test-signature-secret-of-a-decent-length"
 URL = reverse("two_factor:vonage_verify_webhook")
@@ -394,13 +390,18 @@ def test_the_webhook_needs_no_csrf_token(verification: Verification) -> None:
         pytest.param(event("completed"), Status.VERIFIED, "", id="event completed"),
         pytest.param(summary("failed"), Status.FAILED, "Ask for a new code", id="summary failed"),
         pytest.param(event("failed"), Status.FAILED, "Ask for a new code", id="event failed"),
-        pytest.param(summary("expired"), Status.EXPIRED, EXPIRED_MESSAGE, id="summary expired"),
+        pytest.param(
+            summary("expired"), Status.EXPIRED, OUTCOMES["expired"].sentence, id="summary expired"
+        ),
         pytest.param(
             summary("blocked"), Status.FAILED, Blocked.default_message, id="summary blocked"
         ),
         pytest.param(event("blocked"), Status.FAILED, Blocked.default_message, id="event blocked"),
         pytest.param(
-            event("user_rejected"), Status.FAILED, USER_REJECTED_MESSAGE, id="event user_rejected"
+            event("user_rejected"),
+            Status.FAILED,
+            OUTCOMES["user_rejected"].sentence,
+            id="event user_rejected",
         ),
         pytest.param(event("rejected"), Status.FAILED, "refused", id="event rejected"),
     ],
@@ -537,7 +538,9 @@ def test_the_sandbox_posts_nothing_unless_a_webhook_base_url_is_set(
     db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     posted: list[Any] = []
-    monkeypatch.setattr("two_factor.callbacks.callback_post", lambda *a, **k: posted.append(a))
+    monkeypatch.setattr(
+        "two_factor.gateways.sandbox.callbacks.callback_post", lambda *a, **k: posted.append(a)
+    )
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
     request_id = gateway.start(number=DEFAULT_NUMBER, client_ref=uuid.uuid4().hex)
 
@@ -553,7 +556,7 @@ def test_the_sandbox_survives_an_unreachable_webhook(db: None, settings: Any) ->
 
     gateway.check(request_id=request_id, code=gateway.inbox(1)[0]["code"])
 
-    assert gateway.engine.status(request_id) == "completed"
+    assert gateway.emulator.status(request_id) == "completed"
 
 
 def test_the_sandbox_posts_a_signed_callback_that_the_webhook_applies(
@@ -589,7 +592,7 @@ def test_the_fake_verify_server_posts_signed_callbacks_too(
 ) -> None:
     verification = make_verification(user, request_id="")
     fake = FakeVerifyServer(callback_url=live_server.url + URL, signature_secret=SECRET)
-    request_id = fake.engine.start(
+    request_id = fake.emulator.start(
         to=DEFAULT_NUMBER.removeprefix("+"), brand="Pollstr", client_ref=verification.pk.hex[:16]
     )
     Verification.objects.filter(pk=verification.pk).update(request_id=request_id)
@@ -597,7 +600,7 @@ def test_the_fake_verify_server_posts_signed_callbacks_too(
 
     for _ in range(3):
         with pytest.raises(RuleViolation):
-            fake.engine.check(request_id, wrong)
+            fake.emulator.check(request_id, wrong)
 
     assert [(c["type"], c["status"]) for c in fake.callbacks] == [
         ("event", "failed"),

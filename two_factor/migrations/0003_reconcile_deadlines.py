@@ -5,34 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('two_factor', '0002_providercallback'),
+        ("two_factor", "0002_providercallback"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='verification',
-            name='deadline_at',
+            model_name="verification",
+            name="deadline_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='notice',
+            model_name="verification",
+            name="notice",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='verification',
-            name='send_started_at',
+            model_name="verification",
+            name="send_started_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='verification',
-            index=models.Index(condition=models.Q(('deadline_at__isnull', False)), fields=['deadline_at'], name='verification_due'),
+            model_name="verification",
+            index=models.Index(
+                condition=models.Q(("deadline_at__isnull", False)),
+                fields=["deadline_at"],
+                name="verification_due",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='verification',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['calling', 'checking', 'queued', 'sending', 'sent'])), fields=('user',), name='one_live_verification_per_user'),
+            model_name="verification",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(
+                    ("status__in", ["calling", "checking", "queued", "sending", "sent"])
+                ),
+                fields=("user",),
+                name="one_live_verification_per_user",
+            ),
         ),
     ]

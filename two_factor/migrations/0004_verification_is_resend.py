@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('two_factor', '0003_reconcile_deadlines'),
+        ("two_factor", "0003_reconcile_deadlines"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='verification',
-            name='is_resend',
+            model_name="verification",
+            name="is_resend",
             field=models.BooleanField(default=False),
         ),
     ]

@@ -1,4 +1,4 @@
-"""Verify v2's rules as the sandbox and the fake HTTPS server share them."""
+"""The Verify v2 emulator the sandbox gateway and the HTTPS double of Verify both run on."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ from typing import Any
 
 import pytest
 
-from two_factor.gateways.verify_rules import (
+from two_factor.gateways.base import CHANNELS
+from two_factor.gateways.sandbox.emulator import (
     COMPLETED,
     EXPIRED,
     FAILED,
     IN_PROGRESS,
     ConcurrentVerification,
     InvalidParams,
-    MemoryStore,
     NoMoreEvents,
     NotFound,
     TooManyWrongCodes,
-    VerifyEngine,
+    VerifyEmulator,
     WrongCode,
 )
+from two_factor.gateways.sandbox.store import MemoryStore
 
 NUMBER = "33612345678"
 OTHER_NUMBER = "4915112345678"
@@ -53,8 +54,8 @@ def sent() -> Recorder:
 
 
 @pytest.fixture
-def engine(clock: FakeClock, sent: Recorder) -> VerifyEngine:
-    return VerifyEngine(
+def emulator(clock: FakeClock, sent: Recorder) -> VerifyEmulator:
+    return VerifyEmulator(
         MemoryStore(),
         clock=clock,
         on_message=sent.messages.append,
@@ -62,15 +63,15 @@ def engine(clock: FakeClock, sent: Recorder) -> VerifyEngine:
     )
 
 
-def start(engine: VerifyEngine, to: str = NUMBER, **kwargs: Any) -> str:
+def start(emulator: VerifyEmulator, to: str = NUMBER, **kwargs: Any) -> str:
     options: dict[str, Any] = {"brand": "Pollstr", "code_length": 6, "channel_timeout": 60}
-    return engine.start(to=to, **(options | kwargs))
+    return emulator.start(to=to, **(options | kwargs))
 
 
 def test_start_sends_an_sms_with_a_numeric_code_of_the_requested_length(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(engine, code_length=8)
+    request_id = start(emulator, code_length=8)
 
     [message] = sent.messages
     assert message["request_id"] == request_id
@@ -78,13 +79,13 @@ def test_start_sends_an_sms_with_a_numeric_code_of_the_requested_length(
     assert message["to"] == NUMBER
     assert len(message["code"]) == 8
     assert message["code"].isdigit()
-    assert engine.status(request_id) == IN_PROGRESS
-    assert engine.current_channel(request_id) == "sms"
+    assert emulator.status(request_id) == IN_PROGRESS
+    assert emulator.current_channel(request_id) == "sms"
 
 
-def test_codes_differ_between_requests(engine: VerifyEngine, sent: Recorder) -> None:
+def test_codes_differ_between_requests(emulator: VerifyEmulator, sent: Recorder) -> None:
     for i in range(5):
-        start(engine, to=f"3361234567{i}", code_length=10)
+        start(emulator, to=f"3361234567{i}", code_length=10)
 
     assert len({message["code"] for message in sent.messages}) == 5
 
@@ -104,10 +105,10 @@ def test_codes_differ_between_requests(engine: VerifyEngine, sent: Recorder) -> 
     ],
 )
 def test_invalid_start_parameters_are_refused_with_422_naming_the_parameter(
-    engine: VerifyEngine, sent: Recorder, overrides: dict[str, Any], parameters: list[str]
+    emulator: VerifyEmulator, sent: Recorder, overrides: dict[str, Any], parameters: list[str]
 ) -> None:
     with pytest.raises(InvalidParams) as refused:
-        start(engine, **overrides)
+        start(emulator, **overrides)
 
     assert refused.value.status == 422
     assert [p["name"] for p in refused.value.problem()["invalid_parameters"]] == parameters
@@ -115,65 +116,65 @@ def test_invalid_start_parameters_are_refused_with_422_naming_the_parameter(
 
 
 def test_a_number_the_validity_rule_refuses_is_invalid(clock: FakeClock) -> None:
-    engine = VerifyEngine(clock=clock, number_is_valid=lambda to: to != NUMBER)
+    emulator = VerifyEmulator(clock=clock, number_is_valid=lambda to: to != NUMBER)
 
     with pytest.raises(InvalidParams):
-        start(engine)
-    assert start(engine, to=OTHER_NUMBER)
+        start(emulator)
+    assert start(emulator, to=OTHER_NUMBER)
 
 
 def test_a_second_start_for_a_live_number_conflicts_with_the_live_request_id(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    live_id = start(engine)
+    live_id = start(emulator)
 
     with pytest.raises(ConcurrentVerification) as conflict:
-        start(engine)
+        start(emulator)
 
     assert conflict.value.status == 409
     assert conflict.value.problem()["request_id"] == live_id
     assert conflict.value.problem()["title"] == "Conflict"
     assert len(sent.messages) == 1
-    assert start(engine, to=OTHER_NUMBER) != live_id
+    assert start(emulator, to=OTHER_NUMBER) != live_id
 
 
 def test_a_number_is_free_again_once_its_request_completes(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    first = start(engine)
-    engine.check(first, sent.messages[0]["code"])
+    first = start(emulator)
+    emulator.check(first, sent.messages[0]["code"])
 
-    assert start(engine) != first
+    assert start(emulator) != first
 
 
 def test_channel_timeout_moves_the_request_to_voice_with_the_same_code(
-    engine: VerifyEngine, sent: Recorder, clock: FakeClock
+    emulator: VerifyEmulator, sent: Recorder, clock: FakeClock
 ) -> None:
-    request_id = start(engine, channel_timeout=60)
+    request_id = start(emulator, channel_timeout=60)
     clock.advance(59)
-    assert engine.current_channel(request_id) == "sms"
+    assert emulator.current_channel(request_id) == "sms"
 
     clock.advance(1)
 
-    assert engine.current_channel(request_id) == "voice"
+    assert emulator.current_channel(request_id) == "voice"
     sms, voice = sent.messages
     assert voice["channel"] == "voice"
     assert voice["code"] == sms["code"]
-    engine.check(request_id, sms["code"])
-    assert engine.status(request_id) == COMPLETED
+    emulator.check(request_id, sms["code"])
+    assert emulator.status(request_id) == COMPLETED
 
 
 def test_after_the_last_step_times_out_the_request_is_expired_and_not_found(
-    engine: VerifyEngine, sent: Recorder, clock: FakeClock
+    emulator: VerifyEmulator, sent: Recorder, clock: FakeClock
 ) -> None:
-    request_id = start(engine, channel_timeout=60)
+    request_id = start(emulator, channel_timeout=60)
     code = sent.messages[0]["code"]
 
     clock.advance(120)
 
-    assert engine.status(request_id) == EXPIRED
+    assert emulator.status(request_id) == EXPIRED
     with pytest.raises(NotFound) as missing:
-        engine.check(request_id, code)
+        emulator.check(request_id, code)
     assert missing.value.status == 404
     [summary] = sent.callbacks
     assert summary["type"] == "summary"
@@ -181,24 +182,24 @@ def test_after_the_last_step_times_out_the_request_is_expired_and_not_found(
     assert [step["status"] for step in summary["workflow"]] == ["expired", "expired"]
 
 
-def test_an_expired_request_frees_its_number(engine: VerifyEngine, clock: FakeClock) -> None:
-    first = start(engine, channel_timeout=60)
+def test_an_expired_request_frees_its_number(emulator: VerifyEmulator, clock: FakeClock) -> None:
+    first = start(emulator, channel_timeout=60)
     clock.advance(120)
 
-    assert start(engine) != first
+    assert start(emulator) != first
 
 
 def test_a_correct_code_completes_and_a_later_check_is_not_found(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(engine, client_ref="abc123")
+    request_id = start(emulator, client_ref="abc123")
     code = sent.messages[0]["code"]
 
-    engine.check(request_id, code)
+    emulator.check(request_id, code)
 
-    assert engine.status(request_id) == COMPLETED
+    assert emulator.status(request_id) == COMPLETED
     with pytest.raises(NotFound):
-        engine.check(request_id, code)
+        emulator.check(request_id, code)
     event, summary = sent.callbacks
     assert event | {"triggered_at": "", "finalized_at": ""} == {
         "request_id": request_id,
@@ -218,115 +219,127 @@ def test_a_correct_code_completes_and_a_later_check_is_not_found(
 
 
 def test_the_first_two_wrong_codes_are_invalid_and_the_third_terminates(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(engine)
+    request_id = start(emulator)
     code = sent.messages[0]["code"]
     wrong = "0" * 6 if code != "0" * 6 else "1" * 6
 
     for _ in range(2):
         with pytest.raises(WrongCode) as invalid:
-            engine.check(request_id, wrong)
+            emulator.check(request_id, wrong)
         assert invalid.value.status == 400
     with pytest.raises(TooManyWrongCodes) as terminated:
-        engine.check(request_id, wrong)
+        emulator.check(request_id, wrong)
 
     assert terminated.value.status == 410
-    assert engine.status(request_id) == FAILED
+    assert emulator.status(request_id) == FAILED
     with pytest.raises(NotFound):
-        engine.check(request_id, code)
+        emulator.check(request_id, code)
     assert [c["status"] for c in sent.callbacks] == ["failed", "failed"]
 
 
 def test_the_number_of_wrong_codes_that_terminates_is_configurable(
     clock: FakeClock, sent: Recorder
 ) -> None:
-    engine = VerifyEngine(clock=clock, max_wrong_codes=4, on_message=sent.messages.append)
-    request_id = start(engine)
+    emulator = VerifyEmulator(clock=clock, max_wrong_codes=4, on_message=sent.messages.append)
+    request_id = start(emulator)
 
     for _ in range(3):
         with pytest.raises(WrongCode):
-            engine.check(request_id, "wrong")
+            emulator.check(request_id, "wrong")
     with pytest.raises(TooManyWrongCodes):
-        engine.check(request_id, "wrong")
+        emulator.check(request_id, "wrong")
 
 
 def test_next_workflow_calls_with_the_same_code_then_has_no_more_events(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(engine)
+    request_id = start(emulator)
 
-    engine.next_workflow(request_id)
+    emulator.next_workflow(request_id)
 
-    assert engine.current_channel(request_id) == "voice"
+    assert emulator.current_channel(request_id) == "voice"
     assert [m["channel"] for m in sent.messages] == ["sms", "voice"]
     assert sent.messages[1]["code"] == sent.messages[0]["code"]
     with pytest.raises(NoMoreEvents) as exhausted:
-        engine.next_workflow(request_id)
+        emulator.next_workflow(request_id)
     assert exhausted.value.status == 409
     assert exhausted.value.problem()["detail"] == "There are no more events left to trigger."
 
 
 def test_the_voice_step_gets_its_own_channel_timeout_after_next_workflow(
-    engine: VerifyEngine, clock: FakeClock
+    emulator: VerifyEmulator, clock: FakeClock
 ) -> None:
-    request_id = start(engine, channel_timeout=60)
+    request_id = start(emulator, channel_timeout=60)
     clock.advance(50)
-    engine.next_workflow(request_id)
+    emulator.next_workflow(request_id)
 
     clock.advance(59)
-    assert engine.status(request_id) == IN_PROGRESS
+    assert emulator.status(request_id) == IN_PROGRESS
     clock.advance(1)
-    assert engine.status(request_id) == EXPIRED
+    assert emulator.status(request_id) == EXPIRED
 
 
 def test_cancel_removes_the_request_and_frees_the_number(
-    engine: VerifyEngine, sent: Recorder
+    emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(engine)
+    request_id = start(emulator)
 
-    engine.cancel(request_id)
+    emulator.cancel(request_id)
 
-    assert engine.status(request_id) is None
+    assert emulator.status(request_id) is None
     with pytest.raises(NotFound):
-        engine.check(request_id, sent.messages[0]["code"])
+        emulator.check(request_id, sent.messages[0]["code"])
     with pytest.raises(NotFound):
-        engine.cancel(request_id)
-    assert start(engine) != request_id
+        emulator.cancel(request_id)
+    assert start(emulator) != request_id
 
 
 def test_the_strict_cancel_window_refuses_cancelling_in_the_first_30_seconds(
     clock: FakeClock,
 ) -> None:
-    engine = VerifyEngine(clock=clock, strict_cancel_window=True)
-    request_id = start(engine)
+    emulator = VerifyEmulator(clock=clock, strict_cancel_window=True)
+    request_id = start(emulator)
 
     with pytest.raises(NotFound):
-        engine.cancel(request_id)
+        emulator.cancel(request_id)
     clock.advance(30)
-    engine.cancel(request_id)
-    assert engine.status(request_id) is None
+    emulator.cancel(request_id)
+    assert emulator.status(request_id) is None
 
 
 def test_sweep_sends_the_voice_step_without_anyone_touching_the_request(
-    engine: VerifyEngine, sent: Recorder, clock: FakeClock
+    emulator: VerifyEmulator, sent: Recorder, clock: FakeClock
 ) -> None:
-    start(engine, channel_timeout=60)
+    start(emulator, channel_timeout=60)
     clock.advance(61)
     assert len(sent.messages) == 1
 
-    engine.sweep()
+    emulator.sweep()
 
     assert [m["channel"] for m in sent.messages] == ["sms", "voice"]
-    assert engine.live_request_for(NUMBER) == sent.messages[0]["request_id"]
+    assert emulator.live_request_for(NUMBER) == sent.messages[0]["request_id"]
 
 
 def test_a_failing_listener_does_not_undo_the_start(clock: FakeClock) -> None:
     def explode(message: dict[str, Any]) -> None:
         raise RuntimeError("listener broke")
 
-    engine = VerifyEngine(clock=clock, on_message=explode)
+    emulator = VerifyEmulator(clock=clock, on_message=explode)
 
-    request_id = start(engine)
+    request_id = start(emulator)
 
-    assert engine.status(request_id) == IN_PROGRESS
+    assert emulator.status(request_id) == IN_PROGRESS
+
+
+def test_the_default_workflow_steps_through_the_channel_table_in_order(
+    emulator: VerifyEmulator, sent: Recorder
+) -> None:
+    request_id = start(emulator)
+    for _ in CHANNELS[1:]:
+        emulator.next_workflow(request_id)
+
+    assert [m["channel"] for m in sent.messages] == list(CHANNELS)
+    with pytest.raises(NoMoreEvents):
+        emulator.next_workflow(request_id)

@@ -1,4 +1,4 @@
-"""The offline default gateway: Verify's rules, no network, codes in a dev inbox.
+"""The offline default gateway: the Verify emulator, no network, codes in a dev inbox.
 
 State lives in Django's cache (``TWO_FACTOR_SANDBOX_CACHE``, default "default") so a
 Celery worker that starts a verification and a web process that shows the inbox or
@@ -21,15 +21,18 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 
-from .base import GatewayConfig, provider_client_ref, provider_number
-from .errors import TransientGatewayError, error_from_problem
-from .verify_rules import CacheStore, RuleViolation, Store, StoreLockTimeout, VerifyEngine
+from two_factor.gateways.base import GatewayConfig, provider_client_ref, provider_number
+from two_factor.gateways.errors import TransientGatewayError
+from two_factor.gateways.vonage.problems import error_from_problem
+
+from .callbacks import callback_send
+from .emulator import RuleViolation, VerifyEmulator
+from .store import CacheStore, Store, StoreLockTimeout
 
 logger = logging.getLogger("two_factor.sandbox")
 
@@ -56,21 +59,34 @@ class SandboxGateway:
     ) -> None:
         self.config = config or GatewayConfig()
         self.store: Store = store if store is not None else sandbox_store()
-        self.engine = VerifyEngine(
+        self.emulator = VerifyEmulator(
             self.store,
             clock=clock,
             max_wrong_codes=max_wrong_codes,
             on_message=self._deliver,
-            on_callback=self._post_callback,
+            # Signed, to our own webhook, like Vonage's status callbacks (off unless
+            # configured). The emulator logs a listener's failure instead of raising it.
+            on_callback=callback_send,
         )
+
+    @classmethod
+    def from_settings(cls) -> Self:
+        return cls(
+            GatewayConfig.from_settings(),
+            max_wrong_codes=int(settings.TWO_FACTOR_MAX_WRONG_CODES),
+        )
+
+    @property
+    def engine(self) -> VerifyEmulator:
+        """The emulator's former name, for tests not yet moved to ``emulator``."""
+        return self.emulator
 
     def start(self, *, number: str, client_ref: str) -> str:
         self._inject_faults("start")
         with _translated("start"):
-            return self.engine.start(
+            return self.emulator.start(
                 to=provider_number(number),
                 brand=self.config.brand,
-                channels=("sms", "voice"),
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
                 locale=self.config.locale,
@@ -80,22 +96,22 @@ class SandboxGateway:
     def check(self, *, request_id: str, code: str) -> None:
         self._inject_faults("check")
         with _translated("check"):
-            self.engine.check(request_id, code)
+            self.emulator.check(request_id, code)
 
     def cancel(self, *, request_id: str) -> None:
         self._inject_faults("cancel")
         with _translated("cancel"):
-            self.engine.cancel(request_id)
+            self.emulator.cancel(request_id)
 
     def next_channel(self, *, request_id: str) -> None:
         self._inject_faults("next_channel")
         with _translated("next_channel"):
-            self.engine.next_workflow(request_id)
+            self.emulator.next_workflow(request_id)
 
     def inbox(self, limit: int = 20) -> list[dict[str, Any]]:
         """Messages "sent", newest first. Sweeps first, so a voice step whose time has
         come shows up even if nobody touched its request."""
-        self.engine.sweep()
+        self.emulator.sweep()
         return list(self.store.get(INBOX_KEY) or [])[:limit]
 
     def _deliver(self, message: dict[str, Any]) -> None:
@@ -110,28 +126,21 @@ class SandboxGateway:
             inbox = self.store.get(INBOX_KEY) or []
             self.store.set(INBOX_KEY, [message, *inbox][:INBOX_SIZE])
 
-    def _post_callback(self, payload: dict[str, Any]) -> None:
-        # Signed, to our own webhook, like Vonage's status callbacks; off unless
-        # TWO_FACTOR_WEBHOOK_BASE_URL and VONAGE_SIGNATURE_SECRET are set. The engine
-        # logs a listener's failure instead of raising it into the gateway call.
-        from two_factor.callbacks import callback_send
-
-        callback_send(payload)
-
     def _inject_faults(self, operation: str) -> None:
-        latency = _setting_number("TWO_FACTOR_SANDBOX_LATENCY", 0.0, low=0.0)
+        # Ranges are checked once, by settings, at start-up.
+        latency = float(settings.TWO_FACTOR_SANDBOX_LATENCY)
         if latency:
             time.sleep(latency)
         if _consume_scripted_failure(operation):
             raise TransientGatewayError(detail=f"{operation}: sandbox_fail_next")
-        rate = _setting_number("TWO_FACTOR_SANDBOX_FAILURE_RATE", 0.0, low=0.0, high=1.0)
+        rate = float(settings.TWO_FACTOR_SANDBOX_FAILURE_RATE)
         if rate and random.random() < rate:
             raise TransientGatewayError(detail=f"{operation}: sandbox failure rate {rate}")
 
 
 @contextmanager
 def _translated(operation: str) -> Iterator[None]:
-    """Engine rule violations become the gateway errors Vonage's answers would."""
+    """The emulator's rule violations become the gateway errors Vonage's answers would."""
     try:
         yield
     except RuleViolation as exc:
@@ -184,18 +193,6 @@ def _failure_key(operation: str) -> str:
 
 def _cache_alias() -> str:
     return str(getattr(settings, "TWO_FACTOR_SANDBOX_CACHE", "default"))
-
-
-def _setting_number(name: str, default: float, *, low: float, high: float | None = None) -> float:
-    raw = getattr(settings, name, default)
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise ImproperlyConfigured(f"{name} must be {bounds}, got {value}")
-    return value
 
 
 __all__ = [

@@ -1,29 +1,31 @@
-"""Vonage Verify v2's rules, implemented once.
+"""An emulator of Vonage Verify v2: its request lifecycle and its rules, in one place.
 
-The sandbox gateway and the fake HTTPS Verify server used by the tests both run on
-:class:`VerifyEngine`, so "what Verify does" is decided in one place. The engine
-raises :class:`RuleViolation` subclasses carrying the HTTP status and the
-problem+json body Verify answers with; the fake server sends them as they are, the
-sandbox translates them to gateway errors.
+The sandbox gateway and the tests' HTTPS double of Verify both run on
+:class:`VerifyEmulator`, so "what Verify does" is decided once. It raises
+:class:`RuleViolation` subclasses carrying the HTTP status and the problem+json body
+Verify answers with; the double sends them as they are, the sandbox translates them to
+gateway errors with the Vonage gateway's own table (``gateways.vonage.problems``).
 
-Time is lazy: nothing runs in the background. Each call (and :meth:`VerifyEngine.sweep`)
+Time is lazy: nothing runs in the background. Each call (and :meth:`VerifyEmulator.sweep`)
 first moves a request past every channel timeout that has elapsed on the clock.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import secrets
 import string
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
+
+from two_factor.gateways.base import CHANNELS
+
+from .store import MemoryStore, Store
 
 logger = logging.getLogger(__name__)
 
@@ -125,108 +127,7 @@ class NoMoreEvents(RuleViolation):
     slug = "conflict"
 
 
-class StoreLockTimeout(TimeoutError):
-    """Another process held the store's lock for too long."""
-
-
-# --- storage ------------------------------------------------------------------------
-
-
-class Store(Protocol):
-    """JSON-serialisable values by key, plus one lock around read-modify-write."""
-
-    def lock(self) -> AbstractContextManager[object]: ...
-    def get(self, key: str) -> Any | None: ...
-    def set(self, key: str, value: Any) -> None: ...
-    def delete(self, key: str) -> None: ...
-
-
-class MemoryStore:
-    """One process. Values go through JSON so it behaves like a cache-backed store."""
-
-    def __init__(self) -> None:
-        self._data: dict[str, str] = {}
-        # Re-entrant so a test's callback may inspect the engine while it emits.
-        self._lock = threading.RLock()
-
-    def lock(self) -> AbstractContextManager[object]:
-        return self._lock
-
-    def get(self, key: str) -> Any | None:
-        with self._lock:
-            raw = self._data.get(key)
-        return None if raw is None else json.loads(raw)
-
-    def set(self, key: str, value: Any) -> None:
-        raw = json.dumps(value)
-        with self._lock:
-            self._data[key] = raw
-
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-
-class CacheStore:
-    """Django's cache, shared by every process that shares the cache (Redis in
-    production; locmem only within one process).
-
-    The lock is an ``add`` (SET NX on Redis) of a token with a short TTL, so a crashed
-    holder cannot wedge the store for longer than ``lock_ttl`` seconds.
-    """
-
-    def __init__(
-        self,
-        alias: str = "default",
-        *,
-        prefix: str = "sandbox:",
-        ttl: int = 24 * 3600,
-        lock_timeout: float = 10.0,
-        lock_ttl: int = 10,
-    ) -> None:
-        self.alias = alias
-        self.prefix = prefix
-        self.ttl = ttl
-        self.lock_timeout = lock_timeout
-        self.lock_ttl = lock_ttl
-
-    @property
-    def cache(self) -> Any:
-        from django.core.cache import caches
-
-        return caches[self.alias]
-
-    def key(self, key: str) -> str:
-        return f"{self.prefix}{key}"
-
-    @contextmanager
-    def lock(self) -> Iterator[None]:
-        cache = self.cache
-        key = self.key("lock")
-        token = uuid.uuid4().hex
-        deadline = time.monotonic() + self.lock_timeout
-        while not cache.add(key, token, timeout=self.lock_ttl):
-            if time.monotonic() > deadline:
-                raise StoreLockTimeout(f"could not take {key!r} within {self.lock_timeout}s")
-            time.sleep(0.002)
-        try:
-            yield
-        finally:
-            # Only release our own lock: if it expired and someone else took it, leave it.
-            if cache.get(key) == token:
-                cache.delete(key)
-
-    def get(self, key: str) -> Any | None:
-        return self.cache.get(self.key(key))
-
-    def set(self, key: str, value: Any) -> None:
-        self.cache.set(self.key(key), json.loads(json.dumps(value)), timeout=self.ttl)
-
-    def delete(self, key: str) -> None:
-        self.cache.delete(self.key(key))
-
-
-# --- the engine ---------------------------------------------------------------------
+# --- the emulator -------------------------------------------------------------------
 
 
 def isoformat(timestamp: float) -> str:
@@ -243,7 +144,7 @@ class _Effects:
         self.callbacks: list[dict[str, Any]] = []
 
 
-class VerifyEngine:
+class VerifyEmulator:
     """Verify v2's request lifecycle over a :class:`Store` and a clock.
 
     - ``max_wrong_codes``: the wrong code that terminates the workflow (410). Verify's
@@ -287,7 +188,7 @@ class VerifyEngine:
         *,
         to: str,
         brand: str,
-        channels: Sequence[str] = ("sms", "voice"),
+        channels: Sequence[str] = CHANNELS,
         code_length: int = 4,
         channel_timeout: int = 180,
         locale: str = "en-us",
@@ -295,7 +196,7 @@ class VerifyEngine:
     ) -> str:
         body: dict[str, Any] = {
             "brand": brand,
-            "workflow": [{"channel": channel, "to": to} for channel in channels],
+            "workflow": [{"channel": str(channel), "to": to} for channel in channels],
             "code_length": code_length,
             "channel_timeout": channel_timeout,
             "locale": locale,
@@ -580,7 +481,7 @@ class VerifyEngine:
                     sink(payload)
                 except Exception:
                     # The request's state is already saved; a broken listener must not undo it.
-                    logger.exception("Verify engine listener failed for %r", payload)
+                    logger.exception("Verify emulator listener failed for %r", payload)
 
     def _load(self, request_id: str, now: float, effects: _Effects) -> Record | None:
         """The live record, advanced to ``now``; None if missing or finished."""

@@ -1,4 +1,5 @@
-"""The real gateway: Vonage Verify v2 through the official SDK (v4), SMS then voice.
+"""The real gateway: Vonage Verify v2 through the official SDK (v4), one workflow step
+per channel of ``gateways.base.CHANNELS``.
 
 SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
 
@@ -11,7 +12,7 @@ SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
   reach Vonage then meets 409 and surfaces as ConcurrentRequest carrying the live
   request id; a re-sent check whose first attempt succeeded meets 404 (RequestNotFound).
 - 400, 402, 409, 410, 422, 502 and 503 all arrive as a plain HttpRequestError: the
-  status and the problem+json body decide, through ``error_from_problem``.
+  status and the problem+json body decide, through ``problems.error_from_problem``.
 - requests honours ``REQUESTS_CA_BUNDLE`` and ``NO_PROXY`` from the environment;
   nothing here overrides ``verify`` or ``trust_env``.
 """
@@ -24,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pydantic
 import requests
@@ -34,20 +35,32 @@ from vonage_http_client.errors import HttpRequestError
 from vonage_utils.errors import VonageError
 from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
 
-from .base import GatewayConfig, provider_client_ref, provider_number
-from .errors import (
+from two_factor.gateways.base import (
+    CHANNELS,
+    Channel,
+    GatewayConfig,
+    provider_client_ref,
+    provider_number,
+)
+from two_factor.gateways.errors import (
     GatewayError,
     GatewayMisconfigured,
     InvalidNumber,
     TransientGatewayError,
-    error_from_problem,
 )
+
+from .problems import error_from_problem
 
 # urllib3 retries: connect failures (nothing was sent, so safe) once; it never
 # retries a POST whose response was lost. Our Celery tasks own the real retry policy.
 MAX_RETRIES = 1
 # The SDK's RemoteDisconnected loop makes up to pool_maxsize attempts: one re-send.
 SEND_ATTEMPTS = 2
+# The SDK's workflow step for each of our channels; a new channel needs its entry here.
+_WORKFLOW_STEPS: dict[Channel, type[SmsChannel] | type[VoiceChannel]] = {
+    Channel.SMS: SmsChannel,
+    Channel.VOICE: VoiceChannel,
+}
 
 
 class VonageGateway:
@@ -88,12 +101,25 @@ class VonageGateway:
         except (VonageError, pydantic.ValidationError) as exc:
             raise ImproperlyConfigured(f"Invalid Vonage credentials: {exc}") from exc
 
+    @classmethod
+    def from_settings(cls) -> Self:
+        from django.conf import settings
+
+        return cls(
+            GatewayConfig.from_settings(),
+            api_key=settings.VONAGE_API_KEY or None,
+            api_secret=settings.VONAGE_API_SECRET or None,
+            application_id=settings.VONAGE_APPLICATION_ID or None,
+            private_key=settings.VONAGE_PRIVATE_KEY or None,
+            api_host=settings.VONAGE_API_HOST or "api.nexmo.com",
+        )
+
     def start(self, *, number: str, client_ref: str) -> str:
         with _translated("start"):
             to = provider_number(number)
             request = VerifyRequest(
                 brand=self.config.brand,
-                workflow=[SmsChannel(to=to), VoiceChannel(to=to)],
+                workflow=[_WORKFLOW_STEPS[channel](to=to) for channel in CHANNELS],
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
                 locale=self.config.locale,

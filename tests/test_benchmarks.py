@@ -1,0 +1,208 @@
+"""The benchmark harness (benchmarks/) without any load: its statistics, its report
+writer, its command line and the Verify double's injected latency. `make bench` runs the
+real thing; nothing here starts a server but the double."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from benchmarks import report, run
+from benchmarks.infra import compose_defaults
+from benchmarks.stats import Figure, Samples, Target, median_of, percentile, ratio
+from benchmarks.verify_double import latest_code
+from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 0) == 10.0
+    assert percentile(values, 50) == 25.0
+    assert percentile(values, 100) == 40.0
+    assert percentile(list(range(1, 101)), 99) == pytest.approx(99.01)
+    assert math.isnan(percentile([], 50))
+
+
+def test_percentile_refuses_a_rank_outside_0_to_100() -> None:
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        percentile([1.0], 101)
+
+
+def test_a_figure_is_the_median_of_its_repetitions_and_ignores_missing_ones() -> None:
+    assert median_of([3.0, 1.0, 2.0]) == 2.0
+    assert median_of([4.0, math.nan, 2.0]) == 3.0
+    assert math.isnan(median_of([math.nan]))
+    figure = Figure(
+        "P2.flows",
+        "flows",
+        "/s",
+        "higher",
+        values=[2.7, 3.1, 2.9],
+        baseline_values=[20.0, 19.0, 21.0],
+        target=Target(">=", 2.0, on="ratio"),
+    )
+    assert figure.value == 2.9
+    assert figure.baseline == 20.0
+    assert figure.ratio == pytest.approx(0.145)
+    assert figure.met is False
+
+
+def test_ratio_is_missing_without_a_usable_baseline() -> None:
+    assert ratio(6.0, 3.0) == 2.0
+    assert math.isnan(ratio(1.0, 0.0))
+    assert math.isnan(ratio(math.nan, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("target", "value", "ratio_value", "met"),
+    [
+        (Target("<=", 50), 49.0, math.nan, True),
+        (Target("<=", 50), 51.0, math.nan, False),
+        (Target(">=", 0.9, on="ratio"), 1.0, 0.95, True),
+        (Target(">=", 0.9, on="ratio"), 1.0, math.nan, None),
+    ],
+)
+def test_a_target_is_met_not_met_or_not_measured(
+    target: Target, value: float, ratio_value: float, met: bool | None
+) -> None:
+    assert target.met(value, ratio_value) is met
+
+
+def test_samples_give_rates_and_percentiles_in_milliseconds() -> None:
+    samples = Samples(elapsed=2.0)
+    for seconds in (0.010, 0.020, 0.030):
+        samples.add("code", seconds)
+        samples.count("flow")
+    assert samples.rate("flow") == 1.5
+    assert samples.ms("code", 50) == pytest.approx(20.0)
+    assert math.isnan(samples.ms("number", 50))
+
+
+def _report() -> report.Report:
+    machine = report.Machine(
+        cpus=2, memory_gb=23.5, cpu_model="Test CPU", kernel="6", python="3.11"
+    )
+    figures = [
+        Figure(
+            "P2.flows",
+            "P2 verified flows/s",
+            "/s",
+            "higher",
+            values=[5.5, 6.5, 7.5],
+            baseline_values=[2.5, 3.25, 4.0],
+            baseline_label="sync baseline",
+            target=Target(">=", 2.0, on="ratio"),
+        ),
+        Figure(
+            "P2.code_p99",
+            "P2 code submit p99",
+            "ms",
+            "lower",
+            values=[80.0, 90.0, 70.0],
+            baseline_values=[600.0, 610.0, 620.0],
+            baseline_label="sync baseline",
+            target=Target("<=", 50),
+            note="2 failed flows",
+        ),
+    ]
+    return report.Report(
+        machine=machine,
+        started=dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC),
+        load_before=(0.5, 0.6, 0.7),
+        load_after=(1.5, 1.6, 1.7),
+        mode="full",
+        setup={"repetitions": "3"},
+        figures=figures,
+    )
+
+
+def test_results_md_lists_machine_figures_baselines_ratios_and_targets() -> None:
+    text = report.render_markdown(_report())
+    assert "| CPUs (`nproc`) | 2 |" in text
+    assert "| CPU model | Test CPU |" in text
+    assert "| load average before (1/5/15 min) | 0.50 / 0.60 / 0.70 |" in text
+    assert "| load average after | 1.50 / 1.60 / 1.70 |" in text
+    flows = next(line for line in text.splitlines() if line.startswith("| P2 verified flows/s"))
+    assert "| 6.5 /s | 3.2 /s (sync baseline) | 2 | ratio ≥ 2 | met |" in flows
+    assert "| 5.5, 6.5, 7.5; 2.5, 3.2, 4 |" in flows
+    code = next(line for line in text.splitlines() if line.startswith("| P2 code submit p99"))
+    assert "| 80 ms | 610 ms (sync baseline) |" in code
+    assert "**missed**" in code
+    assert "- **P2 code submit p99**: 2 failed flows" in text
+    assert "1 of 2 met." in text
+    assert "Missed: P2 code submit p99." in text
+
+
+def test_results_json_and_plot_are_written(tmp_path: Path) -> None:
+    pytest.importorskip(
+        "matplotlib", reason="make bench installs matplotlib (benchmarks/requirements.txt)"
+    )
+    rep = _report()
+    report.write_json(rep, tmp_path / "results.json")
+    assert '"ratio": 2.0' in (tmp_path / "results.json").read_text()
+    plot = {
+        "p1": {
+            1: {"pollstr": (10.0, 20.0), "baseline": (100.0, 120.0)},
+            10: {"pollstr": (15.0, 40.0), "baseline": (150.0, 300.0)},
+        },
+        "p2": {"pollstr": {"flow_p50": 900.0}, "baseline": {"flow_p50": 1300.0}},
+    }
+    assert report.write_plot(plot, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not report.write_plot({}, tmp_path / "none.png")
+
+
+def test_the_command_line_runs_a_subset_and_refuses_unknown_figures() -> None:
+    args = run.parse_args(["--only", "p2,P5", "--quick"])
+    assert args.only == ("P2", "P5")
+    assert args.out == run.BENCH_DIR / "results" / "quick"
+    assert run.parse_args(["--profile"]).only == ("profile",)
+    assert run.parse_args([]).out == run.BENCH_DIR
+    with pytest.raises(SystemExit):
+        run.parse_args(["--only", "P9"])
+    with pytest.raises(SystemExit):
+        run.parse_args(["--reps", "0"])
+
+
+def test_the_benchmark_measures_what_compose_deploys() -> None:
+    deployment = compose_defaults()
+    assert deployment.web_concurrency >= 1
+    assert deployment.worker_concurrency >= 1
+    assert deployment.worker_pool in {"prefork", "threads", "solo", "eventlet", "gevent"}
+
+
+def test_the_voter_reads_the_latest_code_sent_to_their_number() -> None:
+    messages = [
+        {"to": "33612345678", "code": "111111"},
+        {"to": "33699999999", "code": "222222"},
+        {"to": "33612345678", "code": "333333"},
+    ]
+    assert latest_code(messages, "+33612345678") == "333333"
+    assert latest_code(messages, "+33600000000") is None
+
+
+def test_the_verify_double_waits_its_injected_latency_on_every_call() -> None:
+    with FakeVerifyServer(latency=0.25) as fake:
+        body = {"brand": "Pollstr", "workflow": [{"channel": "sms", "to": "33612345678"}]}
+        started = time.monotonic()
+        response = requests.post(
+            f"https://{fake.host}/v2/verify",
+            json=body,
+            auth=(FAKE_API_KEY, FAKE_API_SECRET),
+            verify=fake.ca_bundle_path,
+            timeout=5,
+        )
+        elapsed = time.monotonic() - started
+    assert response.status_code == 202
+    assert elapsed >= 0.25
+    assert fake.messages[0]["to"] == "33612345678"
+
+
+def test_the_verify_double_refuses_a_negative_latency() -> None:
+    with pytest.raises(ValueError, match="latency"):
+        FakeVerifyServer(latency=-1)

@@ -1,0 +1,67 @@
+"""What a provider's verdict means for a verification: one table for code checks and
+signed callbacks alike, so a voter reads the same sentence whichever way it arrived.
+
+A verdict is named in Verify's own words (a callback's ``status``); a gateway error
+raised by a code check is first mapped to the same names (`outcome_of_error`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from two_factor.gateways.errors import (
+    Blocked,
+    GatewayError,
+    RequestNotFound,
+    TooManyAttempts,
+)
+from two_factor.models import Status
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    sentence: str  # what the voter reads; empty for success
+
+
+EXPIRED = "This code has expired. Ask for a new code."
+TOO_MANY_WRONG = "That code was wrong too many times. Ask for a new code."
+
+OUTCOMES: dict[str, Outcome] = {
+    "completed": Outcome(Status.VERIFIED, ""),
+    "failed": Outcome(
+        Status.FAILED, "We couldn't confirm your code. Ask for a new code to try again."
+    ),
+    "too_many_attempts": Outcome(Status.FAILED, TOO_MANY_WRONG),
+    "user_rejected": Outcome(
+        Status.FAILED,
+        "This code request was declined on your phone. If that wasn't you, ask for a new code.",
+    ),
+    "rejected": Outcome(
+        Status.FAILED,
+        "Our SMS provider refused to send a code to this number. "
+        "Check the number, then ask for a new code.",
+    ),
+    "blocked": Outcome(Status.FAILED, Blocked.default_message),
+    "expired": Outcome(Status.EXPIRED, EXPIRED),
+}
+
+# Gateway errors from a code check that end the verification, by verdict name.
+_ERROR_OUTCOMES: tuple[tuple[type[GatewayError], str], ...] = (
+    (TooManyAttempts, "too_many_attempts"),
+    (RequestNotFound, "expired"),
+    (Blocked, "blocked"),
+)
+
+
+def outcome_of(verdict: str) -> Outcome | None:
+    """The outcome of a provider verdict ("completed", "expired", ...), or None."""
+    return OUTCOMES.get(verdict)
+
+
+def outcome_of_error(error: GatewayError) -> Outcome | None:
+    """The outcome a gateway error from a code check stands for, or None."""
+    for error_type, verdict in _ERROR_OUTCOMES:
+        if isinstance(error, error_type):
+            return OUTCOMES[verdict]
+    return None

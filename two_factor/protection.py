@@ -1,0 +1,107 @@
+"""Which pages need a phone-verified session: declared on each view, never in a list.
+
+- `@verified_session_required` (function views) and `VerifiedSessionRequiredMixin`
+  (class-based views; the seed's `TwoFactorMixin` is the same) mark a view as protected.
+  `VerifiedSessionMiddleware` enforces the mark for every request; the decorator also
+  enforces it itself, so a view stays protected if the middleware is ever left out.
+- `@verification_not_required` marks a view as deliberately open to unverified sessions.
+  tests/test_protection.py walks every URL pattern: a polls view that is neither is a
+  failing test, so nothing new is public by accident.
+- The one predicate is `two_factor.session.session_is_verified`, used here, by the
+  middleware and by the websocket consumers alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
+
+from two_factor.session import session_is_verified
+
+View = Callable[..., HttpResponse]
+
+PROTECTED = "verified_session_required"
+OPEN = "verification_not_required"
+# Set once a request was checked, so the middleware and the decorator don't both work.
+_CHECKED = "_two_factor_checked"
+
+
+def verified_session_required(view: View) -> View:
+    @wraps(view)
+    def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not getattr(request, _CHECKED, False):
+            refusal = verification_redirect(request)
+            if refusal is not None:
+                return refusal
+        return view(request, *args, **kwargs)
+
+    setattr(protected, PROTECTED, True)
+    return protected
+
+
+def verification_not_required(view: View) -> View:
+    setattr(view, OPEN, True)
+    return view
+
+
+class VerifiedSessionRequiredMixin:
+    """Require a logged-in, phone-verified session before dispatching."""
+
+    verified_session_required = True
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not getattr(request, _CHECKED, False):
+            refusal = verification_redirect(request)
+            if refusal is not None:
+                return refusal
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+
+def is_protected(view: Any) -> bool:
+    return bool(
+        getattr(view, PROTECTED, False)
+        or getattr(getattr(view, "view_class", None), PROTECTED, False)
+    )
+
+
+def is_declared_open(view: Any) -> bool:
+    return bool(
+        getattr(view, OPEN, False) or getattr(getattr(view, "view_class", None), OPEN, False)
+    )
+
+
+def verification_redirect(request: HttpRequest) -> HttpResponse | None:
+    """Where this request must go before it may see a protected page, or None."""
+    setattr(request, _CHECKED, True)
+    next_url = request.get_full_path()
+    if request.method != "GET":
+        # A POST can't be replayed after a redirect: come back to the page it came from
+        # (htmx names it; a plain form post has the same-origin Referer).
+        referer_path = request.headers.get("HX-Current-URL") or request.headers.get("Referer") or ""
+        next_url = _same_site_path(request, referer_path) or next_url
+    if not request.user.is_authenticated:
+        target = redirect_to_login(next_url)["Location"]
+    elif session_is_verified(session=request.session, user=request.user):
+        return None
+    else:
+        target = f"{reverse('two_factor:start')}?{urlencode({'next': next_url})}"
+    if getattr(request, "htmx", False):
+        return HttpResponseClientRedirect(target)
+    return HttpResponseRedirect(target)
+
+
+def _same_site_path(request: HttpRequest, url: str) -> str:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "http://[" and other unparseable headers: no way back, not a 500
+        return ""
+    if parts.netloc and parts.netloc != request.get_host():
+        return ""
+    return parts.path + (f"?{parts.query}" if parts.query else "")

@@ -1,0 +1,92 @@
+"""Phone verification: the business rules. Views, tasks, consumers and callbacks call
+these functions; nothing else changes a verification, a number or a session's flag.
+
+Split by sub-domain (docs/ARCHITECTURE.md, "Layers"): `transitions` (the one status-change
+path), `phone_numbers`, `sending`, `checking`, `steps` (call, expiry, cancel),
+`reconciler`, `completion`, with `refusals` and `delivery` (tasks, provider) beneath.
+This package re-exports the public functions, so callers write `services.verification_start`.
+"""
+
+from __future__ import annotations
+
+from two_factor.services.checking import (
+    CHECK_AGAIN,
+    verification_check,
+    verification_check_gave_up,
+    verification_mark_verified,
+    verification_submit_code,
+)
+from two_factor.services.completion import verification_complete
+from two_factor.services.phone_numbers import NUMBER_MOVED, number_accept, phone_number_bind
+from two_factor.services.reconciler import SEND_UNCONFIRMED, verification_reconcile
+from two_factor.services.refusals import AlreadyCompleted, VerificationRefused
+from two_factor.services.sending import (
+    SEND_GAVE_UP,
+    resend_available_in,
+    verification_resend,
+    verification_retry_at,
+    verification_send,
+    verification_send_gave_up,
+    verification_start,
+)
+from two_factor.services.steps import (
+    CALL_NOT_STARTED,
+    verification_advance,
+    verification_call_instead,
+    verification_cancel,
+    verification_next_channel,
+    verification_next_channel_gave_up,
+    verification_provider_cancel,
+    verification_provider_cancel_gave_up,
+    verification_refresh,
+    verification_voice_started,
+)
+from two_factor.services.transitions import (
+    IllegalTransition,
+    deadline_for,
+    task_grace,
+    transition,
+    transition_if_allowed,
+    verification_note,
+)
+from two_factor.session import session_key_hash
+
+__all__ = [
+    "CALL_NOT_STARTED",
+    "CHECK_AGAIN",
+    "NUMBER_MOVED",
+    "SEND_GAVE_UP",
+    "SEND_UNCONFIRMED",
+    "AlreadyCompleted",
+    "IllegalTransition",
+    "VerificationRefused",
+    "deadline_for",
+    "number_accept",
+    "phone_number_bind",
+    "resend_available_in",
+    "session_key_hash",
+    "task_grace",
+    "transition",
+    "transition_if_allowed",
+    "verification_advance",
+    "verification_call_instead",
+    "verification_cancel",
+    "verification_check",
+    "verification_check_gave_up",
+    "verification_complete",
+    "verification_mark_verified",
+    "verification_next_channel",
+    "verification_next_channel_gave_up",
+    "verification_note",
+    "verification_provider_cancel",
+    "verification_provider_cancel_gave_up",
+    "verification_reconcile",
+    "verification_refresh",
+    "verification_resend",
+    "verification_retry_at",
+    "verification_send",
+    "verification_send_gave_up",
+    "verification_start",
+    "verification_submit_code",
+    "verification_voice_started",
+]

@@ -1,0 +1,37 @@
+"""Completion: a verified verification is consumed by the browser's own session, which is
+rotated and marked verified. The worker never writes sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from two_factor.models import (
+    Status,
+    Verification,
+)
+from two_factor.services.refusals import AlreadyCompleted, VerificationRefused
+from two_factor.services.transitions import transition
+from two_factor.session import session_key_hash
+
+
+def verification_complete(*, verification: Verification, session: Any) -> None:
+    """Consume a verified verification for this session: rotate the key, set the flag."""
+    from two_factor.session import session_mark_verified
+
+    if verification.session_key_hash != session_key_hash(session.session_key or ""):
+        raise VerificationRefused("This verification belongs to another session.")
+    with transaction.atomic():
+        # Two tabs following the link at once: the second finds it consumed.
+        locked = Verification.objects.select_for_update().get(pk=verification.pk)
+        if locked.status == Status.CONSUMED:
+            raise AlreadyCompleted("This verification is already complete.")
+        if locked.status != Status.VERIFIED:
+            raise VerificationRefused("This verification isn't finished yet.")
+        transition(
+            verification, Status.CONSUMED, reason="session verified", consumed_at=timezone.now()
+        )
+    session.cycle_key()
+    session_mark_verified(session=session, user=verification.user, number=verification.number)

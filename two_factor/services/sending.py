@@ -1,0 +1,251 @@
+"""Starting a verification and sending its code: the web side (start, resend) and the
+worker side (send, retries, giving up). Idempotent: a redelivered send never texts twice."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
+
+from two_factor.gateways.errors import (
+    ConcurrentRequest,
+    PermanentGatewayError,
+    TransientGatewayError,
+)
+from two_factor.models import (
+    LIVE_STATUSES,
+    PhoneNumber,
+    Status,
+    Verification,
+    VerificationEvent,
+)
+from two_factor.services.delivery import (
+    _describe,
+    _enqueue,
+    _enqueue_cancel,
+    _provider,
+    _release_connection,
+)
+from two_factor.services.refusals import VerificationRefused, _limit
+from two_factor.services.transitions import (
+    _announce,
+    _publish,
+    task_grace,
+    transition,
+    transition_if_allowed,
+)
+from two_factor.session import session_key_hash
+
+SEND_GAVE_UP = (
+    "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
+)
+
+
+def verification_start(
+    *,
+    user: AbstractBaseUser,
+    session_key: str,
+    ip: str | None,
+    number: ParsedNumber | None = None,
+) -> Verification:
+    """Queue a new verification for this session: of `number` (typed, accepted by
+    `number_accept`, pending until verified) or else of the account's number.
+
+    One start at a time per user: the user's row is locked first, so parallel clicks
+    queue up here and each sees the verification the one before it created (the
+    cooldown then refuses it). The unique constraint on live verifications backs this.
+    """
+    key_hash = session_key_hash(session_key)
+    try:
+        with transaction.atomic():
+            verification = _start_locked(user=user, key_hash=key_hash, ip=ip, number=number)
+    except IntegrityError:
+        raise VerificationRefused(
+            "A code is already on its way. Wait a moment, then try again.", retry_after=5
+        ) from None
+    return verification
+
+
+def _start_locked(
+    *,
+    user: AbstractBaseUser,
+    key_hash: str,
+    ip: str | None,
+    number: ParsedNumber | None,
+) -> Verification:
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
+    if number is None:
+        # Not `user.phone_number`: a cached relation may predate a bind in this request.
+        phone = PhoneNumber.objects.filter(user=user).first()
+        if phone is None:
+            raise VerificationRefused("Add your mobile number first.")
+        number = phone.number
+    live = list(Verification.objects.select_for_update().filter(user=user).live())
+    if any(old.status == Status.CHECKING for old in live):
+        raise VerificationRefused(
+            "We're checking the code you entered. Wait a moment, then try again.",
+            retry_after=2,
+        )
+    wait = resend_available_in(live[0]) if live else 0
+    if wait:
+        # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
+        raise VerificationRefused(
+            f"A code is on its way. You can ask for a new one in {wait} seconds.",
+            retry_after=wait,
+        )
+    limits = [
+        ("start_per_user", str(user.pk)),
+        ("start_per_number", number.as_e164),
+        ("start_per_session", key_hash),
+        ("start_global_daily", "all"),
+    ]
+    # The per-IP limit is for accounts that never proved a phone (the shape of SMS
+    # pumping: fresh accounts, many numbers). A voter who once verified is not locked
+    # out by the office or carrier NAT they share an address with.
+    if not PhoneNumber.objects.filter(user=user, verified_at__isnull=False).exists():
+        limits.append(("start_per_ip", ip or "unknown"))
+    _limit(limits)
+    # One live verification per user: a new start supersedes the old one.
+    for old in live:
+        transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
+        if old.request_id:
+            _enqueue_cancel(old)
+    now = timezone.now()
+    verification = Verification.objects.create(
+        user=user,
+        session_key_hash=key_hash,
+        number=number,
+        is_resend=bool(live),
+        created_at=now,
+        deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
+    )
+    VerificationEvent.objects.create(
+        verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
+    )
+    # Announced first, so with an in-process worker "queued" is logged before "sending".
+    transaction.on_commit(
+        lambda: _announce(verification, from_status="", to_status=Status.QUEUED, reason="requested")
+    )
+    transaction.on_commit(lambda: _enqueue("send", verification.pk))
+    transaction.on_commit(lambda: _publish(verification.pk))
+    return verification
+
+
+def resend_available_in(verification: Verification) -> int:
+    """Seconds before a new code may be requested (Verify refuses a cancel sooner, too)."""
+    last = verification.sent_at or verification.created_at
+    ready_at = last + timedelta(seconds=settings.TWO_FACTOR_RESEND_COOLDOWN)
+    return max(0, int((ready_at - timezone.now()).total_seconds() + 0.999))
+
+
+def verification_resend(
+    *, verification: Verification, session_key: str, ip: str | None
+) -> Verification:
+    # A new code to the same number: it may still be pending (not the account's yet).
+    return verification_start(
+        user=verification.user, session_key=session_key, ip=ip, number=verification.number
+    )
+
+
+def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
+    """Worker side of a start: ask the provider to send the code. Idempotent.
+
+    `delivery` names the task delivery (Celery's task id, the same across its retries
+    and redeliveries): a duplicate task with another id finds the claim and sends
+    nothing. Raises TransientGatewayError for the task to retry; permanent errors end
+    the verification as failed here.
+    """
+    verification = Verification.objects.get(pk=verification_id)
+    if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
+        return verification  # the provider already has this request
+    if verification.status == Status.QUEUED and not transition_if_allowed(
+        verification, Status.SENDING, reason="worker picked it up", send_claim=delivery
+    ):
+        return verification
+    if verification.send_claim != delivery:
+        return verification  # another delivery owns this send
+    if verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
+        transition_if_allowed(
+            verification,
+            Status.FAILED,
+            reason=f"gave up after {verification.send_attempts} provider calls",
+            failure_reason=SEND_GAVE_UP,
+        )
+        return verification
+    now = timezone.now()
+    # Counted and re-armed before the call: a worker killed during it leaves a row the
+    # reconciler re-drives once this attempt's time is up.
+    Verification.objects.filter(pk=verification.pk).update(
+        send_attempts=verification.send_attempts + 1,
+        send_started_at=verification.send_started_at or now,
+        deadline_at=now + task_grace(),
+    )
+    gateway = _provider()
+    _release_connection()
+    try:
+        request_id = gateway.start(
+            number=verification.number.as_e164, client_ref=verification.pk.hex
+        )
+        reason = f"sent by SMS via {gateway.name}"
+    except ConcurrentRequest as conflict:
+        if not conflict.live_request_id:
+            raise TransientGatewayError(conflict.message) from conflict
+        # Our earlier try reached the provider (or the SDK re-sent it), or another
+        # verification's request to this number is live: adopt it, don't resend. The code
+        # went to the number, so whoever enters it proves they hold the phone.
+        request_id = conflict.live_request_id
+        reason = "adopted the provider's live request"
+        _release_request(request_id, keep=verification)
+    except PermanentGatewayError as error:
+        transition_if_allowed(
+            verification, Status.FAILED, reason=error.message, failure_reason=error.message
+        )
+        return verification
+    now = timezone.now()
+    transition_if_allowed(
+        verification,
+        Status.SENT,
+        reason=reason,
+        request_id=request_id,
+        channel="sms",
+        sent_at=now,
+        channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
+    )
+    return verification
+
+
+def _release_request(request_id: str, *, keep: Verification) -> None:
+    """Other live verifications on an adopted provider request end: only one row may
+    settle it (a callback for it must never verify someone who was not sent its code)."""
+    others = Verification.objects.live().filter(request_id=request_id).exclude(pk=keep.pk)
+    for other in others:
+        # Not cancelled at the provider: the request lives on in `keep`.
+        transition_if_allowed(
+            other, Status.CANCELLED, reason="provider request taken over by a newer one"
+        )
+
+
+def verification_send_gave_up(*, verification_id: UUID, error: Exception) -> None:
+    """The task ran out of retries (provider errors, or our own database)."""
+    verification = Verification.objects.get(pk=verification_id)
+    transition_if_allowed(
+        verification,
+        Status.FAILED,
+        reason=f"gave up: {_describe(error)}",
+        failure_reason=SEND_GAVE_UP,
+    )
+
+
+def verification_retry_at(*, verification_id: UUID, seconds: float) -> None:
+    """A task will retry in `seconds`: keep the row's deadline past that retry, so the
+    reconciler re-drives it only if the retry itself is lost (a broker restart)."""
+    due = timezone.now() + timedelta(seconds=seconds) + task_grace()
+    Verification.objects.filter(pk=verification_id, status__in=LIVE_STATUSES).update(
+        deadline_at=due
+    )

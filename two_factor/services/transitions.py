@@ -1,0 +1,132 @@
+"""The one path for a status change: check the state machine, save, audit, set the next
+deadline, publish and announce (docs/ARCHITECTURE.md, "The verification state machine")."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from two_factor.models import (
+    TRANSITIONS,
+    Status,
+    Verification,
+    VerificationEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+def transition(
+    verification: Verification,
+    to: Status,
+    *,
+    reason: str = "",
+    ip: str | None = None,
+    **fields: Any,
+) -> Verification:
+    """Move `verification` to `to`, saving `fields` with it, auditing and publishing.
+
+    Locks the row so concurrent deliveries (a worker and a callback) serialise; the
+    state machine is checked against the row as stored, not as the caller last saw it.
+    Every transition sets the row's next deadline (see `deadline_for`) and replaces
+    the voter's notice, unless the caller passes them.
+    """
+    with transaction.atomic():
+        current = Verification.objects.select_for_update().get(pk=verification.pk)
+        if to not in TRANSITIONS[current.status]:
+            raise IllegalTransition(f"{current.status} → {to} is not allowed")
+        from_status = current.status
+        current.status = to
+        fields.setdefault("notice", "")
+        for name, value in fields.items():
+            setattr(current, name, value)
+        if "deadline_at" not in fields:
+            current.deadline_at = deadline_for(current, now=timezone.now())
+        current.save()
+        VerificationEvent.objects.create(
+            verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
+        )
+        transaction.on_commit(lambda: _publish(current.pk))
+        transaction.on_commit(
+            lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
+        )
+    # Hand the caller the fresh row so it never acts on a stale status.
+    verification.__dict__.update(current.__dict__)
+    return verification
+
+
+def _publish(verification_id: UUID) -> None:
+    from two_factor.live import verification_publish
+
+    try:
+        verification_publish(verification_id=verification_id)
+    except Exception:
+        # The database is the truth; a page that missed a push catches up on reconnect.
+        logger.exception("Could not publish verification %s", verification_id)
+
+
+def task_grace() -> timedelta:
+    """How long a task may run (its hard time limit) plus one sweep: past this, a row
+    still in `sending` or `checking` has lost its task."""
+    return timedelta(
+        seconds=settings.CELERY_TASK_TIME_LIMIT + settings.TWO_FACTOR_RECONCILE_INTERVAL
+    )
+
+
+def deadline_for(verification: Verification, *, now: Any) -> Any:
+    """When the reconciler must look at this row next if no task or callback does."""
+    if verification.status == Status.QUEUED:
+        return now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE)
+    if verification.status in (Status.SENDING, Status.CHECKING):
+        return now + task_grace()
+    if verification.status in (Status.SENT, Status.CALLING):
+        return verification.channel_deadline
+    return None
+
+
+def _announce(verification: Verification, *, from_status: str, to_status: str, reason: str) -> None:
+    from two_factor.signals import verification_transitioned
+
+    verification_transitioned.send_robust(
+        sender=Verification,
+        verification=verification,
+        from_status=from_status,
+        to_status=to_status,
+        reason=reason,
+    )
+
+
+def transition_if_allowed(verification: Verification, to: Status, **kwargs: Any) -> bool:
+    """transition(), but a lost race (the state moved on meanwhile) is not an error."""
+    try:
+        transition(verification, to, **kwargs)
+    except IllegalTransition:
+        verification.refresh_from_db()
+        return False
+    return True
+
+
+def verification_note(verification: Verification, *, reason: str, notice: str = "") -> None:
+    """Record something that happened to a verification without changing its status (an
+    audit event from and to the same status), and tell the voter when there is a notice."""
+    with transaction.atomic():
+        current = Verification.objects.select_for_update().get(pk=verification.pk)
+        VerificationEvent.objects.create(
+            verification=current,
+            from_status=current.status,
+            to_status=current.status,
+            reason=reason,
+        )
+        if notice:
+            Verification.objects.filter(pk=current.pk).update(notice=notice)
+            transaction.on_commit(lambda: _publish(current.pk))
