@@ -20,4 +20,4 @@ class SessionStore(DatabaseSessionStore):
     """
 
     def _validate_session_key(self, key: str | None) -> bool:
-        return bool(key) and _ISSUED_KEY.fullmatch(key) is not None
+        return key is not None and _ISSUED_KEY.fullmatch(key) is not None

@@ -211,6 +211,9 @@ def write_plot(plot: dict[str, Any], path: Path) -> bool:
                     label=f"{_NAMES[system]} p{50 if q == 0 else 99}",
                 )
         left.set_xscale("log")
+        plotted = [v for point in plot["p1"].values() for pair in point.values() for v in pair]
+        if all(v > 0 for v in plotted if not math.isnan(v)):
+            left.set_yscale("log")  # targets are tens of ms, a backlog is seconds
         left.set_xticks(voters, [str(v) for v in voters])
         left.set_xlabel("concurrent voters")
         left.set_ylabel("ms (minus provider latency)")

@@ -46,7 +46,8 @@ class Question(models.Model):
         choices = list(self.choices.annotate(votes=Count("vote_set")).order_by("id"))
         total = sum(choice.votes for choice in choices)
         for choice in choices:
-            choice.percent = round(100 * choice.votes / total) if total else 0
+            # A display attribute for the template, beside the annotated count.
+            choice.percent = round(100 * choice.votes / total) if total else 0  # type: ignore[attr-defined]
         return {"question": self, "choices": choices, "total": total}
 
 

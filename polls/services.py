@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from polls.live import results_publish
@@ -35,7 +35,7 @@ class PhoneNotVerified(VoteRefused):
     pass
 
 
-def vote_cast(*, user: AbstractBaseUser, question: Question, choice_id: object) -> Vote:
+def vote_cast(*, user: User, question: Question, choice_id: object) -> Vote:
     """One vote per account and per verified phone on each question."""
     if question.is_closed or not question.is_published:
         raise PollClosed("This poll is closed; you can still see its results.")

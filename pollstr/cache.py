@@ -18,18 +18,18 @@ from django.core.cache.backends.redis import RedisCacheClient
 class PooledRedisCacheClient(RedisCacheClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+        self._clients: dict[bool, Any] = {}
         self._clients_lock = threading.Lock()
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        index = self._get_connection_pool_index(write)
-        client = self._clients.get(index)
+        # One for writes, one for reads (with several servers, a process keeps reading
+        # from the replica it first picked).
+        client = self._clients.get(write)
         if client is None:
             with self._clients_lock:
-                client = self._clients.get(index)
+                client = self._clients.get(write)
                 if client is None:
-                    pool = self._get_connection_pool(write)
-                    client = self._clients[index] = self._client(connection_pool=pool)
+                    client = self._clients[write] = super().get_client(key, write=write)
         return client
 
 

@@ -22,6 +22,7 @@ beating; no ``celery inspect`` process is forked to find out.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -124,7 +125,7 @@ def check_broker() -> str:
         return IN_PROCESS
     with app.connection_for_write() as connection:
         # Kombu's Redis channel pings the server when it is created.
-        connection.ensure_connection(max_retries=1, interval_start=0, timeout=_timeout())
+        connection.ensure_connection(max_retries=1, interval_start=0, timeout=math.ceil(_timeout()))
         connection.default_channel  # noqa: B018 - creating it is the check
         return str(connection.transport.driver_name)
 
@@ -268,7 +269,7 @@ def heartbeat_write(*, nodename: str) -> None:
 class WorkerHeartbeat(bootsteps.StartStopStep):
     """Beats every WORKER_HEARTBEAT_INTERVAL seconds on the worker's timer."""
 
-    requires = {"celery.worker.components:Timer"}
+    requires = ("celery.worker.components:Timer",)
     label = "Pollstr heartbeat"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:

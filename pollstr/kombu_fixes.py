@@ -40,10 +40,10 @@ def apply() -> None:
     """Patch kombu's Redis ``Channel._connparams`` (idempotent)."""
     from kombu.transport import redis as kombu_redis
 
-    original = kombu_redis.Channel._connparams
+    original = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
     if getattr(original, PATCHED_MARKER, False):
         return
-    kombu_redis.Channel._connparams = _refuse_when_detached(original)
+    kombu_redis.Channel._connparams = _refuse_when_detached(original)  # type: ignore[attr-defined]
 
 
 def _refuse_when_detached(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:

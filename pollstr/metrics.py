@@ -24,6 +24,7 @@ import atexit
 import hmac
 import ipaddress
 import logging
+import math
 import os
 import re
 import threading
@@ -166,12 +167,12 @@ def queue_lengths(timeout: float = 2.0) -> dict[str, int]:
 
     names = sorted(app.amqp.queues) or [app.conf.task_default_queue]
     with app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+        connection.ensure_connection(max_retries=1, interval_start=0, timeout=math.ceil(timeout))
         channel = connection.default_channel
         lengths = {}
         for name in names:
             try:
-                lengths[name] = channel.queue_declare(queue=name, passive=True).message_count
+                lengths[name] = channel.queue_declare(queue=name, passive=True).message_count  # type: ignore[attr-defined]
             except connection.channel_errors:
                 lengths[name] = 0  # declared by nobody yet: nothing waits in it
                 channel = connection.channel()

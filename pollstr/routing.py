@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -35,12 +36,18 @@ class RefuseUnparseableOrigin:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    async def __call__(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ) -> None:
         for name, value in scope.get("headers") or []:
             if name == b"origin":
                 try:
                     parsed = urlparse(value.decode("latin1"))
                     _ = (parsed.hostname, parsed.port)  # both raise on a malformed netloc
                 except ValueError:
-                    return await WebsocketDenier()(scope, receive, send)
-        return await self.app(scope, receive, send)
+                    await WebsocketDenier()(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)

@@ -247,7 +247,7 @@ CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 50, minimum=1, 
 # waits behind a backlog of sends. A worker consumes every queue unless started with
 # --queues (docker-compose.yml's `worker-checks` serves only checks).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = {"celery": {}, "checks": {}}
+CELERY_TASK_QUEUES: dict[str, dict[str, str]] = {"celery": {}, "checks": {}}
 CELERY_TASK_ROUTES = {
     "two_factor.check_code": {"queue": "checks"},
     "two_factor.next_channel": {"queue": "checks"},
@@ -325,6 +325,10 @@ def _gateway_class_path(value: str) -> tuple[str, str]:
     name = value.strip()
     if name.lower() in aliases:
         return name.lower(), aliases[name.lower()]
+    # A known class keeps its short name: the dev inbox, say, is offered for "sandbox".
+    for alias, path in aliases.items():
+        if name == path:
+            return alias, path
     if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", name):
         raise ImproperlyConfigured(
             f"TWO_FACTOR_GATEWAY must be sandbox, vonage or the dotted path of a gateway "

@@ -18,6 +18,7 @@ import logging
 import random
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from celery import Task, shared_task
 from celery.exceptions import Retry
@@ -57,7 +58,7 @@ def _deliver(
         # a silent stop.
         if not connection.in_atomic_block:  # (eager tasks inside a test's transaction)
             close_old_connections()  # a broken connection must not poison the retry
-        if task.request.retries < task.max_retries:
+        if task.request.retries < (task.max_retries or 0):
             countdown = retry_countdown(task.request.retries)
             logger.warning(
                 "%s for %s failed (%s); retry %d in %.1fs",
@@ -84,7 +85,7 @@ def _deliver(
 
 def _record_retry(verification_id: str, countdown: float) -> None:
     try:
-        services.verification_retry_at(verification_id=verification_id, seconds=countdown)
+        services.verification_retry_at(verification_id=UUID(verification_id), seconds=countdown)
     except Exception:
         # The database may be what failed; the deadline already set still holds.
         logger.warning("Could not record the retry time of %s", verification_id)
@@ -98,7 +99,7 @@ def send_code(self: Task, verification_id: str) -> None:
     _deliver(
         self,
         lambda: services.verification_send(
-            verification_id=verification_id, delivery=self.request.id or "eager"
+            verification_id=UUID(verification_id), delivery=self.request.id or "eager"
         ),
         give_up=services.verification_send_gave_up,
         verification_id=verification_id,
@@ -109,7 +110,7 @@ def send_code(self: Task, verification_id: str) -> None:
 def check_code(self: Task, verification_id: str, code: str) -> None:
     _deliver(
         self,
-        lambda: services.verification_check(verification_id=verification_id, code=code),
+        lambda: services.verification_check(verification_id=UUID(verification_id), code=code),
         give_up=services.verification_check_gave_up,
         verification_id=verification_id,
     )
@@ -120,7 +121,7 @@ def next_channel(self: Task, verification_id: str) -> None:
     _deliver(
         self,
         lambda: services.verification_next_channel(
-            verification_id=verification_id, reason="you asked for a call"
+            verification_id=UUID(verification_id), reason="you asked for a call"
         ),
         give_up=services.verification_next_channel_gave_up,
         verification_id=verification_id,
@@ -131,7 +132,7 @@ def next_channel(self: Task, verification_id: str) -> None:
 def advance(self: Task, verification_id: str) -> None:
     """Applies a step's deadline to one verification (kept for messages already queued
     by earlier releases; the reconciler does this for every row now)."""
-    services.verification_advance(verification_id=verification_id)
+    services.verification_advance(verification_id=UUID(verification_id))
 
 
 @shared_task(name="two_factor.cancel_request", **TASK_OPTIONS)

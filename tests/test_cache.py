@@ -1,4 +1,5 @@
-"""The project's Redis cache keeps one redis-py client per pool, on a real Redis."""
+"""The project's Redis cache keeps its redis-py clients (not one per operation), on a real
+Redis."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def test_every_operation_and_thread_shares_one_client(redis_cache):
     finally:
         redis.Redis.__init__ = original  # type: ignore[method-assign]
 
-    assert len(built) == 1
+    # One client for writes, one for reads, over the one connection pool: not one per call.
+    assert len(built) == 2
+    assert len({id(client.connection_pool) for client in built}) == 1
     assert redis_cache.get("k1") == 5
 
 

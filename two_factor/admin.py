@@ -34,7 +34,7 @@ class VerificationEventInline(admin.TabularInline):
     model = VerificationEvent
     extra = 0
     can_delete = False
-    readonly_fields = ["at", "from_status", "to_status", "reason", "ip"]
+    readonly_fields = ("at", "from_status", "to_status", "reason", "ip")
     fields = readonly_fields
 
     @admin.display(description="at", ordering="created_at")

@@ -8,8 +8,8 @@ class TwoFactorConfig(AppConfig):
     verbose_name = "Two-factor verification"
 
     def ready(self) -> None:
-        from pollstr import health, logs, metrics
         import tasks.verification  # noqa: F401 - registers the tasks services enqueue by name
+        from pollstr import health, logs, metrics
         from two_factor import signals, telemetry  # noqa: F401 - signals connects auth receivers
 
         telemetry.connect()

@@ -234,7 +234,9 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
 
 class VerificationConsumer(SessionBoundConsumer):
     def live_group(self) -> str:
-        return verification_group(self._verification_id())
+        verification_id = self._verification_id()
+        assert verification_id is not None  # connect refused the socket otherwise
+        return verification_group(verification_id)
 
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         verification_id = self._verification_id()
@@ -266,7 +268,10 @@ class VerificationConsumer(SessionBoundConsumer):
 
     @database_sync_to_async
     def _render_status(self) -> str | None:
-        verification = Verification.objects.filter(pk=self._verification_id()).first()
+        verification_id = self._verification_id()
+        verification = (
+            Verification.objects.filter(pk=verification_id).first() if verification_id else None
+        )
         if verification is None:
             return None
         return status_render(scope_request(self.scope), verification)

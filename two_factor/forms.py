@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 
@@ -31,7 +33,7 @@ class CodeForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         length = settings.TWO_FACTOR_CODE_LENGTH
         self.fields["code"].help_text = f"The {length}-digit code from the SMS or the call."

@@ -54,9 +54,16 @@ _ERROR_OUTCOMES: tuple[tuple[type[GatewayError], str], ...] = (
 )
 
 
+# The verdicts Verify itself reports in callbacks; the table's other entries are reached
+# only through gateway errors (a callback saying "too_many_attempts" is not one).
+VERIFY_VERDICTS = frozenset(
+    {"completed", "failed", "user_rejected", "rejected", "blocked", "expired"}
+)
+
+
 def outcome_of(verdict: str) -> Outcome | None:
-    """The outcome of a provider verdict ("completed", "expired", ...), or None."""
-    return OUTCOMES.get(verdict)
+    """The outcome of a verdict Verify reported ("completed", "expired", ...), or None."""
+    return OUTCOMES[verdict] if verdict in VERIFY_VERDICTS else None
 
 
 def outcome_of_error(error: GatewayError) -> Outcome | None:

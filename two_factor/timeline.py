@@ -26,7 +26,7 @@ class Step:
 
 
 def verification_timeline(verification: Verification) -> list[Step]:
-    reached = {}
+    reached: dict[str, datetime] = {}
     for event in verification.events.all():
         reached.setdefault(event.to_status, event.created_at)
     current = verification.status
@@ -54,9 +54,9 @@ def verification_timeline(verification: Verification) -> list[Step]:
         steps.append(Step(status=status, label=label, state=state, at=at))
     if ended_badly:
         label = {
-            Status.FAILED: "Failed",
-            Status.EXPIRED: "Expired",
-            Status.CANCELLED: "Cancelled",
+            Status.FAILED.value: "Failed",
+            Status.EXPIRED.value: "Expired",
+            Status.CANCELLED.value: "Cancelled",
         }[current]
         steps = [step for step in steps if step.at is not None]
         steps.append(Step(status=current, label=label, state="failed", at=reached.get(current)))

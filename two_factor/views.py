@@ -5,6 +5,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -27,7 +28,10 @@ NUMBER_DRAFT_SESSION_KEY = "two_factor_number_draft"
 
 
 class HtmxHttpRequest(HttpRequest):
+    """A request through django-htmx's middleware, on a login_required view."""
+
     htmx: HtmxDetails
+    user: User
 
 
 def _session_key(request: HtmxHttpRequest) -> str:

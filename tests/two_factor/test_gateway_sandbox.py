@@ -213,7 +213,7 @@ def test_concurrent_starts_from_threads_lose_no_request(gateway: SandboxGateway)
 
     assert len(set(request_ids)) == 20
     assert {m["request_id"] for m in sandbox_inbox(limit=50)} == set(request_ids)
-    assert sorted(gateway.store.get("index")) == sorted(request_ids)
+    assert sorted(gateway.store.get("index") or []) == sorted(request_ids)
 
 
 WORKER_SCRIPT = """

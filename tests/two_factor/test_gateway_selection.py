@@ -18,6 +18,13 @@ from two_factor.gateways.sandbox import SandboxGateway
 ROOT = Path(__file__).resolve().parents[2]
 SANDBOX = "two_factor.gateways.sandbox.SandboxGateway"
 VONAGE = "two_factor.gateways.vonage.client.VonageGateway"
+CUSTOM = f"{__name__}.CustomGateway"
+
+
+class CustomGateway(SandboxGateway):
+    """A gateway of the operator's own, chosen by its dotted path."""
+
+    name = "custom"
 
 
 def resolve(value: str) -> subprocess.CompletedProcess[str]:
@@ -42,8 +49,9 @@ def resolve(value: str) -> subprocess.CompletedProcess[str]:
     [
         ("sandbox", "sandbox", SANDBOX),
         ("Vonage", "vonage", VONAGE),  # env files' names, case as before
-        (SANDBOX, SANDBOX, SANDBOX),
-        (VONAGE, VONAGE, VONAGE),
+        (SANDBOX, "sandbox", SANDBOX),  # a known class keeps its short name
+        (VONAGE, "vonage", VONAGE),
+        (CUSTOM, CUSTOM, CUSTOM),
     ],
 )
 def test_settings_resolve_an_alias_or_a_dotted_path_to_a_class_path(
@@ -83,6 +91,12 @@ def test_get_gateway_builds_the_configured_class_from_its_settings(settings: Any
     assert type(gateway) is SandboxGateway
     assert (gateway.config.code_length, gateway.config.channel_timeout) == (8, 45)
     assert gateway.emulator.max_wrong_codes == 5
+
+
+def test_get_gateway_builds_a_class_given_by_its_dotted_path(settings: Any) -> None:
+    settings.TWO_FACTOR_GATEWAY_CLASS = CUSTOM
+
+    assert type(get_gateway()) is CustomGateway
 
 
 @pytest.mark.parametrize(

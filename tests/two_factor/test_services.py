@@ -489,7 +489,7 @@ def test_the_local_count_ends_it_even_when_the_provider_would_allow_more(
     assert verification.wrong_codes == 3
     assert verification.events.last().reason == "too many wrong codes (local count)"
     # The provider's request is cancelled too, so its code can't be used any more.
-    assert SandboxGateway().engine.status(verification.request_id) is None
+    assert SandboxGateway().emulator.status(verification.request_id) is None
 
 
 def test_the_right_code_verifies_the_verification_and_the_number(
@@ -774,7 +774,7 @@ def test_cancel_ends_a_live_verification_and_its_provider_request(
     sent.refresh_from_db()
     assert sent.status == Status.CANCELLED
     assert sent.events.last().reason == "cancelled by the user"
-    assert SandboxGateway().engine.status(sent.request_id) is None
+    assert SandboxGateway().emulator.status(sent.request_id) is None
 
 
 def test_cancel_of_an_ended_verification_does_nothing(phone, make_verification):

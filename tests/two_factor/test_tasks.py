@@ -266,7 +266,7 @@ def test_a_provider_cancel_that_fails_transiently_is_retried(sent):
 
     verification_tasks.cancel_request.apply(args=(sent.request_id,))
 
-    assert SandboxGateway().engine.status(sent.request_id) is None
+    assert SandboxGateway().emulator.status(sent.request_id) is None
 
 
 def test_the_deadline_task_moves_a_timed_out_sms_step_to_the_call(sent):

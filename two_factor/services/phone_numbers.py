@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
@@ -21,7 +22,7 @@ NUMBER_MOVED = (
 )
 
 
-def number_accept(*, user: AbstractBaseUser, raw_number: str) -> ParsedNumber:
+def number_accept(*, user: User, raw_number: str) -> ParsedNumber:
     """A typed number we may text a code to (the SMS-pumping rules), or a refusal.
 
     It binds to nothing: a typed number is only the pending number of the verification
@@ -51,7 +52,7 @@ def phone_number_bind(*, user_id: Any, number: Any, at: Any) -> bool:
         taken.delete()
         for loser in losers:
             # Their verified sessions end with the number: close their live sockets too.
-            transaction.on_commit(lambda loser=loser: _tell_sockets_access_changed(loser))
+            transaction.on_commit(functools.partial(_tell_sockets_access_changed, loser))
     moved = bool(losers)
     PhoneNumber.objects.update_or_create(
         user_id=user_id, defaults={"number": number, "verified_at": at}

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
@@ -49,7 +49,7 @@ SEND_GAVE_UP = (
 
 def verification_start(
     *,
-    user: AbstractBaseUser,
+    user: User,
     session_key: str,
     ip: str | None,
     number: ParsedNumber | None = None,
@@ -74,7 +74,7 @@ def verification_start(
 
 def _start_locked(
     *,
-    user: AbstractBaseUser,
+    user: User,
     key_hash: str,
     ip: str | None,
     number: ParsedNumber | None,

@@ -76,11 +76,6 @@ class SandboxGateway:
             max_wrong_codes=int(settings.TWO_FACTOR_MAX_WRONG_CODES),
         )
 
-    @property
-    def engine(self) -> VerifyEmulator:
-        """The emulator's former name, for tests not yet moved to ``emulator``."""
-        return self.emulator
-
     def start(self, *, number: str, client_ref: str) -> str:
         self._inject_faults("start")
         with _translated("start"):
