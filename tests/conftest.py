@@ -7,10 +7,15 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
 from polls.models import Question
+from tests.clock import FakeClock
+from tests.phone_numbers import NUMBER
+from tests.two_factor.verifications import create_verification, mark_session_verified
+from two_factor.models import PhoneNumber, Status, Verification
 
 PASSWORD = "correct-horse-battery"
 
@@ -37,8 +42,6 @@ def logged_in_client(client: Client, user: AbstractBaseUser) -> Client:
 @pytest.fixture
 def voter_client(logged_in_client: Client, user: AbstractBaseUser) -> Client:
     """A logged-in client whose session passed phone verification."""
-    from tests.two_factor.helpers import mark_session_verified
-
     mark_session_verified(logged_in_client, user)
     return logged_in_client
 
@@ -67,6 +70,76 @@ def make_question(db: None) -> Callable[..., Question]:
 @pytest.fixture
 def question(make_question: Callable[..., Question]) -> Question:
     return make_question()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """The app's clocks frozen at the present; `clock.advance(seconds)` moves them."""
+    return FakeClock().install(monkeypatch)
+
+
+# --- phone verification: settings, tasks, rows --------------------------------------------
+
+
+@pytest.fixture
+def two_factor_settings(settings: Any) -> Iterator[Any]:
+    """Sandbox gateway on a clean cache, no injected faults, fast hashing and retries."""
+    cache.clear()
+    settings.TWO_FACTOR_GATEWAY = "sandbox"
+    settings.TWO_FACTOR_SANDBOX_LATENCY = 0
+    settings.TWO_FACTOR_SANDBOX_FAILURE_RATE = 0
+    settings.TASK_RETRY_BASE_DELAY = 0.01
+    settings.TASK_RETRY_MAX_DELAY = 0.05
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield settings
+    cache.clear()
+
+
+@pytest.fixture
+def eager_tasks(two_factor_settings: Any) -> Iterator[None]:
+    """Celery tasks run in the calling thread; retries re-run synchronously."""
+    from pollstr.celery import app
+
+    # Read the app's config before touching settings: the first read loads it from
+    # settings, and the restore below must put back the value from before this test.
+    saved = (app.conf.task_always_eager, app.conf.task_eager_propagates)
+    two_factor_settings.CELERY_TASK_ALWAYS_EAGER = True
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def eager_retries(eager_tasks: None) -> None:
+    """Eager tasks whose `self.retry` re-runs them at once, as a worker would later.
+
+    With eager propagation on (the project's setting), Celery raises `Retry` to the
+    caller instead of re-running the task; turned off, `apply()` runs the retry
+    synchronously and keeps the task id, so the whole retry policy runs in-process.
+    (`eager_tasks` puts the setting back afterwards.)
+    """
+    from pollstr.celery import app
+
+    app.conf.task_eager_propagates = False
+
+
+@pytest.fixture
+def phone(user: AbstractBaseUser) -> PhoneNumber:
+    """The user's stored, not yet verified, number."""
+    return PhoneNumber.objects.create(user=user, number=NUMBER)
+
+
+@pytest.fixture
+def make_verification(user: AbstractBaseUser) -> Callable[..., Verification]:
+    """`create_verification` for `user` unless an `owner` is given."""
+
+    def make(
+        status: str = Status.QUEUED, *, owner: AbstractBaseUser | None = None, **fields: Any
+    ) -> Verification:
+        return create_verification(user=owner or user, status=status, **fields)
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,8 @@ import pytest
 from django.test import Client
 
 from pollstr.logs import JsonFormatter, RequestIdFilter, TextFormatter, log_event, request_id_bound
+from tests.phone_numbers import NUMBER
 from tests.test_metrics import verify_by_the_pages
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import NUMBER
 from two_factor.gateways.sandbox import sandbox_messages_for
 
 REQUEST_ID = "voter-req-7f3a9c21"

@@ -10,8 +10,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from pollstr.metrics import WebsocketConnectionsMiddleware, reason_label
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import NUMBER
+from tests.phone_numbers import NUMBER
 from two_factor.gateways.sandbox import sandbox_fail_next, sandbox_messages_for
 from two_factor.models import Status, Verification
 

@@ -10,7 +10,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from two_factor import services
-from two_factor.models import PhoneNumber, ProviderCallback, Verification, VerificationEvent
+from two_factor.models import (
+    PhoneNumber,
+    ProviderCallback,
+    Status,
+    Verification,
+    VerificationEvent,
+)
 
 # Operators search verifications by what the pages show of a number: its last digits.
 NUMBER_SUFFIX_DIGITS = (2, 6)
@@ -152,7 +158,7 @@ class VerificationAdmin(admin.ModelAdmin):
                 services.verification_cancel(
                     verification=verification, ip=request.META.get("REMOTE_ADDR")
                 )
-                cancelled += int(verification.status == Verification.Status.CANCELLED)
+                cancelled += int(verification.status == Status.CANCELLED)
         skipped = queryset.count() - cancelled
         self.message_user(
             request,

@@ -27,8 +27,6 @@ class CodeForm(forms.Form):
                 "inputmode": "numeric",
                 "class": "code-input",
                 "autofocus": True,
-                # Keep what the voter is typing when a live update swaps the status in.
-                "hx-preserve": "true",
             }
         ),
     )

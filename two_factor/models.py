@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -97,8 +97,6 @@ class VerificationQuerySet(models.QuerySet["Verification"]):
 class Verification(models.Model):
     """One attempt to verify one session of one user by phone."""
 
-    Status = Status
-
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="verifications"
@@ -166,10 +164,6 @@ class Verification(models.Model):
         return self.status in LIVE_STATUSES
 
     @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
-
-    @property
     def accepts_code(self) -> bool:
         return self.status in CODE_STATUSES
 
@@ -182,6 +176,18 @@ class Verification(models.Model):
         from two_factor.numbers import number_mask
 
         return number_mask(self.number)
+
+    @property
+    def code_step_status(self) -> Status:
+        """The status that takes a code on this verification's current channel: where a
+        check returns to (a wrong code, a check that could not be made)."""
+        return Status.CALLING if self.channel == "voice" else Status.SENT
+
+    def resend_available_in(self, *, now: datetime | None = None) -> int:
+        """Seconds before a new code may be requested (Verify refuses a cancel sooner, too)."""
+        last = self.sent_at or self.created_at
+        ready_at = last + timedelta(seconds=settings.TWO_FACTOR_RESEND_COOLDOWN)
+        return max(0, int((ready_at - (now or timezone.now())).total_seconds() + 0.999))
 
     def seconds_until(self, moment: datetime | None) -> int | None:
         if moment is None:

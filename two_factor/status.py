@@ -1,20 +1,25 @@
-"""The status partial: one context and one template fragment for the full page, htmx
-polling and websocket pushes, so the three can never drift apart.
+"""What the voter sees of a verification: one context and one template fragment for the
+full page, htmx polling and websocket pushes (so the three can never drift apart), and
+the timeline of steps in the product's words.
 
-What the page shows is computed from the row and the clock here; nothing added here
-writes (docs/ARCHITECTURE.md, "Live status").
+Showing never changes anything: what to show is computed from the row and the clock, as
+healthchecks' `Check.get_status` does. A step whose deadline passed is shown as the step
+it becomes (the reconciler makes it so within a sweep); nothing here writes.
 """
 
 from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from two_factor import services
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
-from two_factor.timeline import verification_timeline
+from two_factor.outcomes import OUTCOMES
 
 STATUS_TEMPLATE = "two_factor/verify.html#status"
 
@@ -41,8 +46,9 @@ SELF_REFRESHING = frozenset({Status.QUEUED, Status.SENDING, Status.CHECKING})
 
 
 def status_context(verification: Verification, *, error: str = "") -> dict[str, object]:
-    services.verification_refresh(verification=verification)
-    resend_in = services.resend_available_in(verification)
+    now = timezone.now()
+    verification = as_shown(verification, now=now)
+    resend_in = verification.resend_available_in(now=now)
     wrong_code_event = _wrong_code_event(verification)
     return {
         "verification": verification,
@@ -64,6 +70,29 @@ def status_context(verification: Verification, *, error: str = "") -> dict[str, 
 
 def status_render(request: HttpRequest, verification: Verification) -> str:
     return render_to_string(STATUS_TEMPLATE, status_context(verification), request=request)
+
+
+def as_shown(verification: Verification, *, now: datetime) -> Verification:
+    """The row as the voter should see it now: a step past its deadline shows as the step
+    it turns into. An unsaved copy: the row itself is left to the reconciler."""
+    deadline = verification.channel_deadline
+    if (
+        deadline is None
+        or deadline > now
+        or verification.status
+        not in (
+            Status.SENT,
+            Status.CALLING,
+        )
+    ):
+        return verification
+    shown = copy.copy(verification)
+    if verification.status == Status.SENT:
+        shown.status, shown.channel, shown.channel_deadline = Status.CALLING, "voice", None
+    else:
+        expired = OUTCOMES["expired"]
+        shown.status, shown.failure_reason = expired.status, expired.sentence
+    return shown
 
 
 def _waiting(verification: Verification, *, resend_in: int) -> dict[str, int | None]:
@@ -93,9 +122,65 @@ def _code_form(*, wrong: bool) -> CodeForm:
     form = CodeForm()
     # This form's own copy of the widget (Form.fields is per instance).
     attrs = form.fields["code"].widget.attrs
-    # The template preserves the whole <form> across swaps; a preserved element nested in
-    # another one would be torn out of it by htmx.
-    attrs.pop("hx-preserve", None)
+    # (The template preserves the whole <form> across swaps, so the input carries no
+    # hx-preserve of its own: htmx would tear a nested preserved element out of it.)
     if wrong:
         attrs.update({"aria-invalid": "true", "aria-describedby": "id_code_helptext id_code_error"})
     return form
+
+
+# --- the timeline ----------------------------------------------------------------------
+
+STEPS: list[tuple[str, str]] = [
+    (Status.QUEUED, "Request received"),
+    (Status.SENDING, "Sending your code"),
+    (Status.SENT, "Sent by SMS"),
+    (Status.CALLING, "Calling you with the code"),
+    (Status.VERIFIED, "Verified"),
+]
+
+
+@dataclass(frozen=True)
+class Step:
+    status: str
+    label: str
+    state: str  # "done", "current", "failed" or "todo"
+    at: datetime | None
+
+
+def verification_timeline(verification: Verification) -> list[Step]:
+    reached: dict[str, datetime] = {}
+    for event in verification.events.all():
+        reached.setdefault(event.to_status, event.created_at)
+    current = verification.status
+    if current == Status.CHECKING:
+        current = verification.code_step_status
+    if current == Status.CONSUMED:
+        current = Status.VERIFIED
+    ended_badly = current in (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
+    steps = []
+    for status, label in STEPS:
+        at = reached.get(status)
+        if (
+            status == Status.CALLING
+            and at is None
+            and not ended_badly
+            and current != Status.CALLING
+        ):
+            continue  # the call step shows only once it happens
+        if status == current:
+            state = "done" if status == Status.VERIFIED else "current"
+        elif at is not None:
+            state = "done"
+        else:
+            state = "todo"
+        steps.append(Step(status=status, label=label, state=state, at=at))
+    if ended_badly:
+        label = {
+            Status.FAILED.value: "Failed",
+            Status.EXPIRED.value: "Expired",
+            Status.CANCELLED.value: "Cancelled",
+        }[current]
+        steps = [step for step in steps if step.at is not None]
+        steps.append(Step(status=current, label=label, state="failed", at=reached.get(current)))
+    return steps

@@ -9,7 +9,6 @@ urlpatterns = [
     path("", views.start, name="start"),
     path("number/", views.change_number, name="change_number"),
     path("v/<uuid:verification_id>/", views.verify, name="verify"),
-    path("v/<uuid:verification_id>/status/", views.status, name="status"),
     path("v/<uuid:verification_id>/code/", views.submit_code, name="submit_code"),
     path("v/<uuid:verification_id>/resend/", views.resend, name="resend"),
     path("v/<uuid:verification_id>/call/", views.call_instead, name="call_instead"),

@@ -171,17 +171,11 @@ def change_number(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def verify(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
+    """The code page; for htmx (the page polling while its websocket is down) only the
+    status partial, the same fragment the websocket pushes."""
     verification = _get_own_verification(request, verification_id)
-    return render(request, "two_factor/verify.html", status_context(verification))
-
-
-@never_cache
-@login_required
-@require_GET
-def status(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
-    """The status partial: htmx polling and no-JS refresh render the same fragment."""
-    verification = _get_own_verification(request, verification_id)
-    return render(request, STATUS_TEMPLATE, status_context(verification))
+    template = STATUS_TEMPLATE if request.htmx else "two_factor/verify.html"
+    return render(request, template, status_context(verification))
 
 
 @login_required

@@ -48,8 +48,8 @@ from hypothesis import strategies as st
 
 from polls.models import Question
 from tests.conftest import PASSWORD
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.helpers import give_phone, mark_session_verified
+from tests.phone_numbers import give_phone, unique_number
+from tests.two_factor.verifications import create_verification, mark_session_verified
 from two_factor import services
 from two_factor.gateways.sandbox import sandbox_messages_for
 from two_factor.gateways.vonage.callbacks import callback_sign
@@ -343,7 +343,7 @@ def own_verification(
     The user keeps the number (and its verified mark) they have; one is given if none."""
     verified = status in (Status.VERIFIED, Status.CONSUMED)
     phone = PhoneNumber.objects.filter(user=user).first() or give_phone(
-        user, _number_for(user), verified=verified
+        user, unique_number(user), verified=verified
     )
     now = timezone.now()
     defaults: dict[str, Any] = {"request_id": f"req-{uuid.uuid4()}", "channel": "sms"}
@@ -351,17 +351,13 @@ def own_verification(
         defaults |= {"sent_at": now, "channel_deadline": now + timedelta(seconds=180)}
     if status in (Status.QUEUED, Status.SENDING):
         defaults["request_id"] = ""
-    return Verification.objects.create(
+    return create_verification(
         user=user,
-        session_key_hash=session_key_hash(session_key(client)),
+        session_key=session_key(client),
         number=phone.number,
         status=status,
         **(defaults | fields),
     )
-
-
-def _number_for(user: AbstractBaseUser) -> str:
-    return f"+4479111{int(user.pk) % 100000:05d}"
 
 
 # --- every route in the URLconf, every parameter shape --------------------------------------
@@ -581,7 +577,7 @@ def test_phone_number_form_on_the_start_page_takes_anything(
 ) -> None:
     client, user = browsers.client("logged_in")
     if has_phone:
-        give_phone(user, _number_for(user), verified=False)
+        give_phone(user, unique_number(user), verified=False)
     assert_ok(send(client, method, "/2fa/", query=query, body=body, headers=headers))
 
 
@@ -624,7 +620,7 @@ def test_code_form_takes_anything(
     """A real verification (the sandbox sent its code); whatever is typed, the check
     task runs on it too, eagerly, as a worker would."""
     client, user = browsers.client("logged_in")
-    phone = give_phone(user, _number_for(user), verified=False)
+    phone = give_phone(user, unique_number(user), verified=False)
     with django_capture_on_commit_callbacks(execute=True):
         verification = services.verification_start(
             user=user, session_key=session_key(client), ip="127.0.0.1"
@@ -641,7 +637,7 @@ def test_code_form_takes_anything(
     hypothesis.event(f"verification {verification.status}")  # --hypothesis-show-statistics
 
 
-ACTIONS = ("verify", "status", "submit_code", "resend", "call_instead", "cancel", "complete")
+ACTIONS = ("verify", "submit_code", "resend", "call_instead", "cancel", "complete")
 
 
 @fuzz(40)

@@ -14,8 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import client_session_key
+from tests.two_factor.verifications import client_session_key
 from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.session import session_key_hash
 

@@ -31,9 +31,9 @@ from django.utils import timezone
 
 from tests import stack
 from tests.conftest import PASSWORD
-from tests.two_factor.helpers import give_phone
+from tests.phone_numbers import give_phone
+from tests.two_factor.verifications import create_verification
 from two_factor.models import Status, Verification
-from two_factor.session import session_key_hash
 
 pytestmark = [
     pytest.mark.integration,
@@ -170,9 +170,9 @@ def voter(transactional_db: None, server: stack.WebServer) -> tuple[Browser, Ver
     client.force_login(user)
     session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
     now = timezone.now()
-    verification = Verification.objects.create(
+    verification = create_verification(
         user=user,
-        session_key_hash=session_key_hash(session_key),
+        session_key=session_key,
         number=phone.number,
         status=Status.SENT,
         request_id="redis-down-test",

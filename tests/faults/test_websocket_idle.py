@@ -22,7 +22,7 @@ from polls.models import Question
 from polls.services import vote_cast
 from tests import stack
 from tests.conftest import PASSWORD
-from tests.two_factor.helpers import mark_session_verified
+from tests.two_factor.verifications import mark_session_verified
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.timeout(120)]
 

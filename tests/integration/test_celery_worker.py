@@ -26,6 +26,7 @@ from tests import stack
 from tests.conftest import PASSWORD
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
 from tests.integration.conftest import requires_postgres
+from tests.two_factor.verifications import create_verification
 from two_factor import services
 from two_factor.gateways.errors import InvalidNumber
 from two_factor.gateways.sandbox import sandbox_fail_next, sandbox_messages_for
@@ -168,8 +169,7 @@ def test_transient_failures_are_retried_by_the_worker_until_the_code_is_sent(
 def test_a_duplicated_send_task_sends_exactly_one_sms(sandbox: stack.Worker) -> None:
     number = "+33612345672"
     user = new_user("duplicated")
-    verification = Verification.objects.create(user=user, session_key_hash="0" * 64, number=number)
-    VerificationEvent.objects.create(verification=verification, to_status=Status.QUEUED)
+    verification = create_verification(user=user, number=number)
     # Two deliveries of the same send, as a broker redelivery or a double enqueue makes;
     # the worker runs two processes, so they may well run at the same moment.
     task_ids = [f"duplicate-{uuid.uuid4()}", f"duplicate-{uuid.uuid4()}"]

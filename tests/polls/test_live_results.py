@@ -8,7 +8,7 @@ from django.test import Client
 from polls.services import vote_cast
 from pollstr.asgi import application
 from tests.conftest import PASSWORD
-from tests.two_factor.helpers import mark_session_verified
+from tests.two_factor.verifications import mark_session_verified
 from two_factor.session import SESSION_KEY as VERIFIED_FLAG
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
@@ -36,9 +36,9 @@ def _verified_headers(user) -> list:
 def _vote(user, question, choice_text: str) -> None:
     from django.db import transaction
 
-    from tests.two_factor.helpers import _unique_number, give_phone
+    from tests.phone_numbers import give_phone, unique_number
 
-    give_phone(user, _unique_number(user))  # only a verified phone votes
+    give_phone(user, unique_number(user))  # only a verified phone votes
     with transaction.atomic():
         vote_cast(user=user, question=question, choice_id=question.choices.get(text=choice_text).pk)
 

@@ -11,11 +11,10 @@ from django.utils import timezone
 
 from polls.models import Vote
 from polls.services import PhoneAlreadyVoted, PhoneNotVerified, vote_cast
-from tests.two_factor.helpers import mark_session_verified
+from tests.phone_numbers import NUMBER
+from tests.two_factor.verifications import mark_session_verified
 from two_factor.models import PhoneNumber
 from two_factor.numbers import number_hash
-
-NUMBER = "+447911123456"
 
 
 def _choice(question):

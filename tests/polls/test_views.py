@@ -96,7 +96,7 @@ def test_vote_only_accepts_post(voter_client, question):
 def test_vote_needs_a_csrf_token(user, question):
     from django.test import Client
 
-    from tests.two_factor.helpers import mark_session_verified
+    from tests.two_factor.verifications import mark_session_verified
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)

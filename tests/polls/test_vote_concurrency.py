@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from polls.models import Vote
-from tests.two_factor.helpers import mark_session_verified
+from tests.two_factor.verifications import mark_session_verified
 
 THREADS = 50
 

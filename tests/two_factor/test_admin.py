@@ -1,21 +1,27 @@
+"""The operators' admin: verifications and their audit trail read-only, cancelling
+through the service."""
+
 from __future__ import annotations
 
+import re
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth import get_user_model
+from django.test import Client
 from django.urls import reverse
 
-from tests.two_factor.helpers import give_phone
-from two_factor.models import ProviderCallback, Verification, VerificationEvent
+from tests.phone_numbers import NUMBER, give_phone, unique_number
+from tests.two_factor.verifications import create_verification, start_verification
+from two_factor.gateways.errors import RequestNotFound
+from two_factor.gateways.sandbox import SandboxGateway, sandbox_messages_for
+from two_factor.models import ProviderCallback, Status, Verification, VerificationEvent
 
 
 def test_admin_shows_verifications_with_their_audit_trail_read_only(client, user):
     admin = get_user_model().objects.create_superuser("root", "root@example.com", "pw-123456!")
     give_phone(user)
-    verification = Verification.objects.create(
-        user=user, session_key_hash="x" * 64, number="+447911123456"
-    )
-    VerificationEvent.objects.create(
-        verification=verification, to_status="queued", reason="requested"
-    )
+    verification = create_verification(user=user, reason="requested")
     ProviderCallback.objects.create(
         token_id="t1", request_id="r1", type="summary", status="completed", body={}
     )
@@ -35,18 +41,6 @@ def test_admin_shows_verifications_with_their_audit_trail_read_only(client, user
 
 
 # --- operators: the audit trail stays, cancelling goes through the service -----------------
-
-import re  # noqa: E402
-
-import pytest  # noqa: E402
-from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME  # noqa: E402
-from django.test import Client  # noqa: E402
-
-from tests.two_factor.fixtures import *  # noqa: E402, F403
-from tests.two_factor.fixtures import start_verification  # noqa: E402
-from two_factor.gateways.errors import RequestNotFound  # noqa: E402
-from two_factor.gateways.sandbox import SandboxGateway, sandbox_messages_for  # noqa: E402
-from two_factor.models import Status  # noqa: E402
 
 CHANGELIST = "admin:two_factor_verification_changelist"
 
@@ -111,8 +105,9 @@ def test_event_times_show_the_second_and_the_time_zone(admin_client, audited, se
 def test_verifications_are_found_by_the_last_digits_of_their_number(
     admin_client, user, make_user, make_verification
 ):
-    wanted = make_verification(Status.SENT, number="+447911123456")
-    other = make_verification(Status.SENT, owner=make_user("bob"), number="+447400987654")
+    wanted = make_verification(Status.SENT, number=NUMBER)
+    bob = make_user("bob")
+    other = make_verification(Status.SENT, owner=bob, number=unique_number(bob))
 
     page = admin_client.get(reverse(CHANGELIST), {"q": "•••• 3456"})
 

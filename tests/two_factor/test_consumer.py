@@ -1,3 +1,6 @@
+"""The status socket: only this session's own verification, the current status on
+connect, and every change pushed as it commits."""
+
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +12,11 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from pollstr.asgi import application
-from tests.two_factor.helpers import give_phone
+from tests.phone_numbers import NUMBER, give_phone
+from tests.two_factor.verifications import client_session_key, create_verification
 from two_factor import services
 from two_factor.live import verification_publish
 from two_factor.models import Status, Verification
-from two_factor.session import session_key_hash
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
@@ -39,11 +42,10 @@ def _headers(client: Client, origin: tuple[bytes, bytes] | None = ORIGIN) -> lis
 
 
 def _verification_for(client: Client, user, status: str = Status.SENT) -> Verification:
-    give_phone(user, "+447911123456", verified=False)
-    return Verification.objects.create(
+    give_phone(user, NUMBER, verified=False)
+    return create_verification(
         user=user,
-        session_key_hash=session_key_hash(client.session.session_key),
-        number="+447911123456",
+        session_key=client_session_key(client),
         status=status,
         request_id="req-1",
         channel="sms",
@@ -72,7 +74,7 @@ async def test_own_verification_is_accepted_and_gets_the_current_status(make_use
     await communicator.disconnect()
 
 
-async def test_a_published_change_is_relayed(make_user):
+async def test_a_committed_transition_is_pushed_to_the_open_page(make_user):
     user = await sync_to_async(make_user)()
     client = await sync_to_async(_browser)(user)
     verification = await sync_to_async(_verification_for)(client, user)
@@ -81,33 +83,22 @@ async def test_a_published_change_is_relayed(make_user):
     await communicator.receive_from(timeout=5)
 
     await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
-    await sync_to_async(verification_publish)(verification_id=verification.pk)
 
     html = await communicator.receive_from(timeout=5)
     assert 'data-status="calling"' in html
     await communicator.disconnect()
 
 
-async def test_another_users_verification_is_refused(make_user):
+@pytest.mark.parametrize("stranger", ["another user", "the same user in another session"])
+async def test_a_browser_other_than_the_owning_session_is_refused(make_user, stranger):
     owner = await sync_to_async(make_user)("owner")
-    intruder = await sync_to_async(make_user)("intruder")
     owner_client = await sync_to_async(_browser)(owner)
-    intruder_client = await sync_to_async(_browser)(intruder)
     verification = await sync_to_async(_verification_for)(owner_client, owner)
+    if stranger == "another user":
+        owner = await sync_to_async(make_user)("intruder")
+    other_client = await sync_to_async(_browser)(owner)
 
-    _, connected, code = await _connect(f"/ws/2fa/{verification.pk}/", _headers(intruder_client))
-
-    assert not connected
-    assert code == 4403
-
-
-async def test_the_same_user_in_another_session_is_refused(make_user):
-    user = await sync_to_async(make_user)()
-    first = await sync_to_async(_browser)(user)
-    second = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(first, user)
-
-    _, connected, code = await _connect(f"/ws/2fa/{verification.pk}/", _headers(second))
+    _, connected, code = await _connect(f"/ws/2fa/{verification.pk}/", _headers(other_client))
 
     assert not connected
     assert code == 4403
@@ -158,7 +149,6 @@ async def test_garbage_frames_are_ignored_and_the_socket_stays_useful(make_user)
     assert await communicator.receive_nothing(timeout=0.3)
 
     await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
-    await sync_to_async(verification_publish)(verification_id=verification.pk)
     assert 'data-status="calling"' in await communicator.receive_from(timeout=5)
     await communicator.disconnect()
 

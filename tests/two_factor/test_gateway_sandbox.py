@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.phone_numbers import NUMBER, OTHER_NUMBER, provider_digits
+from tests.two_factor.verifications import latest_code
 from two_factor.gateways import (
     GatewayConfig,
     RequestNotFound,
@@ -29,8 +31,6 @@ from two_factor.gateways.sandbox import (
     sandbox_messages_for,
 )
 
-NUMBER = "+33612345678"
-OTHER_NUMBER = "+4915112345678"
 CLIENT_REF = uuid.uuid4().hex
 
 
@@ -49,21 +49,9 @@ def sandbox_settings(settings: Any) -> Any:
     return settings
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def gateway() -> SandboxGateway:
     return SandboxGateway(GatewayConfig(code_length=6, channel_timeout=60))
-
-
-def latest_code(number: str = NUMBER) -> str:
-    return sandbox_messages_for(number)[0]["code"]
 
 
 def test_get_gateway_returns_a_new_sandbox_each_time(settings: Any) -> None:
@@ -85,22 +73,21 @@ def test_start_puts_the_code_in_the_inbox_and_the_server_log(
 
     [message] = sandbox_inbox()
     assert message["request_id"] == request_id
-    assert message["to"] == "33612345678"
+    assert message["to"] == provider_digits(NUMBER)
     assert message["channel"] == "sms"
     assert len(message["code"]) == 6
     assert message["code"] in caplog.text
-    assert "+33612345678" in caplog.text
+    assert NUMBER in caplog.text
 
 
-def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out() -> None:
-    clock = FakeClock()
+def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out(clock) -> None:
     gateway = SandboxGateway(GatewayConfig(channel_timeout=60), clock=clock)
     request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
 
-    clock.now += 60
+    clock.advance(60)
 
     assert [m["channel"] for m in gateway.inbox()] == ["voice", "sms"]
-    clock.now += 60
+    clock.advance(60)
     with pytest.raises(RequestNotFound):
         gateway.check(request_id=request_id, code=gateway.inbox()[0]["code"])
 
@@ -134,8 +121,10 @@ def test_messages_for_a_number_leave_out_other_numbers(gateway: SandboxGateway) 
     gateway.start(number=NUMBER, client_ref=CLIENT_REF)
     gateway.start(number=OTHER_NUMBER, client_ref=CLIENT_REF)
 
-    assert [m["to"] for m in sandbox_messages_for(OTHER_NUMBER)] == ["4915112345678"]
-    assert [m["to"] for m in sandbox_messages_for("33612345678")] == ["33612345678"]
+    assert [m["to"] for m in sandbox_messages_for(OTHER_NUMBER)] == [provider_digits(OTHER_NUMBER)]
+    assert [m["to"] for m in sandbox_messages_for(provider_digits(NUMBER))] == [
+        provider_digits(NUMBER)
+    ]
 
 
 def test_fail_next_fails_exactly_that_many_calls_of_that_operation(

@@ -6,6 +6,9 @@ from typing import Any
 
 import pytest
 
+from tests import phone_numbers
+from tests.clock import FakeClock
+from tests.phone_numbers import provider_digits
 from two_factor.gateways.base import CHANNELS
 from two_factor.gateways.sandbox.emulator import (
     COMPLETED,
@@ -22,30 +25,15 @@ from two_factor.gateways.sandbox.emulator import (
 )
 from two_factor.gateways.sandbox.store import MemoryStore
 
-NUMBER = "33612345678"
-OTHER_NUMBER = "4915112345678"
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_750_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+# The emulator speaks the provider's format: E.164 digits without the +.
+NUMBER = provider_digits(phone_numbers.NUMBER)
+OTHER_NUMBER = provider_digits(phone_numbers.OTHER_NUMBER)
 
 
 class Recorder:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -98,7 +86,7 @@ def test_codes_differ_between_requests(emulator: VerifyEmulator, sent: Recorder)
         ({"channel_timeout": 14}, ["channel_timeout"]),
         ({"brand": "Poll$tr"}, ["brand"]),
         ({"brand": "x" * 19}, ["brand"]),
-        ({"to": "+33612345678"}, ["workflow[0].to", "workflow[1].to"]),
+        ({"to": phone_numbers.NUMBER}, ["workflow[0].to", "workflow[1].to"]),
         ({"to": "0612345678"}, ["workflow[0].to", "workflow[1].to"]),
         ({"client_ref": "not-alphanumeric"}, ["client_ref"]),
         ({"channels": ("pigeon",)}, ["workflow[0].channel"]),

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.core.exceptions import ImproperlyConfigured
 
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
+from tests.phone_numbers import NUMBER, provider_digits
 from two_factor.gateways import (
     ConcurrentRequest,
     GatewayConfig,
@@ -38,7 +39,6 @@ from two_factor.gateways.errors import Blocked
 from two_factor.gateways.vonage.client import VonageGateway
 from two_factor.gateways.vonage.problems import error_from_problem
 
-NUMBER = "+33612345678"
 CLIENT_REF = uuid.uuid4().hex
 # The SDK takes whole seconds; 1 s keeps the timeout tests fast.
 CONFIG = GatewayConfig(code_length=6, channel_timeout=60, request_timeout=1)
@@ -87,8 +87,8 @@ def test_start_returns_the_request_id_the_server_created(
     assert sent.json == {
         "brand": "Pollstr",
         "workflow": [
-            {"channel": "sms", "to": "33612345678"},
-            {"channel": "voice", "to": "33612345678"},
+            {"channel": "sms", "to": provider_digits(NUMBER)},
+            {"channel": "voice", "to": provider_digits(NUMBER)},
         ],
         "locale": "en-us",
         "channel_timeout": 60,
@@ -112,7 +112,7 @@ def test_requests_go_to_the_configured_api_host(
 def test_a_number_the_provider_refuses_raises_invalid_number(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
-    fake_verify.invalid_numbers.add("33612345678")
+    fake_verify.invalid_numbers.add(provider_digits(NUMBER))
 
     with pytest.raises(InvalidNumber) as refused:
         gateway.start(number=NUMBER, client_ref=CLIENT_REF)

@@ -3,12 +3,13 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache, caches
 from django.core.exceptions import ImproperlyConfigured
 
+from tests.clock import FakeClock
 from two_factor import limits
 from two_factor.limits import RateLimited, limit_check, limit_hit, limits_hit
 
@@ -34,15 +35,10 @@ def clear_cache() -> None:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Freeze the limiter's clock at START; call the fixture to move it forward."""
-    now = [START]
-    monkeypatch.setattr(limits, "_now", lambda: now[0])
-
-    def advance(seconds: float) -> None:
-        now[0] += seconds
-
-    return advance
+def clock(clock: FakeClock) -> FakeClock:
+    """The shared clock, moved to START."""
+    clock.travel_to(START)
+    return clock
 
 
 def test_allows_the_max_then_refuses_with_retry_after_and_a_message(clock) -> None:
@@ -59,7 +55,7 @@ def test_allows_the_max_then_refuses_with_retry_after_and_a_message(clock) -> No
 
 
 def test_retry_after_is_rounded_up_to_whole_seconds(clock) -> None:
-    clock(0.25)
+    clock.advance(0.25)
     for _ in range(2):
         limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited) as info:
@@ -77,7 +73,7 @@ def test_refused_events_still_count(clock) -> None:
             limit_hit(name="per_minute", key="alice")
     # Halfway into the next minute: the two allowed events alone would weigh 1 (< 2),
     # but all seven weigh 3.5: hammering a limit keeps it shut.
-    clock(19.75 + 30)
+    clock.advance(19.75 + 30)
     with pytest.raises(RateLimited):
         limit_check(name="per_minute", key="alice")
 
@@ -87,10 +83,10 @@ def test_the_limit_reopens_at_retry_after_without_a_burst_at_the_boundary(clock)
         limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited) as info:
         limit_hit(name="per_minute", key="alice")
-    clock(info.value.retry_after - 1)
+    clock.advance(info.value.retry_after - 1)
     with pytest.raises(RateLimited):
         limit_check(name="per_minute", key="alice")
-    clock(1)
+    clock.advance(1)
     limit_check(name="per_minute", key="alice")
     limit_hit(name="per_minute", key="alice")
     # A fixed window would allow two more here: the sliding one still sees the last minute.
@@ -101,7 +97,7 @@ def test_the_limit_reopens_at_retry_after_without_a_burst_at_the_boundary(clock)
 def test_a_full_window_has_slid_out_after_two_windows(clock) -> None:
     for _ in range(2):
         limit_hit(name="per_minute", key="alice")
-    clock(60 + 60)
+    clock.advance(60 + 60)
     limit_hit(name="per_minute", key="alice")
     limit_hit(name="per_minute", key="alice")
 
@@ -327,7 +323,7 @@ def test_on_redis_the_window_slides_like_in_process(redis_cache, clock) -> None:
         limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited) as info:
         limit_hit(name="per_minute", key="alice")
-    clock(info.value.retry_after)
+    clock.advance(info.value.retry_after)
     limit_hit(name="per_minute", key="alice")
     with pytest.raises(RateLimited):
         limit_hit(name="per_minute", key="alice")

@@ -13,11 +13,9 @@ from django.test import Client
 from django.urls import include, path, reverse
 from django.views import View
 
+from tests.clock import FakeClock
 from tests.conftest import PASSWORD
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import OTHER_NUMBER
-from tests.two_factor.helpers import give_phone
-from two_factor import session as session_module
+from tests.phone_numbers import OTHER_NUMBER, give_phone
 from two_factor.mixins import TwoFactorMixin
 from two_factor.models import PhoneNumber
 from two_factor.session import SESSION_KEY, session_mark_verified
@@ -140,10 +138,9 @@ def _flag_for_another_user(client: Client, user, make_user) -> None:
     session.save()
 
 
-def _flag_expired(client: Client, user, make_user, *, settings, monkeypatch) -> None:
+def _flag_expired(client: Client, *, settings, clock: FakeClock) -> None:
     settings.TWO_FACTOR_VERIFIED_MAX_AGE = 60
-    issued = client.session[SESSION_KEY]["at"]
-    monkeypatch.setattr(session_module.time, "time", lambda: issued + 61)
+    clock.travel_to(client.session[SESSION_KEY]["at"] + 61)
 
 
 def _number_changed(client: Client, user, make_user) -> None:
@@ -200,13 +197,11 @@ def test_a_voter_whose_flag_ended_must_verify_again(
     assert response["Location"] == _start_url(detail)
 
 
-def test_an_expired_flag_must_verify_again(
-    voter_client, user, make_user, question, settings, monkeypatch
-):
+def test_an_expired_flag_must_verify_again(voter_client, question, settings, clock):
     detail = reverse("polls:detail", args=[question.pk])
     assert voter_client.get(detail).status_code == 200
 
-    _flag_expired(voter_client, user, make_user, settings=settings, monkeypatch=monkeypatch)
+    _flag_expired(voter_client, settings=settings, clock=clock)
 
     response = voter_client.get(detail)
     assert response["Location"] == _start_url(detail)

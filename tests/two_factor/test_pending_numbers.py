@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import NUMBER, OTHER_NUMBER, latest_code
+from tests.phone_numbers import NUMBER, OTHER_NUMBER
+from tests.two_factor.verifications import latest_code
 from two_factor import services
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import VerificationRefused

@@ -8,8 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import NUMBER
+from tests.phone_numbers import NUMBER
 from two_factor import services
 from two_factor.gateways.sandbox import SandboxGateway, sandbox_messages_for
 from two_factor.models import Status, Verification

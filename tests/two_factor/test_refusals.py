@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from pollstr.safe_redirect import safe_next_url
 from tests.conftest import PASSWORD
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import client_session_key
+from tests.two_factor.verifications import client_session_key
 from two_factor.models import Status, Verification
 
 BARE_WORDS = ["foo", "polls:index", "polls/1/", "two_factor:start", "?next=/x/", "#top"]

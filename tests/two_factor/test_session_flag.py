@@ -8,10 +8,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.urls import reverse
 
 from tests.conftest import PASSWORD
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import NUMBER, OTHER_NUMBER
-from tests.two_factor.helpers import give_phone
-from two_factor import session as session_module
+from tests.phone_numbers import NUMBER, OTHER_NUMBER, give_phone
+from tests.two_factor.verifications import mark_session_verified
 from two_factor.models import PhoneNumber
 from two_factor.session import (
     SESSION_KEY,
@@ -87,20 +85,19 @@ def test_a_deleted_number_ends_the_flag(session, user, verified_phone):
     assert not session_is_verified(session=session, user=_fresh(user))
 
 
-def test_the_flag_lasts_just_under_its_maximum_age(session, user, settings, monkeypatch):
+def test_the_flag_lasts_just_under_its_maximum_age(session, user, settings, clock):
     settings.TWO_FACTOR_VERIFIED_MAX_AGE = 600
     issued = session[SESSION_KEY]["at"]
 
-    monkeypatch.setattr(session_module.time, "time", lambda: issued + 599)
+    clock.travel_to(issued + 599)
     assert session_is_verified(session=session, user=_fresh(user))
 
-    monkeypatch.setattr(session_module.time, "time", lambda: issued + 600)
+    clock.advance(1)
     assert not session_is_verified(session=session, user=_fresh(user))
 
 
-def test_a_shorter_maximum_age_ends_existing_flags(session, user, settings, monkeypatch):
-    issued = session[SESSION_KEY]["at"]
-    monkeypatch.setattr(session_module.time, "time", lambda: issued + 120)
+def test_a_shorter_maximum_age_ends_existing_flags(session, user, settings, clock):
+    clock.travel_to(session[SESSION_KEY]["at"] + 120)
     assert session_is_verified(session=session, user=_fresh(user))
 
     settings.TWO_FACTOR_VERIFIED_MAX_AGE = 60
@@ -157,8 +154,8 @@ def test_clearing_the_flag_unverifies_the_session(session, user):
     session_clear_verified(session=session)  # clearing twice is harmless
 
 
-def test_the_flag_issued_now_uses_the_current_time(user, verified_phone, monkeypatch):
-    monkeypatch.setattr(session_module.time, "time", lambda: 1_000_000.0)
+def test_the_flag_issued_now_uses_the_current_time(user, verified_phone, clock):
+    clock.travel_to(1_000_000.0)
     store = SessionStore()
 
     session_mark_verified(session=store, user=user, number=verified_phone.number)
@@ -179,8 +176,6 @@ def test_logging_in_again_starts_unverified(voter_client, user):
 
 
 def test_logging_in_with_the_password_starts_unverified(client, user):
-    from tests.two_factor.helpers import mark_session_verified
-
     mark_session_verified(client, user)  # a flag left in an anonymous session
 
     client.post(reverse("login"), {"username": user.username, "password": PASSWORD})

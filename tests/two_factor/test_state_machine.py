@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import asyncio
+from typing import Any
 
-from tests.two_factor.fixtures import *  # noqa: F403
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from two_factor.live import verification_group
 from two_factor.models import (
     LIVE_STATUSES,
     TERMINAL_STATUSES,
@@ -13,6 +18,7 @@ from two_factor.models import (
     VerificationEvent,
 )
 from two_factor.services import IllegalTransition, transition
+from two_factor.signals import verification_transitioned
 
 pytestmark = pytest.mark.usefixtures("two_factor_settings")
 
@@ -147,3 +153,64 @@ def test_an_event_cannot_be_deleted(make_verification):
         event.delete()
 
     assert VerificationEvent.objects.filter(pk=event.pk).exists()
+
+
+# --- after the commit: published to the page, announced to observers ------------------------
+
+
+def test_a_committed_transition_is_published_to_the_verifications_sockets(
+    make_verification, django_capture_on_commit_callbacks
+):
+    verification = make_verification(Status.SENT)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        transition(verification, Status.CALLING, reason="test")
+
+    message = async_to_sync(_receive)(layer, channel)
+    assert message["type"] == "verification.changed"
+    assert 'data-status="calling"' in message["html"]
+
+
+def test_nothing_is_published_before_the_commit(
+    make_verification, django_capture_on_commit_callbacks
+):
+    verification = make_verification(Status.SENT)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        transition(verification, Status.CALLING, reason="test")
+
+    # Publishing and announcing wait for the commit (a rolled-back change is never shown).
+    assert len(callbacks) == 2
+
+
+def test_a_committed_transition_is_announced_with_its_statuses_and_reason(
+    make_verification, django_capture_on_commit_callbacks
+):
+    verification = make_verification(Status.SENT)
+    heard: list[dict[str, Any]] = []
+
+    def listener(sender: Any, **kwargs: Any) -> None:
+        heard.append(kwargs)
+
+    verification_transitioned.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            transition(verification, Status.CALLING, reason="the SMS step timed out")
+    finally:
+        verification_transitioned.disconnect(listener)
+
+    [announced] = heard
+    assert announced["verification"].pk == verification.pk
+    assert announced["verification"].status == Status.CALLING
+    assert (announced["from_status"], announced["to_status"], announced["reason"]) == (
+        Status.SENT,
+        Status.CALLING,
+        "the SMS step timed out",
+    )
+
+
+async def _receive(layer: Any, channel: str) -> dict[str, Any]:
+    return await asyncio.wait_for(layer.receive(channel), timeout=5)

@@ -12,8 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.two_factor.fixtures import *  # noqa: F403
-from tests.two_factor.fixtures import client_session_key
+from tests.two_factor.verifications import client_session_key
 from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.services import CHECK_AGAIN
 from two_factor.status import SLOW_AFTER, STATUS_TEMPLATE, status_context

@@ -20,7 +20,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.fakes.verify_server import FakeVerifyServer
-from tests.two_factor.helpers import DEFAULT_NUMBER, give_phone
+from tests.phone_numbers import NUMBER, give_phone
+from tests.two_factor.verifications import create_verification
 from two_factor.gateways.base import GatewayConfig
 from two_factor.gateways.errors import Blocked
 from two_factor.gateways.sandbox import SandboxGateway
@@ -45,17 +46,16 @@ def webhook_settings(settings: Any) -> Any:
 
 @pytest.fixture
 def verification(user: User) -> Verification:
-    return make_verification(user)
+    return sms_sent(user)
 
 
-def make_verification(
+def sms_sent(
     user: User, status: Status = Status.SENT, request_id: str = REQUEST_ID
 ) -> Verification:
+    """A verification whose SMS step the provider runs as REQUEST_ID, moved to `status`."""
     now = timezone.now()
-    return Verification.objects.create(
+    return create_verification(
         user=user,
-        session_key_hash="0" * 64,
-        number=DEFAULT_NUMBER,
         status=status,
         request_id=request_id,
         channel="sms",
@@ -114,10 +114,11 @@ def send(client: Client, payload: Any, **claims: Any) -> Any:
 
 
 def snapshot(verification: Verification) -> tuple[str, int, int]:
+    """Status, events written since the row was created, callbacks stored."""
     verification.refresh_from_db()
     return (
         verification.status,
-        verification.events.count(),
+        verification.events.count() - 1,
         ProviderCallback.objects.count(),
     )
 
@@ -187,7 +188,7 @@ def test_a_token_without_jti_is_identified_by_its_hash_and_cannot_be_replayed(
 
 
 def test_a_completed_callback_after_consumption_changes_nothing(client: Client, user: User) -> None:
-    verification = make_verification(user, status=Status.CONSUMED)
+    verification = sms_sent(user, status=Status.CONSUMED)
 
     response = send(client, event("completed"))
 
@@ -197,7 +198,7 @@ def test_a_completed_callback_after_consumption_changes_nothing(client: Client, 
 
 
 def test_a_failed_callback_never_undoes_a_verified_verification(client: Client, user: User) -> None:
-    verification = make_verification(user, status=Status.VERIFIED)
+    verification = sms_sent(user, status=Status.VERIFIED)
 
     assert send(client, summary("failed")).status_code == 200
 
@@ -415,10 +416,10 @@ def test_each_final_status_maps_onto_the_state_machine(
     verification.refresh_from_db()
     assert verification.status == status
     assert failure_reason in verification.failure_reason
-    assert (
-        verification.events.get().reason
-        == f"provider callback: {payload['type']} {payload['status']}"
-    )
+    # One event after the creation's: the callback's.
+    assert [event.reason for event in verification.events.all()][1:] == [
+        f"provider callback: {payload['type']} {payload['status']}"
+    ]
 
 
 def test_blocked_is_named_in_the_stored_result(client: Client, verification: Verification) -> None:
@@ -428,7 +429,7 @@ def test_blocked_is_named_in_the_stored_result(client: Client, verification: Ver
 
 
 def test_a_callback_while_checking_a_code_settles_it(client: Client, user: User) -> None:
-    verification = make_verification(user, status=Status.CHECKING)
+    verification = sms_sent(user, status=Status.CHECKING)
 
     send(client, event("completed"))
 
@@ -465,6 +466,7 @@ def test_a_voice_event_shows_the_call_before_its_outcome(
 
     assert response.json() == {"result": "sent → calling → verified"}
     assert list(verification.events.values_list("to_status", flat=True)) == [
+        Status.SENT,  # created
         Status.CALLING,
         Status.VERIFIED,
     ]
@@ -473,7 +475,7 @@ def test_a_voice_event_shows_the_call_before_its_outcome(
 def test_a_voice_step_while_checking_a_code_leaves_the_check_alone(
     client: Client, user: User
 ) -> None:
-    verification = make_verification(user, status=Status.CHECKING)
+    verification = sms_sent(user, status=Status.CHECKING)
     payload = summary("in_progress")
     payload["workflow"][1]["initiated_at"] = "2025-01-01T12:03:00.000Z"
 
@@ -497,7 +499,7 @@ def test_an_unknown_request_id_is_stored_and_ignored(
 def test_client_ref_finds_a_verification_that_has_no_request_id_yet(
     client: Client, user: User
 ) -> None:
-    verification = make_verification(user, status=Status.SENDING, request_id="")
+    verification = sms_sent(user, status=Status.SENDING, request_id="")
     client_ref = verification.pk.hex[:16]
 
     send(client, summary("blocked", request_id=str(uuid.uuid4()), client_ref=client_ref))
@@ -537,7 +539,7 @@ def test_the_sandbox_posts_nothing_unless_a_webhook_base_url_is_set(
         "two_factor.gateways.sandbox.callbacks.callback_post", lambda *a, **k: posted.append(a)
     )
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
-    request_id = gateway.start(number=DEFAULT_NUMBER, client_ref=uuid.uuid4().hex)
+    request_id = gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
 
     gateway.check(request_id=request_id, code=gateway.inbox(1)[0]["code"])
 
@@ -547,7 +549,7 @@ def test_the_sandbox_posts_nothing_unless_a_webhook_base_url_is_set(
 def test_the_sandbox_survives_an_unreachable_webhook(db: None, settings: Any) -> None:
     settings.TWO_FACTOR_WEBHOOK_BASE_URL = "http://127.0.0.1:9"  # discard port: nobody there
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
-    request_id = gateway.start(number=DEFAULT_NUMBER, client_ref=uuid.uuid4().hex)
+    request_id = gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
 
     gateway.check(request_id=request_id, code=gateway.inbox(1)[0]["code"])
 
@@ -559,8 +561,8 @@ def test_the_sandbox_posts_a_signed_callback_that_the_webhook_applies(
 ) -> None:
     settings.TWO_FACTOR_WEBHOOK_BASE_URL = live_server.url
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
-    verification = make_verification(user, status=Status.SENDING, request_id="")
-    request_id = gateway.start(number=DEFAULT_NUMBER, client_ref=verification.pk.hex)
+    verification = sms_sent(user, status=Status.SENDING, request_id="")
+    request_id = gateway.start(number=NUMBER, client_ref=verification.pk.hex)
     Verification.objects.filter(pk=verification.pk).update(
         status=Status.SENT, request_id=request_id
     )
@@ -579,14 +581,15 @@ def test_the_sandbox_posts_a_signed_callback_that_the_webhook_applies(
         "no change: the verification is verified",
     ]
     assert {r.body["client_ref"] for r in records} == {verification.pk.hex[:16]}
-    assert VerificationEvent.objects.filter(verification=verification).count() == 1
+    # The creation's event and the one the first callback wrote.
+    assert VerificationEvent.objects.filter(verification=verification).count() == 2
 
 
 def test_the_fake_verify_server_posts_signed_callbacks_too(live_server: Any, user: User) -> None:
-    verification = make_verification(user, request_id="")
+    verification = sms_sent(user, request_id="")
     fake = FakeVerifyServer(callback_url=live_server.url + URL, signature_secret=SECRET)
     request_id = fake.emulator.start(
-        to=DEFAULT_NUMBER.removeprefix("+"), brand="Pollstr", client_ref=verification.pk.hex[:16]
+        to=NUMBER.removeprefix("+"), brand="Pollstr", client_ref=verification.pk.hex[:16]
     )
     Verification.objects.filter(pk=verification.pk).update(request_id=request_id)
     wrong = "0000" if fake.code_for(request_id) != "0000" else "1111"

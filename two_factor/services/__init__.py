@@ -22,7 +22,6 @@ from two_factor.services.reconciler import SEND_UNCONFIRMED, verification_reconc
 from two_factor.services.refusals import AlreadyCompleted, VerificationRefused
 from two_factor.services.sending import (
     SEND_GAVE_UP,
-    resend_available_in,
     verification_resend,
     verification_retry_at,
     verification_send,
@@ -63,7 +62,6 @@ __all__ = [
     "deadline_for",
     "number_accept",
     "phone_number_bind",
-    "resend_available_in",
     "session_key_hash",
     "task_grace",
     "transition",

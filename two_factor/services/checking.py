@@ -81,7 +81,7 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
     verification = Verification.objects.get(pk=verification_id)
     if verification.status != Status.CHECKING:
         return verification  # redelivered after it was settled
-    back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+    back_to = verification.code_step_status
     try:
         _release_connection()
         _provider().check(request_id=verification.request_id, code=code)
@@ -100,7 +100,8 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
         _enqueue_cancel(verification)
         return verification
     except StepTakesNoCode as error:
-        transition_if_allowed(verification, back_to, reason=error.message)
+        # A notice of its own, so an earlier "didn't match" doesn't read as this verdict.
+        transition_if_allowed(verification, back_to, reason=error.message, notice=error.message)
         return verification
     except TooManyAttempts as error:
         wrong = max(verification.wrong_codes + 1, settings.TWO_FACTOR_MAX_WRONG_CODES)
@@ -139,7 +140,7 @@ def verification_check_gave_up(*, verification_id: UUID, error: Exception) -> No
     verification = Verification.objects.get(pk=verification_id)
     if verification.status != Status.CHECKING:
         return
-    back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+    back_to = verification.code_step_status
     transition_if_allowed(
         verification,
         back_to,

@@ -69,7 +69,7 @@ def _reconcile_one(verification_id: UUID, *, now: Any) -> None:
             _reconcile_sending(verification, now=now)
         elif verification.status == Status.CHECKING:
             # The code travelled only in the lost task: ask for it again, uncounted.
-            back_to = Status.CALLING if verification.channel == "voice" else Status.SENT
+            back_to = verification.code_step_status
             transition(
                 verification, back_to, reason="check task lost (reconciler)", notice=CHECK_AGAIN
             )

@@ -92,7 +92,7 @@ def _start_locked(
             "We're checking the code you entered. Wait a moment, then try again.",
             retry_after=2,
         )
-    wait = resend_available_in(live[0]) if live else 0
+    wait = live[0].resend_available_in() if live else 0
     if wait:
         # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
         raise VerificationRefused(
@@ -135,13 +135,6 @@ def _start_locked(
     transaction.on_commit(lambda: _enqueue("send", verification.pk))
     transaction.on_commit(lambda: _publish(verification.pk))
     return verification
-
-
-def resend_available_in(verification: Verification) -> int:
-    """Seconds before a new code may be requested (Verify refuses a cancel sooner, too)."""
-    last = verification.sent_at or verification.created_at
-    ready_at = last + timedelta(seconds=settings.TWO_FACTOR_RESEND_COOLDOWN)
-    return max(0, int((ready_at - timezone.now()).total_seconds() + 0.999))
 
 
 def verification_resend(
