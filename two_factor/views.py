@@ -67,6 +67,19 @@ def _refused(
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
+def _start(request: HtmxHttpRequest, *, raw_number: str | None) -> Verification:
+    """Start a verification for this session: of a typed number (pending until its code
+    is verified), or of the account's number when none was typed."""
+    number = (
+        services.number_accept(user=request.user, raw_number=raw_number)
+        if raw_number is not None
+        else None
+    )
+    return services.verification_start(
+        user=request.user, session_key=_session_key(request), ip=client_ip(request), number=number
+    )
+
+
 def _go(request: HtmxHttpRequest, url: str) -> HttpResponse:
     """Redirect to a URL (never a URL name: `redirect("foo")` would try to reverse it)."""
     if request.htmx:
@@ -116,19 +129,12 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _start_page(request, form=form, phone=phone)
     try:
-        number = None
-        if phone is None:
-            if not form.is_valid():
-                raise VerificationRefused("Enter your mobile number.")
-            number = services.number_accept(
-                user=request.user, raw_number=form.cleaned_data["number"]
-            )
-        verification = services.verification_start(
-            user=request.user,
-            session_key=_session_key(request),
-            ip=client_ip(request),
-            number=number,
-        )
+        if phone is not None:
+            verification = _start(request, raw_number=None)
+        elif form.is_valid():
+            verification = _start(request, raw_number=form.cleaned_data["number"])
+        else:
+            raise VerificationRefused("Enter your mobile number.")
     except VerificationRefused as refusal:
         if form.is_bound:
             form.add_error("number", refusal.message)
@@ -147,15 +153,7 @@ def change_number(request: HtmxHttpRequest) -> HttpResponse:
     form = PhoneNumberForm(request.POST or None, initial={"number": draft})
     if request.method == "POST" and form.is_valid():
         try:
-            number = services.number_accept(
-                user=request.user, raw_number=form.cleaned_data["number"]
-            )
-            verification = services.verification_start(
-                user=request.user,
-                session_key=_session_key(request),
-                ip=client_ip(request),
-                number=number,
-            )
+            verification = _start(request, raw_number=form.cleaned_data["number"])
         except VerificationRefused as refusal:
             form.add_error("number", refusal.message)
         else:
