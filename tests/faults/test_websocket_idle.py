@@ -22,6 +22,7 @@ from polls.models import Question
 from polls.services import vote_cast
 from tests import stack
 from tests.conftest import PASSWORD
+from tests.phone_numbers import give_phone, unique_number
 from tests.two_factor.verifications import mark_session_verified
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.timeout(120)]
@@ -81,6 +82,7 @@ def test_an_idle_results_socket_stays_open_and_still_gets_the_next_vote(
 ) -> None:
     cookie = _watcher_cookie("watcher")
     voter = make_user("voter")
+    give_phone(voter, unique_number(voter))  # only a verified phone votes
     with _open_results_socket(web, question, cookie) as socket:
         assert 'id="total-votes">0<' in str(socket.recv(timeout=5))
 

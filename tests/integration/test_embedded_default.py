@@ -78,7 +78,8 @@ def test_the_embedded_default_serves_the_whole_flow_without_any_service(tmp_path
         )
         verify_url = response.url
         assert re.search(r"/2fa/v/[0-9a-f-]+/$", verify_url)
-        status_url = verify_url + "status/"
+        # The code page itself (what the no-JavaScript "Refresh status" link reloads).
+        status_url = verify_url
         _wait_for_status(browser, status_url, "sent")
 
         inbox = browser.get(f"{base}/2fa/sandbox/").text
