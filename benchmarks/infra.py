@@ -125,6 +125,9 @@ def configure_django(world: World) -> None:
             # The profiles drive Django's test client, whose host is "testserver".
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
             "TWO_FACTOR_RESEND_COOLDOWN": "0",
+            # The harness is a load generator: its own threads (publishing for P4, voting)
+            # must not queue on the 10 connections a Pollstr process is given.
+            "DATABASE_POOL_MAX_SIZE": "40",
             "NO_PROXY": loopback,
             "no_proxy": loopback,
             **{name: UNLIMITED for name in _RATE_LIMITS},
