@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -53,6 +54,32 @@ def group_send(group: str, message: dict[str, Any]) -> None:
         return
     future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop())
     future.result(timeout=PUBLISH_TIMEOUT)
+
+
+def group_size(group: str) -> int | None:
+    """How many channels are in `group` now, or None when the layer can't tell.
+
+    Lets a publisher skip rendering what nobody would receive: most verifications have
+    no page open while their worker sends. channels_redis keeps a group as a sorted set
+    of channels by join time (its `_group_key`/`connection`, pinned in requirements.txt);
+    the in-memory layers keep a dict.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return 0
+    groups = getattr(layer, "groups", None)
+    if isinstance(groups, dict):
+        return len(groups.get(group) or {})
+    if not all(hasattr(layer, name) for name in ("_group_key", "connection", "consistent_hash")):
+        return None
+    future = asyncio.run_coroutine_threadsafe(_redis_group_size(layer, group), _loop())
+    return int(future.result(timeout=PUBLISH_TIMEOUT))
+
+
+async def _redis_group_size(layer: Any, group: str) -> int:
+    connection = layer.connection(layer.consistent_hash(group))
+    alive_since = time.time() - layer.group_expiry
+    return int(await connection.zcount(layer._group_key(group), alive_since, "+inf"))
 
 
 def _loop() -> asyncio.AbstractEventLoop:

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from channels.layers import get_channel_layer
 
-from pollstr.channel_layers import group_send
+from pollstr.channel_layers import group_send, group_size
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,16 @@ def verification_publish(*, verification_id: UUID | str) -> None:
     """Render the status once and send it to the verification's sockets."""
     if get_channel_layer() is None:
         return
+    group = verification_group(verification_id)
+    if group_size(group) == 0:
+        # No page is open on it (the usual case while a worker sends): nothing to render.
+        # A page that opens later gets the current state when its socket connects.
+        return
     event: dict[str, str] = {"type": "verification.changed"}
     html = verification_render(verification_id=verification_id)
     if html is not None:
         event["html"] = html
-    group_send(verification_group(verification_id), event)
+    group_send(group, event)
 
 
 # --- the user's sessions changed: tell their sockets -------------------------------------
