@@ -262,19 +262,10 @@ def _glob_escape(text: str) -> str:
 
 @contextmanager
 def running(child: stack.ChildProcess) -> Iterator[stack.ChildProcess]:
-    """Stop the child's whole process group on the way out; keep its log on failure."""
-    failed = False
-    try:
+    """Stop the child's whole process group on the way out; keep its log on failure
+    (tests/stack.py's guard, handing the child to the caller)."""
+    with stack._running(child):
         yield child
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        child.stop()
-        if failed:
-            print(f"{child.label} log kept at {child.log_path}", file=sys.stderr)
-        else:
-            child.discard_log()
 
 
 @contextmanager
