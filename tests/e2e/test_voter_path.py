@@ -19,6 +19,21 @@ from two_factor.models import PhoneNumber, Status, Verification
 REVEALING = re.compile(r"another account|already (registered|in use|taken)|can't use", re.I)
 
 
+def _new_voter_with_a_code_on_its_way(
+    e2e_stack: dict[str, Any], browser: Browser
+) -> tuple[Voter, Page, Question]:
+    """A voter who signed up, opened a poll and typed a number: the code page says "sent".
+    Returns the voter, a page for the sandbox inbox and the poll."""
+    question = _first_poll()
+    inbox = browser.new_context().new_page()
+    voter = Voter(browser.new_context().new_page(), e2e_stack["url"])
+    voter.sign_up()
+    voter.open_poll(question.pk)
+    voter.give_number()
+    voter.wait_for_status("sent")
+    return voter, inbox, question
+
+
 def _first_poll() -> Question:
     return Question.objects.published().order_by("pk").first()
 
@@ -110,13 +125,7 @@ def test_a_mistyped_number_is_corrected_from_the_code_page(
 def test_the_new_code_button_appears_when_the_countdown_reaches_zero(
     e2e_stack: dict[str, Any], browser: Browser
 ):
-    base, question = e2e_stack["url"], _first_poll()
-    inbox = browser.new_context().new_page()
-    voter = Voter(browser.new_context().new_page(), base)
-    voter.sign_up()
-    voter.open_poll(question.pk)
-    voter.give_number()
-    voter.wait_for_status("sent")
+    voter, inbox, question = _new_voter_with_a_code_on_its_way(e2e_stack, browser)
     _mark_page(voter.page)
     first_code = voter.code_from_inbox(inbox)
     resend = voter.page.get_by_role("button", name="Send a new code")
@@ -166,13 +175,7 @@ def test_a_slow_send_says_so_without_a_reload(e2e_stack: dict[str, Any], browser
 def test_a_code_sent_while_the_server_is_unreachable_is_sent_again(
     e2e_stack: dict[str, Any], browser: Browser
 ):
-    base, question = e2e_stack["url"], _first_poll()
-    inbox = browser.new_context().new_page()
-    voter = Voter(browser.new_context().new_page(), base)
-    voter.sign_up()
-    voter.open_poll(question.pk)
-    voter.give_number()
-    voter.wait_for_status("sent")
+    voter, inbox, question = _new_voter_with_a_code_on_its_way(e2e_stack, browser)
     code = voter.code_from_inbox(inbox)
     verification = _verification_on(voter.page)
     dropped: list[str] = []

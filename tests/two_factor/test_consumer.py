@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -58,6 +59,19 @@ async def _connect(path: str, headers: list) -> tuple[WebsocketCommunicator, boo
     return communicator, connected, code
 
 
+async def _watching_own_verification(
+    make_user: Any,
+) -> tuple[Client, Verification, WebsocketCommunicator]:
+    """A signed-in browser on its own verification's page, past the socket's first frame."""
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
+    assert connected
+    await communicator.receive_from(timeout=5)
+    return client, verification, communicator
+
+
 async def test_own_verification_is_accepted_and_gets_the_current_status(make_user):
     user = await sync_to_async(make_user)()
     client = await sync_to_async(_browser)(user)
@@ -75,12 +89,7 @@ async def test_own_verification_is_accepted_and_gets_the_current_status(make_use
 
 
 async def test_a_committed_transition_is_pushed_to_the_open_page(make_user):
-    user = await sync_to_async(make_user)()
-    client = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(client, user)
-    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
-    assert connected
-    await communicator.receive_from(timeout=5)
+    _client, verification, communicator = await _watching_own_verification(make_user)
 
     await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
 
@@ -136,12 +145,7 @@ async def test_a_foreign_origin_is_refused(make_user):
 
 
 async def test_garbage_frames_are_ignored_and_the_socket_stays_useful(make_user):
-    user = await sync_to_async(make_user)()
-    client = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(client, user)
-    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
-    assert connected
-    await communicator.receive_from(timeout=5)
+    _client, verification, communicator = await _watching_own_verification(make_user)
 
     for frame in [" ", "not json", json.dumps({"type": "verification.changed"}), "\x00" * 1000]:
         await communicator.send_to(text_data=frame)
@@ -174,12 +178,7 @@ async def test_a_reconnect_gets_the_state_it_missed(make_user):
 
 
 async def test_logging_out_closes_the_status_socket_with_4401(make_user):
-    user = await sync_to_async(make_user)()
-    client = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(client, user)
-    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
-    assert connected
-    await communicator.receive_from(timeout=5)
+    client, _verification, communicator = await _watching_own_verification(make_user)
 
     await sync_to_async(client.post)("/accounts/logout/")
 
@@ -191,12 +190,7 @@ async def test_a_session_that_ended_without_a_logout_is_closed_at_the_next_reche
     make_user, settings
 ):
     settings.LIVE_SOCKET_RECHECK_SECONDS = 0.2
-    user = await sync_to_async(make_user)()
-    client = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(client, user)
-    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
-    assert connected
-    await communicator.receive_from(timeout=5)
+    client, _verification, communicator = await _watching_own_verification(make_user)
 
     # The session ends without a logout (expired, or deleted by an operator): no event.
     await sync_to_async(client.session.delete)()
@@ -208,12 +202,7 @@ async def test_a_session_that_ended_without_a_logout_is_closed_at_the_next_reche
 async def test_a_pushed_status_is_rendered_once_and_carries_this_browsers_token(make_user):
     from two_factor.live import CSRF_PLACEHOLDER, verification_render
 
-    user = await sync_to_async(make_user)()
-    client = await sync_to_async(_browser)(user)
-    verification = await sync_to_async(_verification_for)(client, user)
-    communicator, connected, _ = await _connect(f"/ws/2fa/{verification.pk}/", _headers(client))
-    assert connected
-    await communicator.receive_from(timeout=5)
+    _client, verification, communicator = await _watching_own_verification(make_user)
     shared = await sync_to_async(verification_render)(verification_id=verification.pk)
     assert CSRF_PLACEHOLDER in shared  # one render for every socket, no token in it
 
