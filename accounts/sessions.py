@@ -1,23 +1,90 @@
-"""The session store: Django's database sessions, looking up only keys it could have issued."""
+"""The session store: database sessions read through the cache, looking up only keys it
+could have issued.
+
+Every request reads its session; few write it. Reads come from Redis (one GET) and the
+database stays the record: a write goes to the database first, then to the cache.
+
+- **Redis down.** A read that cannot reach the cache reads the database; a write or a
+  delete that cannot reach it is logged and the request goes on (a throttle or a cache
+  must not become an outage). An entry the cache could not update is at most
+  ``SESSION_CACHE_SECONDS`` old when Redis comes back, because every entry expires
+  after that long (docs/ARCHITECTURE.md, "Sessions").
+- **Keys.** A cookie's key reaches the database or the cache only if it has the shape
+  of one we issue. A quoted cookie may carry an octal escape (``sessionid="abcdefgh\\000"``)
+  that decodes to NUL, which PostgreSQL refuses with an error: a 500 on every page for
+  whoever sends it. Any other key starts a new, empty session, exactly as a stale key does.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
-from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
+from django.conf import settings
+from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseStore
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 # Django issues 32 characters of [a-z0-9]; the session_key column holds 40.
 _ISSUED_KEY = re.compile(r"[a-z0-9]{8,40}")
+# What a cache that cannot be reached raises (Redis), besides the OS's own errors.
+_UNREACHABLE = (RedisError, OSError)
 
 
-class SessionStore(DatabaseSessionStore):
-    """A cookie's key reaches the database only if it has the shape of one we issue.
-
-    The key comes from the browser. A quoted cookie may carry an octal escape
-    (``sessionid="abcdefgh\\000"``) that decodes to NUL, which PostgreSQL refuses with an
-    error: a 500 on every page for whoever sends it. Any other key starts a new, empty
-    session, exactly as a stale key does.
-    """
+class SessionStore(CachedDatabaseStore):
+    cache_key_prefix = "pollstr.session."
 
     def _validate_session_key(self, key: str | None) -> bool:
         return key is not None and _ISSUED_KEY.fullmatch(key) is not None
+
+    def exists(self, session_key: str) -> bool:
+        # A new key's uniqueness is the database's to say (the record), not the cache's.
+        return super(CachedDatabaseStore, self).exists(session_key)
+
+    def _cache_seconds(self, expiry: Any = None) -> int:
+        # While loading, the expiry comes from the row: reading it from the session
+        # would load the session again.
+        age = self.get_expiry_age() if expiry is None else self.get_expiry_age(expiry=expiry)
+        return min(age, settings.SESSION_CACHE_SECONDS)
+
+    def load(self) -> dict[str, Any]:
+        try:
+            data = self._cache.get(self.cache_key)
+        except _UNREACHABLE:
+            logger.warning("Session cache unreachable: reading the session from the database")
+            data, reachable = None, False
+        else:
+            reachable = True
+        if data is not None:
+            return data
+        stored = self._get_session_from_db()
+        if not stored:
+            return {}
+        data = self.decode(stored.session_data)
+        if reachable:
+            self._cache_write(data, self._cache_seconds(expiry=stored.expire_date))
+        return data
+
+    def save(self, must_create: bool = False) -> None:
+        super(CachedDatabaseStore, self).save(must_create)  # the database: the record
+        self._cache_write(self._session, self._cache_seconds())
+
+    def delete(self, session_key: str | None = None) -> None:
+        super(CachedDatabaseStore, self).delete(session_key)
+        key = session_key if session_key is not None else self.session_key
+        if key is None:
+            return
+        try:
+            self._cache.delete(self.cache_key_prefix + key)
+        except _UNREACHABLE:
+            logger.warning(
+                "Session cache unreachable: a deleted session stays cached until it expires"
+            )
+
+    def _cache_write(self, data: dict[str, Any], seconds: int) -> None:
+        try:
+            self._cache.set(self.cache_key, data, seconds)
+        except _UNREACHABLE:
+            logger.warning("Session cache unreachable: the session was saved to the database only")

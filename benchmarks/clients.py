@@ -163,27 +163,47 @@ def _ws_connect(
     return client.ws_connect(site.ws_url + path, origin=site.url, autoping=True, heartbeat=None)
 
 
-async def pollstr_flow(client: aiohttp.ClientSession, site: Site, voter: Voter, s: Samples) -> None:
-    """login → number → code → back on the poll, as a browser with the websocket."""
+Mark = Callable[[str], None]
+
+
+def _no_mark(step: str) -> None:
+    pass
+
+
+async def pollstr_flow(
+    client: aiohttp.ClientSession,
+    site: Site,
+    voter: Voter,
+    s: Samples,
+    mark: Mark = _no_mark,
+) -> None:
+    """login → number → code → back on the poll, as a browser with the websocket.
+    ``mark(step)`` is called after each step (the cost trace counts between marks)."""
     gate = await _login(client, site, voter)
+    mark("sign in (login page, login, poll → gate)")
     verification_id, number_seconds = await _pollstr_number(client, site, voter, gate)
     s.add("number", number_seconds)
+    mark("number page + number submit")
     verify_path = f"/2fa/v/{verification_id}/"
     body, _, _ = await _fetch(client, "GET", site.url + verify_path, step="code page", expect=200)
     token = _token(body, "code page")
     async with await _ws_connect(client, site, f"/ws/2fa/{verification_id}/") as ws:
         await _ws_until(ws, "sent", "sent")
+        mark("code page + websocket until 'sent' (the send task)")
         code = await read_code(client, site, voter.number)
         form = {"code": code, "csrfmiddlewaretoken": token}
         _, _, code_seconds = await _fetch(
             client, "POST", f"{site.url}{verify_path}code/", step="code", expect=302, data=form
         )
         s.add("code", code_seconds)
+        mark("code submit")
         await _ws_until(ws, "verified", "verified")
+        mark("until 'verified' (the check task)")
     _, location, _ = await _fetch(
         client, "GET", f"{site.url}{verify_path}complete/", step="complete", expect=302
     )
     await _poll_page(client, site, location)
+    mark("completion + poll page (socket closed)")
 
 
 async def _poll_page(client: aiohttp.ClientSession, site: Site, location: str) -> None:

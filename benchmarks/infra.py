@@ -293,17 +293,25 @@ def pollstr_web(env: dict[str, str], **overrides: str) -> Iterator[stack.WebServ
 
 @contextmanager
 def pollstr_workers(
-    env: dict[str, str], *, processes: int, pool: str, concurrency: int
+    env: dict[str, str],
+    *,
+    processes: int,
+    pool: str,
+    concurrency: int,
+    checks_only: bool = False,
 ) -> Iterator[list[stack.ChildProcess]]:
-    """``processes`` real Celery workers (tests/stack.py's worker_command()), each with
-    ``pool`` and ``concurrency``; yields once every one logged ``ready.``."""
+    """``processes`` real Celery workers (tests/stack.py's worker_command(), or with
+    ``checks_only`` the compose ``worker-checks`` command), each with ``pool`` and
+    ``concurrency``; yields once every one logged ``ready.``."""
     worker_env = {**env, "CELERY_WORKER_POOL": pool, "CELERY_WORKER_CONCURRENCY": str(concurrency)}
+    command = stack.CHECKS_WORKER_COMMAND if checks_only else stack.worker_command()
+    label = "celery-checks" if checks_only else "celery-worker"
     children: list[stack.ChildProcess] = []
     try:
         for index in range(processes):
-            hostname = f"bench{index}-{secrets.token_hex(3)}@%h"
-            argv = [sys.executable, "-m", *stack.worker_command(), f"--hostname={hostname}"]
-            children.append(stack.ChildProcess(f"celery-worker-{index}", argv, worker_env))
+            hostname = f"bench{index}-{label}-{secrets.token_hex(3)}@%h"
+            argv = [sys.executable, "-m", *command, f"--hostname={hostname}"]
+            children.append(stack.ChildProcess(f"{label}-{index}", argv, worker_env))
         for child in children:
             child.wait_until(
                 lambda child=child: _READY.search(child.log_text()),

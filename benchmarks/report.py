@@ -69,6 +69,8 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     profiles: list[Any] = field(default_factory=list)  # benchmarks.profiles.Profile
     notes: list[str] = field(default_factory=list)
+    # Markdown sections a scenario writes beside its figures (P2's cost of a voter).
+    sections: list[str] = field(default_factory=list)
 
 
 def fmt(value: float, unit: str = "") -> str:
@@ -138,6 +140,8 @@ def render_markdown(report: Report) -> str:
     if notes or report.notes:
         lines += ["", "## Notes", "", *notes, *(f"- {note}" for note in report.notes)]
     lines += _targets(report.figures)
+    for section in report.sections:
+        lines += ["", section.rstrip()]
     if report.profiles:
         lines += ["", "## Profiles", ""]
         for profile in report.profiles:
@@ -178,6 +182,7 @@ def write_json(report: Report, path: Path) -> None:
         "setup": report.setup,
         "figures": [f.as_dict() for f in report.figures],
         "notes": report.notes,
+        "sections": report.sections,
         "profiles": [asdict(p) for p in report.profiles],
     }
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")

@@ -19,13 +19,16 @@ import sys
 import tempfile
 import time
 import traceback
+from contextlib import ExitStack
 from pathlib import Path
 
-from benchmarks import infra, report
+from benchmarks import cost, infra, report
 from benchmarks.stats import Figure
 
 BENCH_DIR = Path(__file__).resolve().parent
 SCENARIOS = ("P1", "P2", "P3", "P4", "P5", "profile")
+SHARED_POSTGRES = "postgres://postgres@127.0.0.1:5432"
+SHARED_REDIS = "redis://127.0.0.1:6379/14"
 
 
 def _only(text: str) -> tuple[str, ...]:
@@ -122,16 +125,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--postgres",
-        default="postgres://postgres@127.0.0.1:5432",
-        help="PostgreSQL server URL, no database",
+        default=None,
+        help="PostgreSQL server URL, no database (default: a private cluster this run "
+        f"starts, which counts statements; e.g. {SHARED_POSTGRES})",
     )
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        help=f"Redis URL (default: a private redis-server; e.g. {SHARED_REDIS})",
+    )
     parser.add_argument(
         "--out",
         type=Path,
         default=None,
         help="directory for RESULTS.md and the plot (default benchmarks/, "
         "benchmarks/results/quick/ with --quick)",
+    )
+    parser.add_argument(
+        "--flame-raw",
+        action="store_true",
+        help="P2's profiles as collapsed stacks (flame-*.txt) instead of SVG flame graphs",
     )
     parser.add_argument("--keep-db", action="store_true", help="keep pollstr_bench afterwards")
     args = parser.parse_args(argv)
@@ -149,6 +162,7 @@ def build_plan(args: argparse.Namespace) -> object:
         "reps": args.reps,
         "latency": args.latency,
         "pg_budget": args.pg_budget,
+        "flame_raw": args.flame_raw,
     }
     if args.p4_sockets:
         overrides["p4_sockets"] = args.p4_sockets
@@ -174,20 +188,32 @@ def main(argv: list[str] | None = None) -> int:
         mode=("quick" if args.quick else "full") + f", {', '.join(args.only)}",
     )
     log(f"load average {rep.load_before}; open files limit {nofile}")
-    world = infra.new_world(args.postgres, args.redis_url)
     tmpdir = Path(tempfile.mkdtemp(prefix="pollstr-bench-"))
     try:
-        infra.database_create(world)
-        infra.configure_django(world)
-        log("migrating pollstr_bench")
-        infra.database_migrate()
-        with infra.verify_double(args.latency) as double:
-            infra.use_vonage_double(double)
-            plot = _run(args, plan, world, double, tmpdir, rep)
+        with ExitStack() as stack:
+            servers = None
+            if args.postgres is None and args.redis_url is None:
+                log("starting a private PostgreSQL (pg_stat_statements) and Redis")
+                servers = stack.enter_context(cost.private_servers(tmpdir / "servers"))
+            world = infra.new_world(
+                args.postgres or (servers.postgres if servers else SHARED_POSTGRES),
+                args.redis_url or (servers.redis_url if servers else SHARED_REDIS),
+            )
+            try:
+                infra.database_create(world)
+                infra.configure_django(world)
+                log("migrating pollstr_bench")
+                infra.database_migrate()
+                if servers is not None:
+                    cost.prepare_database(world)
+                with infra.verify_double(args.latency) as double:
+                    infra.use_vonage_double(double)
+                    plot = _run(args, plan, world, double, tmpdir, rep, servers)
+            finally:
+                infra.redis_cleanup(world)
+                if not args.keep_db:
+                    infra.database_drop(world)
     finally:
-        infra.redis_cleanup(world)
-        if not args.keep_db:
-            infra.database_drop(world)
         shutil.rmtree(tmpdir, ignore_errors=True)
     rep.load_after = report.load_average()
     _write(args, rep, plot)
@@ -201,6 +227,7 @@ def _run(
     double: dict[str, str],
     tmpdir: Path,
     rep: report.Report,
+    servers: cost.Servers | None,
 ) -> dict[str, object]:
     """Run the chosen scenarios into ``rep``; return what the plot needs."""
     from benchmarks import scenarios
@@ -216,6 +243,8 @@ def _run(
         codes_url=double["codes_url"],
         log=log,
         tmpdir=tmpdir,
+        out=args.out,
+        servers=servers,
     )
     rep.setup = {
         "Pollstr web": f"`{' '.join(stack.web_command(host='127.0.0.1', port='PORT'))}`, "
@@ -260,6 +289,7 @@ def _run(
         rep.profiles = run_profiles(args.profile_requests)
     rep.figures.sort(key=lambda f: f.key.split(".")[0])  # stable: scenario order kept
     rep.notes += ctx.notes
+    rep.sections += ctx.sections
     rep.setup["plot"] = "latency_vs_load.png" if ctx.plot else "none (P1/P2 not run)"
     return ctx.plot
 

@@ -105,6 +105,16 @@ DATABASE_LIMITS = DatabaseLimits(
     statement_timeout_ms=env_int("DATABASE_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
     connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=2, maximum=60),
 )
+# Threads per web process serving HTTP (pollstr/http_bridge.py). Requests are short and
+# CPU-bound between sub-millisecond queries: more threads than cores only make them fight
+# over the GIL (measured under P2: 10 threads cost 50% more CPU per voter than 4; see
+# benchmarks/README.md). Each thread holds at most one pooled database connection.
+WEB_HTTP_THREADS = env_int(
+    "WEB_HTTP_THREADS",
+    min(4, DATABASE_LIMITS.pool_max_size),
+    minimum=1,
+    maximum=DATABASE_LIMITS.pool_max_size,
+)
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL, DATABASE_LIMITS)}
 else:
@@ -274,8 +284,12 @@ LOGIN_REDIRECT_URL = "polls:index"
 LOGOUT_REDIRECT_URL = "polls:index"
 
 # --- Sessions and security ------------------------------------------------------------------
-# Database sessions that never send a malformed cookie key to the database.
+# Database sessions read through the cache, that never send a malformed cookie key to the
+# database or the cache (accounts/sessions.py). A cached session is re-read from the
+# database at least this often, which bounds how stale an entry the cache could not
+# update during a Redis outage can be.
 SESSION_ENGINE = "accounts.sessions"
+SESSION_CACHE_SECONDS = env_int("SESSION_CACHE_SECONDS", 60, minimum=1, maximum=86400)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("SECURE_COOKIES", not DEBUG and bool(DATABASE_URL))

@@ -20,7 +20,7 @@ from two_factor import services
 from two_factor.forms import CodeForm, PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import AlreadyCompleted, VerificationRefused
-from two_factor.session import session_is_verified
+from two_factor.session import session_is_verified, session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"
@@ -43,7 +43,9 @@ def _session_key(request: HtmxHttpRequest) -> str:
 def _get_own_verification(request: HtmxHttpRequest, verification_id: UUID) -> Verification:
     """This user's verification started in this session, else 404 (never say it exists)."""
     own = Verification.objects.of_session(user=request.user, session_key=_session_key(request))
-    return get_object_or_404(own, pk=verification_id)
+    verification = get_object_or_404(own, pk=verification_id)
+    verification.user = request.user  # the same row: no second query for it
+    return verification
 
 
 def _phone_of(request: HtmxHttpRequest) -> PhoneNumber | None:
@@ -260,6 +262,7 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     The worker never writes sessions; the browser comes here once it sees "verified".
     """
     verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
+    verification.user = request.user
     target = safe_next_url(
         request, request.session.get(NEXT_SESSION_KEY, ""), reverse("polls:index")
     )
@@ -269,7 +272,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         session=request.session, user=request.user
     )
     if not already_done:
-        verification = _get_own_verification(request, verification_id)
+        # _get_own_verification's rule, on the row already read.
+        if verification.session_key_hash != session_key_hash(_session_key(request)):
+            raise Http404("No verification of this session has this id.")
         try:
             services.verification_complete(verification=verification, session=request.session)
         except AlreadyCompleted:

@@ -61,7 +61,7 @@ def verification_submit_code(
         if not verification.accepts_code:
             raise VerificationRefused(_why_no_code(verification))
         _limit([("check_per_user", str(verification.user_id))])
-        transition(verification, Status.CHECKING, reason="code submitted", ip=ip)
+        transition(verification, Status.CHECKING, reason="code submitted", ip=ip, locked=True)
         transaction.on_commit(lambda: _enqueue("check", verification.pk, code))
     return verification
 

@@ -30,8 +30,13 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
             raise AlreadyCompleted("This verification is already complete.")
         if locked.status != Status.VERIFIED:
             raise VerificationRefused("This verification isn't finished yet.")
+        verification.__dict__.update(locked.__dict__)
         transition(
-            verification, Status.CONSUMED, reason="session verified", consumed_at=timezone.now()
+            verification,
+            Status.CONSUMED,
+            reason="session verified",
+            consumed_at=timezone.now(),
+            locked=True,
         )
     session.cycle_key()
     session_mark_verified(session=session, user=verification.user, number=verification.number)

@@ -157,13 +157,28 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     verification = Verification.objects.get(pk=verification_id)
     if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
         return verification  # the provider already has this request
-    if verification.status == Status.QUEUED and not transition_if_allowed(
-        verification, Status.SENDING, reason="worker picked it up", send_claim=delivery
-    ):
-        return verification
-    if verification.send_claim != delivery:
+    # Counted and re-armed before the call: a worker killed during it leaves a row the
+    # reconciler re-drives once this attempt's time is up.
+    now = timezone.now()
+    attempt = {
+        "send_attempts": verification.send_attempts + 1,
+        "send_started_at": verification.send_started_at or now,
+        "deadline_at": now + task_grace(),
+    }
+    if verification.status == Status.QUEUED:
+        # The claim and the first attempt's count in one write: only a queued row's
+        # claimer counts, and nobody else counts a queued row's attempts.
+        if not transition_if_allowed(
+            verification,
+            Status.SENDING,
+            reason="worker picked it up",
+            send_claim=delivery,
+            **attempt,
+        ):
+            return verification
+    elif verification.send_claim != delivery:
         return verification  # another delivery owns this send
-    if verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
+    elif verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
         transition_if_allowed(
             verification,
             Status.FAILED,
@@ -171,14 +186,9 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
             failure_reason=SEND_GAVE_UP,
         )
         return verification
-    now = timezone.now()
-    # Counted and re-armed before the call: a worker killed during it leaves a row the
-    # reconciler re-drives once this attempt's time is up.
-    Verification.objects.filter(pk=verification.pk).update(
-        send_attempts=verification.send_attempts + 1,
-        send_started_at=verification.send_started_at or now,
-        deadline_at=now + task_grace(),
-    )
+    else:
+        # Re-driven in `sending` (a lost attempt's task id, the same claim).
+        Verification.objects.filter(pk=verification.pk).update(**attempt)
     gateway = _provider()
     _release_connection()
     try:

@@ -32,37 +32,64 @@ def transition(
     *,
     reason: str = "",
     ip: str | None = None,
+    locked: bool = False,
     **fields: Any,
 ) -> Verification:
     """Move `verification` to `to`, saving `fields` with it, auditing and publishing.
 
     Locks the row so concurrent deliveries (a worker and a callback) serialise; the
     state machine is checked against the row as stored, not as the caller last saw it.
+    `locked=True` says the caller read `verification` with `select_for_update()` in the
+    transaction it is still in: that row is the stored one, and is not read again.
     Every transition sets the row's next deadline (see `deadline_for`) and replaces
     the voter's notice, unless the caller passes them.
+
+    Inside a caller's transaction no savepoint is taken: the state machine refuses
+    (IllegalTransition) before anything is written, so a refusal leaves the caller's
+    transaction usable, and any later error rolls the caller's work back with it.
     """
-    with transaction.atomic():
-        current = Verification.objects.select_for_update().get(pk=verification.pk)
-        if to not in TRANSITIONS[current.status]:
-            raise IllegalTransition(f"{current.status} → {to} is not allowed")
-        from_status = current.status
-        current.status = to
-        fields.setdefault("notice", "")
-        for name, value in fields.items():
-            setattr(current, name, value)
-        if "deadline_at" not in fields:
-            current.deadline_at = deadline_for(current, now=timezone.now())
-        current.save()
-        VerificationEvent.objects.create(
-            verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
-        )
-        transaction.on_commit(lambda: _publish(current.pk))
-        transaction.on_commit(
-            lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
-        )
+    if transaction.get_connection().in_atomic_block:
+        current = _transition(verification, to, reason=reason, ip=ip, locked=locked, **fields)
+    else:
+        with transaction.atomic():
+            current = _transition(verification, to, reason=reason, ip=ip, locked=locked, **fields)
     # Hand the caller the fresh row so it never acts on a stale status.
-    verification.__dict__.update(current.__dict__)
+    if current is not verification:
+        verification.__dict__.update(current.__dict__)
     return verification
+
+
+def _transition(
+    verification: Verification,
+    to: Status,
+    *,
+    reason: str,
+    ip: str | None,
+    locked: bool,
+    **fields: Any,
+) -> Verification:
+    current = (
+        verification if locked else Verification.objects.select_for_update().get(pk=verification.pk)
+    )
+    if to not in TRANSITIONS[current.status]:
+        raise IllegalTransition(f"{current.status} → {to} is not allowed")
+    from_status = current.status
+    current.status = to
+    fields.setdefault("notice", "")
+    for name, value in fields.items():
+        setattr(current, name, value)
+    if "deadline_at" not in fields:
+        current.deadline_at = deadline_for(current, now=timezone.now())
+    # Only what changed: the UPDATE stays small whatever the row holds.
+    current.save(update_fields=["status", "deadline_at", "updated_at", *fields])
+    VerificationEvent.objects.create(
+        verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
+    )
+    transaction.on_commit(lambda: _publish(current.pk))
+    transaction.on_commit(
+        lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
+    )
+    return current
 
 
 def _publish(verification_id: UUID) -> None:
