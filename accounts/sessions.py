@@ -4,11 +4,12 @@ could have issued.
 Every request reads its session; few write it. Reads come from Redis (one GET) and the
 database stays the record: a write goes to the database first, then to the cache.
 
-- **Redis down.** A read that cannot reach the cache reads the database; a write or a
-  delete that cannot reach it is logged and the request goes on (a throttle or a cache
-  must not become an outage). An entry the cache could not update is at most
-  ``SESSION_CACHE_SECONDS`` old when Redis comes back, because every entry expires
-  after that long (docs/ARCHITECTURE.md, "Sessions").
+- **Redis down.** A read that cannot reach the cache reads the database, and so do this
+  process's reads for the next ``SESSION_CACHE_RETRY_SECONDS`` (a hung Redis costs one
+  request its socket timeout, not every request). A write or a delete that cannot reach
+  it is logged and the request goes on (a cache must not become an outage). An entry the
+  cache could not update is at most ``SESSION_CACHE_SECONDS`` old when Redis comes back,
+  because every entry expires after that long (docs/ARCHITECTURE.md, "Sessions").
 - **Keys.** A cookie's key reaches the database or the cache only if it has the shape
   of one we issue. A quoted cookie may carry an octal escape (``sessionid="abcdefgh\\000"``)
   that decodes to NUL, which PostgreSQL refuses with an error: a 500 on every page for
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +33,13 @@ logger = logging.getLogger(__name__)
 _ISSUED_KEY = re.compile(r"[a-z0-9]{8,40}")
 # What a cache that cannot be reached raises (Redis), besides the OS's own errors.
 _UNREACHABLE = (RedisError, OSError)
+# Until when (time.monotonic()) this process reads sessions from the database only.
+_skip_cache_until = 0.0
+
+
+def _cache_failed() -> None:
+    global _skip_cache_until
+    _skip_cache_until = time.monotonic() + settings.SESSION_CACHE_RETRY_SECONDS
 
 
 class SessionStore(CachedDatabaseStore):
@@ -50,13 +59,15 @@ class SessionStore(CachedDatabaseStore):
         return min(age, settings.SESSION_CACHE_SECONDS)
 
     def load(self) -> dict[str, Any]:
-        try:
-            data = self._cache.get(self.cache_key)
-        except _UNREACHABLE:
-            logger.warning("Session cache unreachable: reading the session from the database")
-            data, reachable = None, False
-        else:
-            reachable = True
+        data, reachable = None, False
+        if time.monotonic() >= _skip_cache_until:
+            try:
+                data = self._cache.get(self.cache_key)
+            except _UNREACHABLE:
+                logger.warning("Session cache unreachable: reading sessions from the database")
+                _cache_failed()
+            else:
+                reachable = True
         if data is not None:
             return data
         stored = self._get_session_from_db()
@@ -79,6 +90,7 @@ class SessionStore(CachedDatabaseStore):
         try:
             self._cache.delete(self.cache_key_prefix + key)
         except _UNREACHABLE:
+            _cache_failed()
             logger.warning(
                 "Session cache unreachable: a deleted session stays cached until it expires"
             )
@@ -87,4 +99,5 @@ class SessionStore(CachedDatabaseStore):
         try:
             self._cache.set(self.cache_key, data, seconds)
         except _UNREACHABLE:
+            _cache_failed()
             logger.warning("Session cache unreachable: the session was saved to the database only")

@@ -290,6 +290,9 @@ LOGOUT_REDIRECT_URL = "polls:index"
 # update during a Redis outage can be.
 SESSION_ENGINE = "accounts.sessions"
 SESSION_CACHE_SECONDS = env_int("SESSION_CACHE_SECONDS", 60, minimum=1, maximum=86400)
+# After the cache failed a session read, a process reads sessions from the database alone
+# for this long (a hung Redis costs one request its socket timeout, not every request).
+SESSION_CACHE_RETRY_SECONDS = env_int("SESSION_CACHE_RETRY_SECONDS", 10, minimum=1, maximum=600)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SECURE = env_bool("SECURE_COOKIES", not DEBUG and bool(DATABASE_URL))

@@ -43,7 +43,7 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.resolvers import RoutePattern
 from django.utils import timezone
-from hypothesis import HealthCheck, Phase, example, given
+from hypothesis import HealthCheck, Phase, assume, example, given
 from hypothesis import strategies as st
 
 from polls.models import Question
@@ -979,6 +979,9 @@ def test_unsigned_webhook_bodies_are_refused_without_a_server_error(
 ) -> None:
     headers = {"HTTP_AUTHORIZATION": as_header(authorization)} if authorization is not None else {}
     if content_length is not None:
+        # A length beyond the body never reaches Django from a server (it waits for the
+        # rest); only the test client's payload, which asserts, would pass it on.
+        assume(not (content_length.strip().isdigit() and int(content_length) > len(body)))
         headers["CONTENT_LENGTH"] = as_header(content_length)
     client = Client(raise_request_exception=False)
     response = send(client, method, WEBHOOK, body=Body(body, content_type), headers=headers)
