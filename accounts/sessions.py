@@ -62,7 +62,7 @@ class SessionStore(CachedDatabaseStore):
         data, reachable = None, False
         if time.monotonic() >= _skip_cache_until:
             try:
-                data = self._cache.get(self.cache_key)
+                data = self._cache.get(self.cache_key)  # type: ignore[attr-defined]
             except _UNREACHABLE:
                 logger.warning("Session cache unreachable: reading sessions from the database")
                 _cache_failed()
@@ -70,7 +70,7 @@ class SessionStore(CachedDatabaseStore):
                 reachable = True
         if data is not None:
             return data
-        stored = self._get_session_from_db()
+        stored = self._get_session_from_db()  # type: ignore[attr-defined]
         if not stored:
             return {}
         data = self.decode(stored.session_data)
@@ -80,7 +80,7 @@ class SessionStore(CachedDatabaseStore):
 
     def save(self, must_create: bool = False) -> None:
         super(CachedDatabaseStore, self).save(must_create)  # the database: the record
-        self._cache_write(self._session, self._cache_seconds())
+        self._cache_write(self._session, self._cache_seconds())  # type: ignore[attr-defined]
 
     def delete(self, session_key: str | None = None) -> None:
         super(CachedDatabaseStore, self).delete(session_key)
@@ -88,7 +88,7 @@ class SessionStore(CachedDatabaseStore):
         if key is None:
             return
         try:
-            self._cache.delete(self.cache_key_prefix + key)
+            self._cache.delete(self.cache_key_prefix + key)  # type: ignore[attr-defined]
         except _UNREACHABLE:
             _cache_failed()
             logger.warning(
@@ -97,7 +97,7 @@ class SessionStore(CachedDatabaseStore):
 
     def _cache_write(self, data: dict[str, Any], seconds: int) -> None:
         try:
-            self._cache.set(self.cache_key, data, seconds)
+            self._cache.set(self.cache_key, data, seconds)  # type: ignore[attr-defined]
         except _UNREACHABLE:
             _cache_failed()
             logger.warning("Session cache unreachable: the session was saved to the database only")

@@ -20,6 +20,8 @@ class ResultsConsumer(SessionBoundConsumer):
     """Streams a question's results to a phone-verified session, for as long as it is one
     (logout, a password change or an ended verified flag close the socket)."""
 
+    relayed = True  # thousands of pages may watch one poll
+
     def live_group(self) -> str:
         return results_group(self._question_id())
 

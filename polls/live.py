@@ -19,6 +19,12 @@ def results_group(question_id: int) -> str:
     return f"poll-results-{int(question_id)}"
 
 
+def results_message(*, question_id: int, html: str) -> dict[str, str]:
+    """What a results page's socket receives: the fragment, and the group it is for (each
+    web process relays it to its own sockets, pollstr/fanout.py)."""
+    return {"type": "results.changed", "html": html, "group": results_group(question_id)}
+
+
 def results_render(*, question_id: int) -> str:
     """The results fragment: the same for every watcher (nothing per voter in it)."""
     from polls.models import Question
@@ -32,7 +38,7 @@ def results_publish(*, question_id: int) -> None:
         return
     try:
         html = results_render(question_id=question_id)
-        group_send(results_group(question_id), {"type": "results.changed", "html": html})
+        group_send(results_group(question_id), results_message(question_id=question_id, html=html))
     except Exception:
         # The vote is committed either way; a page that missed it catches up on reload.
         logger.exception("Could not publish results of question %s", question_id)

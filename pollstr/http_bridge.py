@@ -137,7 +137,10 @@ class _Request:
         self._on_loop({"type": "http.response.body", "body": b""})
 
     def _on_loop(self, message: Message) -> None:
-        asyncio.run_coroutine_threadsafe(self.send(message), self.loop).result()
+        async def send() -> None:
+            await self.send(message)
+
+        asyncio.run_coroutine_threadsafe(send(), self.loop).result()
 
 
 _BAD_REQUEST: Message = {

@@ -33,6 +33,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
+from pollstr.fanout import relay
 from two_factor.live import CSRF_PLACEHOLDER, user_sockets_group, verification_group
 from two_factor.models import Verification
 from two_factor.session import session_key_hash
@@ -108,7 +109,11 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
     carries their updates (``live_group``) and what to send (``send_current``).
     """
 
+    # A live group that many sockets of one process share (a poll's results) is joined
+    # once per process and fanned out in memory (pollstr/fanout.py).
+    relayed = False
     _groups: tuple[str, ...] = ()
+    _relayed_group: str | None = None
     _ended = False
     _valid_until: float | None = None  # when access ends by the clock alone
     _recheck: asyncio.Task[None] | None = None
@@ -126,7 +131,13 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         if not await self._may_watch_at_connect():
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        self._groups = (self.live_group(), user_sockets_group(self.scope["user"].pk))
+        own_groups = [user_sockets_group(self.scope["user"].pk)]
+        if self.relayed:
+            self._relayed_group = self.live_group()
+            await relay().join(self._relayed_group, id(self), self._take_relayed)
+        else:
+            own_groups.append(self.live_group())
+        self._groups = tuple(own_groups)
         for group in self._groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -220,8 +231,17 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
 
     async def _leave_groups(self) -> None:
         groups, self._groups = self._groups, ()
+        relayed, self._relayed_group = self._relayed_group, None
+        if relayed is not None:
+            await relay().leave(relayed, id(self))
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _take_relayed(self, message: dict[str, Any]) -> None:
+        """A message of the relayed group, handled as Channels would dispatch it."""
+        handler = getattr(self, str(message.get("type", "")).replace(".", "_"), None)
+        if handler is not None and not self._ended:
+            await handler(message)
 
     def _session_key(self) -> str | None:
         session = self.scope.get("session")

@@ -193,16 +193,26 @@ async def test_a_verified_flag_past_its_age_gets_no_push(make_user, question, se
 async def test_watchers_relay_the_fragment_the_publisher_rendered_once(make_user, question):
     from channels.layers import get_channel_layer
 
-    from polls.live import results_group
+    from polls.live import results_group, results_message
+    from pollstr.fanout import relay
 
     watchers = []
     for name in ("w1", "w2", "w3"):
         user = await sync_to_async(make_user)(name)
         watchers.append(await _watching(await sync_to_async(_verified_browser)(user), question))
 
-    await get_channel_layer().group_send(
-        results_group(question.pk), {"type": "results.changed", "html": "<p>rendered once</p>"}
-    )
+    layer = get_channel_layer()
+    group = results_group(question.pk)
+    # One membership in the layer for the process, whatever the number of its sockets.
+    assert len(layer.groups[group]) == 1
+    assert relay().listeners(group) == 3
+    await layer.group_send(group, results_message(question_id=question.pk, html="<p>once</p>"))
 
     for communicator in watchers:
-        assert await communicator.receive_from(timeout=5) == "<p>rendered once</p>"
+        assert await communicator.receive_from(timeout=5) == "<p>once</p>"
+
+    # The last socket to leave takes the process out of the group.
+    for communicator in watchers:
+        await communicator.disconnect()
+    assert relay().listeners(group) == 0
+    assert group not in layer.groups or not layer.groups[group]
