@@ -43,7 +43,9 @@ class Relay:
         assert layer is not None
         async with self._lock:
             if self._channel is None:
-                self._channel = await layer.new_channel("relay.")
+                # The layer's default prefix: channels_redis reads all of a process's
+                # own channels through one queue, and only that prefix's.
+                self._channel = await layer.new_channel()
                 self._tasks = [
                     asyncio.ensure_future(self._relay(layer, self._channel)),
                     asyncio.ensure_future(self._renew(layer, self._channel)),
