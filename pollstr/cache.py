@@ -1,9 +1,9 @@
-"""Django's Redis cache, keeping one redis-py client per connection pool.
+"""Django's Redis cache, keeping one redis-py client per server for the whole process.
 
 Django's ``RedisCacheClient.get_client`` builds a new ``redis.Redis`` for every cache
 operation; a request that touches the cache a dozen times paid for a dozen client
 objects. A ``redis.Redis`` is thread-safe (connections come from its pool), so one per
-pool serves every thread of the process.
+server serves every thread and every cache object of the process.
 """
 
 from __future__ import annotations
@@ -15,21 +15,29 @@ from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
 
+# Django keeps a cache object per thread and per asyncio context: each websocket that
+# read its session through the cache built its own client, connection pool and Redis
+# connection (twice the memory per socket, one Redis connection per socket). One client
+# per server and options serves the whole process.
+_shared_clients: dict[tuple[Any, ...], Any] = {}
+_shared_lock = threading.Lock()
+
+
 class PooledRedisCacheClient(RedisCacheClient):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: dict[bool, Any] = {}
-        self._clients_lock = threading.Lock()
+    def __init__(self, servers: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(servers, *args, **kwargs)
+        self._shared_key = (tuple(servers), repr(sorted(kwargs.items(), key=str)))
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         # One for writes, one for reads (with several servers, a process keeps reading
         # from the replica it first picked).
-        client = self._clients.get(write)
+        shared_key = (*self._shared_key, write)
+        client = _shared_clients.get(shared_key)
         if client is None:
-            with self._clients_lock:
-                client = self._clients.get(write)
+            with _shared_lock:
+                client = _shared_clients.get(shared_key)
                 if client is None:
-                    client = self._clients[write] = super().get_client(key, write=write)
+                    client = _shared_clients[shared_key] = super().get_client(key, write=write)
         return client
 
 

@@ -64,3 +64,26 @@ def test_it_is_still_djangos_redis_cache(redis_cache):
     assert isinstance(redis_cache, RedisCache)
     assert redis_cache.add("once", 1) is True
     assert redis_cache.add("once", 2) is False
+
+
+def test_cache_objects_of_other_threads_and_contexts_share_the_process_client(redis_cache):
+    """Django builds a cache object per thread and per asyncio context (each websocket
+    reading its session): they must not each open a connection pool of their own."""
+    import asyncio
+
+    from pollstr.cache import RedisCache
+
+    def client_of_a_new_cache_object() -> object:
+        fresh = caches.create_connection("default")
+        assert isinstance(fresh, RedisCache)
+        fresh.set("shared-probe", 1)
+        return fresh._cache.get_client(write=True)
+
+    async def in_contexts() -> list[object]:
+        return await asyncio.gather(
+            *(asyncio.to_thread(client_of_a_new_cache_object) for _ in range(5))
+        )
+
+    clients = asyncio.run(in_contexts())
+    clients.append(client_of_a_new_cache_object())
+    assert len({id(client) for client in clients}) == 1
