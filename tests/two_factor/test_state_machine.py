@@ -95,6 +95,52 @@ def test_a_transition_saves_the_extra_fields_with_the_status(make_verification):
     )
 
 
+def test_a_transition_writes_only_what_it_changes_and_takes_no_savepoint_inside_a_transaction(
+    make_verification,
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    verification = make_verification(Status.SENDING)
+    with CaptureQueriesContext(connection) as captured:
+        transition(verification, Status.SENT, request_id="req-2")
+    statements = [query["sql"] for query in captured.captured_queries]
+    update = next(sql for sql in statements if sql.startswith("UPDATE"))
+    assert '"request_id"' in update and '"status"' in update
+    assert '"session_key_hash"' not in update and '"number"' not in update
+    assert not any("SAVEPOINT" in sql for sql in statements)
+    # lock, update, audit event: three statements
+    assert len(statements) == 3
+
+
+def test_a_refused_transition_leaves_the_callers_transaction_usable(make_verification):
+    from django.db import transaction
+
+    verification = make_verification(Status.SENT)
+    with transaction.atomic():
+        with pytest.raises(IllegalTransition):
+            transition(verification, Status.SENDING)
+        # The caller goes on in the same transaction, and its work commits.
+        transition(verification, Status.CHECKING, reason="after a refusal")
+    verification.refresh_from_db()
+    assert verification.status == Status.CHECKING
+    assert verification.events.filter(reason="after a refusal").count() == 1
+
+
+def test_a_row_the_caller_locked_is_not_read_again(make_verification):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    verification = make_verification(Status.SENT)
+    with transaction.atomic():
+        locked = type(verification).objects.select_for_update().get(pk=verification.pk)
+        with CaptureQueriesContext(connection) as captured:
+            transition(locked, Status.CHECKING, locked=True)
+    assert not any(q["sql"].startswith("SELECT") for q in captured.captured_queries)
+    verification.refresh_from_db()
+    assert verification.status == Status.CHECKING
+
+
 @pytest.mark.parametrize(("source", "target"), ILLEGAL, ids=[_pair_id(p) for p in ILLEGAL])
 def test_an_illegal_transition_is_refused_and_changes_nothing(make_verification, source, target):
     verification = make_verification(source)
