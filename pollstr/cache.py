@@ -14,7 +14,6 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
 
-
 # Django keeps a cache object per thread and per asyncio context: each websocket that
 # read its session through the cache built its own client, connection pool and Redis
 # connection (twice the memory per socket, one Redis connection per socket). One client
