@@ -24,7 +24,9 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseStore
+from django.utils.crypto import get_random_string
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -82,11 +84,17 @@ class SessionStore(CachedDatabaseStore):
         super(CachedDatabaseStore, self).save(must_create)  # the database: the record
         self._cache_write(self._session, self._cache_seconds())  # type: ignore[attr-defined]
 
+    def _get_new_session_key(self) -> str:
+        # No look-up first: a key that exists already fails the insert, and create()
+        # draws another (32 characters of 36: a collision is never seen in practice).
+        return get_random_string(32, VALID_KEY_CHARS)
+
     def delete(self, session_key: str | None = None) -> None:
-        super(CachedDatabaseStore, self).delete(session_key)
         key = session_key if session_key is not None else self.session_key
         if key is None:
             return
+        # One DELETE (Django's own store reads the row first).
+        self.model.objects.filter(session_key=key).delete()
         try:
             self._cache.delete(self.cache_key_prefix + key)  # type: ignore[attr-defined]
         except _UNREACHABLE:
