@@ -79,6 +79,24 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def env_directory(name: str) -> Path | None:
+    """A directory the process writes into, created (with its parents) when missing;
+    None when unset. One that cannot be created or written stops start-up."""
+    raw = _raw(name)
+    if raw is None:
+        return None
+    path = Path(raw)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a directory and cannot be created: {error.strerror}."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not writable by this process.")
+    return path
+
+
 def env_choice(name: str, default: str, choices: set[str]) -> str:
     value = (_raw(name) or default).strip().lower()
     if value not in choices:

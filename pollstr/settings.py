@@ -19,6 +19,7 @@ from pollstr.env import (
     embedded_secret_key,
     env_bool,
     env_choice,
+    env_directory,
     env_float,
     env_int,
     env_list,
@@ -401,6 +402,9 @@ LOGGING = logging_config(level=env_str("LOG_LEVEL", "INFO"), log_format=LOG_FORM
 # /metrics (and a worker's exporter) answer these addresses, or a Bearer METRICS_TOKEN.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# prometheus-client reads this variable itself; a missing directory would fail every
+# process's first metric, so it is created (or refused) here, before any metric exists.
+PROMETHEUS_MULTIPROC_DIR = env_directory("PROMETHEUS_MULTIPROC_DIR")
 # A worker serves its own metrics on this port (0: off).
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 3.0, minimum=0.1, maximum=30)
