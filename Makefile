@@ -28,7 +28,9 @@ run: $(VENV)/.runtime
 	$(PY) manage.py load_demo
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Pollstr on http://$(HOST):$(PORT)/  (log in as test / test1234; SMS codes at /2fa/sandbox/)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pollstr.asgi:application
+	@# daphne's own access log is off: Pollstr logs each request itself, with its request id
+	@# and without the health probes (pollstr/access_log.py).
+	$(VENV)/bin/daphne --access-log /dev/null -b $(HOST) -p $(PORT) pollstr.asgi:application
 
 services:
 	@scripts/ensure-services.sh

@@ -14,11 +14,12 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from pollstr.access_log import AccessLogMiddleware  # noqa: E402
 from pollstr.embedded_worker import start_embedded_worker_if_configured  # noqa: E402
 from pollstr.metrics import WebsocketConnectionsMiddleware  # noqa: E402
 from pollstr.routing import RefuseUnparseableOrigin, websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+protocols = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Counted first (pollstr.metrics), so refused sockets show in the gauge too.
@@ -29,5 +30,7 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+# Outermost: every request and handshake gets one access-log line (pollstr/access_log.py).
+application = AccessLogMiddleware(protocols)
 
 start_embedded_worker_if_configured()
