@@ -44,8 +44,9 @@ def _throttle_keys(request: AccountRequest) -> list[tuple[str, str]]:
 def _unless_password_confirmed(request: AccountRequest, template: str) -> HttpResponse | None:
     """None when the POST carries the right password; otherwise the page to answer with:
     the form (GET, or a wrong password: 400), or a refusal (429)."""
-    form = PasswordConfirmForm(request.POST or None, user=request.user)
-    if request.method != "POST":
+    posted = request.method == "POST"
+    form = PasswordConfirmForm(request.POST if posted else None, user=request.user)
+    if not posted:
         return render(request, template, {"form": form})
     keys = _throttle_keys(request)
     try:

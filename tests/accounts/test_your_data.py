@@ -232,3 +232,11 @@ def test_an_operator_can_erase_an_account_by_name(voter, question):
 def test_erasing_an_unknown_account_says_so(db):
     with pytest.raises(CommandError, match="No account is called 'nobody'"):
         call_command("erase_account", "nobody")
+
+
+def test_a_post_without_a_password_asks_for_it(logged_in_client, user):
+    response = logged_in_client.post(reverse("account_delete"), {})
+
+    assert response.status_code == 400
+    assert b"This field is required" in response.content
+    assert get_user_model().objects.filter(pk=user.pk).exists()

@@ -3,6 +3,8 @@ SECRET_KEY or adding a vote key never lets a phone vote twice in one poll."""
 
 from __future__ import annotations
 
+import importlib
+
 import phonenumbers
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -15,8 +17,9 @@ from polls.models import Vote
 from polls.phone_hashes import LEGACY_VERSION, phone_hash_current, phone_hashes_all
 from polls.services import PhoneAlreadyVoted, vote_cast
 from pollstr.env import env_keys
-from tests.phone_numbers import NUMBER, OTHER_NUMBER
-from two_factor.models import PhoneNumber
+from tests.phone_numbers import NUMBER, OTHER_NUMBER, give_phone
+from tests.two_factor.verifications import create_verification
+from two_factor.models import PhoneNumber, Status
 from two_factor.numbers import number_hash
 
 V1 = ("v1", "k" * 40)
@@ -149,36 +152,31 @@ def test_vote_hash_keys_are_read_newest_first(monkeypatch):
     assert env_keys("VOTE_HASH_KEYS") == [V2, V1]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_migration_rekeys_the_votes_it_finds_and_marks_the_rest_legacy(settings):
+def test_the_migration_rekeys_the_votes_it_can_and_marks_the_rest_legacy(
+    settings, question, make_user
+):
+    """The data step of polls 0003 on the historical models, as `migrate` runs it."""
     settings.VOTE_HASH_KEYS = [V1]
-    executor = MigrationExecutor(connection)
-    before = [("polls", "0002_vote_phone_hash")]
-    latest = executor.loader.graph.leaf_nodes()
-    executor.migrate(before)
-    old = executor.loader.project_state(before).apps
-    User = old.get_model("auth", "User")
-    question = old.get_model("polls", "Question").objects.create(text="Q?")
-    choice = old.get_model("polls", "Choice").objects.create(question=question, text="yes")
-    known, gone = User.objects.create(username="known"), User.objects.create(username="gone")
-    old.get_model("two_factor", "PhoneNumber").objects.create(user=known, number=NUMBER)
-    legacy = {n: number_hash(phonenumbers.parse(n)) for n in (NUMBER, OTHER_NUMBER)}
-    Vote_ = old.get_model("polls", "Vote")
-    Vote_.objects.create(user=known, question=question, choice=choice, phone_hash=legacy[NUMBER])
-    Vote_.objects.create(
-        user=gone, question=question, choice=choice, phone_hash=legacy[OTHER_NUMBER]
-    )
+    migration = importlib.import_module("polls.migrations.0003_vote_hash_keys")
+    held, verified_once, gone = make_user("held"), make_user("verified"), make_user("gone")
+    give_phone(held, NUMBER)
+    create_verification(user=verified_once, status=Status.CONSUMED, number=OTHER_NUMBER)
+    unknown = "+447911000001"
+    legacy = {n: number_hash(phonenumbers.parse(n)) for n in (NUMBER, OTHER_NUMBER, unknown)}
+    choice = question.choices.first()
+    for user, number in [(held, NUMBER), (verified_once, OTHER_NUMBER), (gone, unknown)]:
+        # As polls 0002 stored them: keyed with SECRET_KEY, no version.
+        Vote.objects.create(user=user, question=question, choice=choice, phone_hash=legacy[number])
+    state = MigrationExecutor(connection).loader.project_state(("polls", "0003_vote_hash_keys"))
 
-    executor = MigrationExecutor(connection)
-    executor.migrate(latest)
+    migration.rekey_votes(state.apps, None)
 
-    rekeyed = Vote.objects.get(user__username="known")
-    left = Vote.objects.get(user__username="gone")
-    assert (rekeyed.phone_hash_version, rekeyed.phone_hash) == (
-        "v1",
-        phone_hash_current(NUMBER).value,
-    )
-    assert (left.phone_hash_version, left.phone_hash) == (LEGACY_VERSION, legacy[OTHER_NUMBER])
+    stored = {v.user.username: (v.phone_hash_version, v.phone_hash) for v in Vote.objects.all()}
+    assert stored == {
+        "held": ("v1", phone_hash_current(NUMBER).value),
+        "verified": ("v1", phone_hash_current(OTHER_NUMBER).value),
+        "gone": (LEGACY_VERSION, legacy[unknown]),
+    }
 
 
 def test_without_vote_hash_keys_start_up_warns_that_votes_hang_on_the_secret_key(settings):
