@@ -9,7 +9,7 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: run test lint typecheck migrations-check pytest services clean lock
+.PHONY: run admin test lint typecheck migrations-check pytest services clean lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ run: $(VENV)/.runtime
 	$(PY) manage.py load_demo
 	$(PY) manage.py collectstatic --noinput -v0
 	@echo "Pollstr on http://$(HOST):$(PORT)/  (log in as test / test1234; SMS codes at /2fa/sandbox/)"
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) pollstr.asgi:application
+	@# daphne's own access log is off: Pollstr logs each request itself, with its request id
+	@# and without the health probes (pollstr/access_log.py).
+	$(VENV)/bin/daphne --access-log /dev/null -b $(HOST) -p $(PORT) pollstr.asgi:application
+
+# An operator account for /admin/ on the embedded default (asks for a name and password;
+# DJANGO_SUPERUSER_USERNAME/_EMAIL/_PASSWORD with NOINPUT=1 for a script). docker compose:
+# `docker compose run --rm migrate python manage.py createsuperuser` (docs/OPERATIONS.md).
+admin: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py createsuperuser $(if $(NOINPUT),--noinput)
 
 services:
 	@scripts/ensure-services.sh

@@ -3,9 +3,12 @@ from __future__ import annotations
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import account_views, views
 
 urlpatterns = [
+    path("", account_views.account, name="account"),
+    path("data/", account_views.data_download, name="account_data"),
+    path("delete/", account_views.account_delete, name="account_delete"),
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class PollsConfig(AppConfig):
     name = "polls"
     verbose_name = "Polls"
+
+    def ready(self) -> None:
+        from polls import checks  # noqa: F401 - registers the start-up checks

@@ -63,15 +63,23 @@ class Choice(models.Model):
 
 
 class Vote(models.Model):
+    # Empty once the voter deleted their account: the vote stays counted, and its phone
+    # hash keeps that phone from voting again on this question.
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="votes",
     )
     question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="votes")
     choice = models.ForeignKey(Choice, on_delete=models.CASCADE, related_name="vote_set")
     cast_at = models.DateTimeField(default=timezone.now)
-    # Which verified phone cast it, as a keyed hash (two_factor.numbers.number_hash), never
-    # the number: one vote per phone, even when a number moves to another account.
+    # Which verified phone cast it, as a keyed hash (polls/phone_hashes.py), never the
+    # number: one vote per phone, even when a number moves to another account or the
+    # account is deleted. The version names the VOTE_HASH_KEYS key that made it.
     phone_hash = models.CharField(max_length=64, blank=True, default="")
+    phone_hash_version = models.CharField(max_length=16, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -86,4 +94,4 @@ class Vote(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} → {self.choice}"
+        return f"{self.user or 'a deleted account'} → {self.choice}"

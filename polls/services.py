@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NoReturn
+
+import phonenumbers
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from polls.live import results_publish
 from polls.models import Choice, Question, Vote
+from polls.phone_hashes import phone_hash_current, phone_hashes_all
 from two_factor.models import PhoneNumber
-from two_factor.numbers import number_hash
 
 
 class VoteRefused(Exception):
@@ -46,20 +50,63 @@ def vote_cast(*, user: User, question: Question, choice_id: object) -> Vote:
     phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
     if phone is None:
         raise PhoneNotVerified("Verify your phone number to vote.")
+    # A vote stored under an older key of VOTE_HASH_KEYS still counts; between two votes
+    # under the newest key, the unique constraints, not this SELECT, decide a race.
+    if _phone_vote(question=question, number=phone.number):
+        _refuse_second_vote(user=user, question=question)
+    current = phone_hash_current(phone.number)
     try:
-        # The unique constraints, not a prior SELECT, decide a race between two votes.
         with transaction.atomic():
             vote = Vote.objects.create(
-                user=user, question=question, choice=choice, phone_hash=number_hash(phone.number)
+                user=user,
+                question=question,
+                choice=choice,
+                phone_hash=current.value,
+                phone_hash_version=current.version,
             )
     except IntegrityError:
-        if Vote.objects.filter(user=user, question=question).exists():
-            raise AlreadyVoted(
-                "You have already voted on this poll. Here are the results."
-            ) from None
-        raise PhoneAlreadyVoted(
-            "Your phone number has already voted on this poll (from another account). "
-            "Here are the results."
-        ) from None
+        _refuse_second_vote(user=user, question=question)
     transaction.on_commit(lambda: results_publish(question_id=question.pk))
     return vote
+
+
+def _phone_vote(*, question: Question, number: phonenumbers.PhoneNumber) -> Vote | None:
+    return (
+        question.votes.filter(phone_hash__in=phone_hashes_all(number))
+        .select_related("choice")
+        .order_by("cast_at")
+        .first()
+    )
+
+
+def _refuse_second_vote(*, user: User, question: Question) -> NoReturn:
+    if Vote.objects.filter(user=user, question=question).exists():
+        raise AlreadyVoted("You have already voted on this poll. Here are the results.")
+    raise PhoneAlreadyVoted(
+        "Your phone number has already voted on this poll (from another account). "
+        "Here are the results."
+    )
+
+
+@dataclass(frozen=True)
+class PastVote:
+    """How the person asking already voted on a question. ``choice`` is None when their
+    phone voted from another account: that account's choice is not theirs to see (the
+    number may have been someone else's then)."""
+
+    choice: Choice | None
+
+    @property
+    def from_this_account(self) -> bool:
+        return self.choice is not None
+
+
+def vote_find(*, user: User, question: Question) -> PastVote | None:
+    """This account's vote on ``question``, else one its verified phone cast elsewhere."""
+    own = question.votes.filter(user=user).select_related("choice").first()
+    if own is not None:
+        return PastVote(choice=own.choice)
+    phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
+    if phone is not None and _phone_vote(question=question, number=phone.number):
+        return PastVote(choice=None)
+    return None

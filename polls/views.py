@@ -4,10 +4,11 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from polls.models import Question
-from polls.services import AlreadyVoted, VoteRefused, vote_cast
+from polls.services import AlreadyVoted, VoteRefused, vote_cast, vote_find
 from two_factor.protection import verification_not_required, verified_session_required
 
 
@@ -28,13 +29,16 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "polls/index.html", {"questions": questions})
 
 
+@never_cache  # Back after voting fetches it again: "You voted for", not a stale ballot
 @require_GET
 @verified_session_required
 def detail(request: VoterRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     if question.is_closed:
         return redirect("polls:results", question_id=question.pk)
-    return render(request, "polls/detail.html", {"question": question})
+    # Someone who voted (or whose phone did) sees that, not a ballot they can't use.
+    context = {"question": question, "past_vote": vote_find(user=request.user, question=question)}
+    return render(request, "polls/detail.html", context)
 
 
 @require_POST
@@ -50,7 +54,7 @@ def vote(request: VoterRequest, question_id: int) -> HttpResponse:
         if question.is_closed:
             messages.info(request, str(refusal))
             return redirect("polls:results", question_id=question.pk)
-        context = {"question": question, "error_message": str(refusal)}
+        context = {"question": question, "past_vote": None, "error_message": str(refusal)}
         return render(request, "polls/detail.html", context, status=400)
     messages.success(request, "Thanks, your vote is counted.")
     return redirect("polls:results", question_id=question.pk)
@@ -62,6 +66,6 @@ def results(request: VoterRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     context = {
         **question.results(),
-        "user_vote": question.votes.filter(user=request.user).select_related("choice").first(),
+        "past_vote": vote_find(user=request.user, question=question),
     }
     return render(request, "polls/results.html", context)

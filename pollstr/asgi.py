@@ -16,12 +16,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from pollstr.access_log import AccessLogMiddleware  # noqa: E402
 from pollstr.embedded_worker import start_embedded_worker_if_configured  # noqa: E402
 from pollstr.http_bridge import ThreadedHTTP  # noqa: E402
 from pollstr.metrics import WebsocketConnectionsMiddleware  # noqa: E402
 from pollstr.routing import RefuseUnparseableOrigin, websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
+protocols = ProtocolTypeRouter(
     {
         "http": ThreadedHTTP(django_wsgi_app, threads=settings.WEB_HTTP_THREADS),
         # Counted first (pollstr.metrics), so refused sockets show in the gauge too.
@@ -32,5 +33,7 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+# Outermost: every request and handshake gets one access-log line (pollstr/access_log.py).
+application = AccessLogMiddleware(protocols)
 
 start_embedded_worker_if_configured()

@@ -16,16 +16,25 @@ from django.http import HttpRequest
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    peer = _address(request.META.get("REMOTE_ADDR", ""))
+    return client_address(
+        peer=request.META.get("REMOTE_ADDR", ""),
+        forwarded_for=request.META.get("HTTP_X_FORWARDED_FOR", ""),
+    )
+
+
+def client_address(*, peer: str, forwarded_for: str) -> str | None:
+    """The client of a connection from ``peer`` that carried ``X-Forwarded-For``
+    (also used by the access log, which sees the ASGI scope, not a request)."""
+    peer_address = _address(peer)
     trusted = settings.TRUSTED_PROXY_COUNT
     if trusted == 0:
-        return peer
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+        return peer_address
+    hops = [hop.strip() for hop in forwarded_for.split(",")]
     hops = [hop for hop in hops if hop]
     if len(hops) < trusted:
         # Fewer hops than proxies: the request did not come through all of them.
-        return peer
-    return _address(hops[-trusted]) or peer
+        return peer_address
+    return _address(hops[-trusted]) or peer_address
 
 
 def _address(text: str) -> str | None:

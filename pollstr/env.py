@@ -8,6 +8,7 @@ to the empty string counts as unset (so a copied `.env.example` means the defaul
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,53 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_keys(
+    name: str, *, reserved: frozenset[str] = frozenset(), min_key_length: int = 32
+) -> list[tuple[str, str]]:
+    """``v2:newkey,v1:oldkey`` (newest first) as ``[("v2", "newkey"), ("v1", "oldkey")]``;
+    ``[]`` when unset. A version is 1-16 letters, digits, ``_`` or ``-``, each listed once;
+    a key has at least ``min_key_length`` characters and no comma."""
+    raw = _raw(name)
+    if raw is None:
+        return []
+    keys: list[tuple[str, str]] = []
+    for entry in (item.strip() for item in raw.split(",")):
+        version, colon, key = entry.partition(":")
+        if not colon or not re.fullmatch(r"[A-Za-z0-9_-]{1,16}", version):
+            raise ImproperlyConfigured(
+                f"{name} must be version:key pairs, newest first, e.g. "
+                f"v2:<new key>,v1:<old key>; {entry[:20]!r}... has no valid version."
+            )
+        if version in reserved:
+            raise ImproperlyConfigured(f"{name}: the version name {version!r} is reserved.")
+        if len(key) < min_key_length:
+            raise ImproperlyConfigured(
+                f"{name}: the key of {version!r} must be at least {min_key_length} characters."
+            )
+        if version in dict(keys):
+            raise ImproperlyConfigured(f"{name}: the version {version!r} is listed twice.")
+        keys.append((version, key))
+    return keys
+
+
+def env_directory(name: str) -> Path | None:
+    """A directory the process writes into, created (with its parents) when missing;
+    None when unset. One that cannot be created or written stops start-up."""
+    raw = _raw(name)
+    if raw is None:
+        return None
+    path = Path(raw)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a directory and cannot be created: {error.strerror}."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not writable by this process.")
+    return path
 
 
 def env_choice(name: str, default: str, choices: set[str]) -> str:

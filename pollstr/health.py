@@ -12,6 +12,11 @@ Both are answered by :class:`OperatorEndpointsMiddleware` before host validation
 sessions, login or the verified-session middleware, so a probe that calls the
 container by IP works and nothing a probe does can be gated.
 
+Prometheus sees the same: each scrape of a web replica's ``/metrics`` runs the readiness
+checks (:class:`ReadinessCollector`: ``pollstr_readiness_check``, 1 or 0 per check) and
+reports how old the newest worker heartbeat is (``pollstr_worker_heartbeat_age_seconds``),
+which deploy/prometheus/alerts.yml alerts on.
+
 Workers prove they are alive with :class:`WorkerHeartbeat`, a Celery bootstep whose
 timer runs on the worker's own event loop: it touches ``WORKER_HEARTBEAT_FILE`` (the
 container's healthcheck, ``scripts/worker-healthcheck``, reads its age) and stores a
@@ -24,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -36,6 +41,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
@@ -131,19 +138,26 @@ def check_broker() -> str:
 
 
 def check_worker() -> str:
-    from django.core.cache import cache
-
     from pollstr.celery import app
 
     if app.conf.task_always_eager:
         return "eager: tasks run in the caller"
-    beat = cache.get(HEARTBEAT_CACHE_KEY)
-    if not isinstance(beat, dict) or "at" not in beat:
+    age = heartbeat_age()
+    if age is None:
         raise CheckFailed("no worker heartbeat")
-    age = time.time() - float(beat["at"])
     if age > settings.WORKER_HEARTBEAT_MAX_AGE:
         raise CheckFailed(f"last worker heartbeat {age:.0f} s ago")
     return f"heartbeat {age:.1f} s ago"
+
+
+def heartbeat_age() -> float | None:
+    """Seconds since the newest heartbeat any worker stored; None if none is stored."""
+    from django.core.cache import cache
+
+    beat = cache.get(HEARTBEAT_CACHE_KEY)
+    if not isinstance(beat, dict) or "at" not in beat:
+        return None
+    return time.time() - float(beat["at"])
 
 
 READINESS_CHECKS: dict[str, Callable[[], str]] = {
@@ -217,6 +231,30 @@ def readyz(request: HttpRequest) -> HttpResponse:
     return JsonResponse(body, status=503 if failed else 200)
 
 
+class ReadinessCollector(Collector):
+    """What /readyz says, as metrics, computed at each scrape of a web replica."""
+
+    def collect(self) -> Iterator[Metric]:
+        checks = GaugeMetricFamily(
+            "pollstr_readiness_check",
+            "1 when the readiness check (as GET /readyz runs it) passes at scrape time, else 0.",
+            labels=["check"],
+        )
+        for result in run_checks():
+            checks.add_metric([result.name], 1.0 if result.ok else 0.0)
+        yield checks
+        try:
+            age = heartbeat_age()
+        except Exception as error:  # the cache check above reports the outage
+            logger.warning("heartbeat age unavailable: %s", type(error).__name__)
+            return
+        yield GaugeMetricFamily(
+            "pollstr_worker_heartbeat_age_seconds",
+            "Seconds since the newest worker heartbeat (+Inf when no worker ever beat).",
+            value=math.inf if age is None else age,
+        )
+
+
 class OperatorEndpointsMiddleware:
     """Answers /healthz, /readyz and /metrics first, before anything can refuse them.
 
@@ -229,10 +267,11 @@ class OperatorEndpointsMiddleware:
         from pollstr.metrics import metrics
 
         self.get_response = get_response
+        readiness = ReadinessCollector()
         self.endpoints: dict[str, Callable[[HttpRequest], HttpResponse]] = {
             "/healthz": healthz,
             "/readyz": readyz,
-            "/metrics": metrics,
+            "/metrics": lambda request: metrics(request, live=[readiness]),
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

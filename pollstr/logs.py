@@ -51,6 +51,11 @@ def request_id_from(header: str | None) -> str:
     return new_request_id()
 
 
+def safe_request_id(header: str | None) -> str | None:
+    """``header`` if it is a short safe token, else None."""
+    return header if header and _SAFE_ID.fullmatch(header) else None
+
+
 def current_request_id() -> str | None:
     return _request_id.get()
 
@@ -101,11 +106,15 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class QuietPathsFilter(logging.Filter):
-    """Drops access-log lines (and Django's 5xx lines) for the operator endpoints that
-    probes and scrapers hit every few seconds; their failures are logged by the views."""
+# What probes and scrapers call every few seconds: never access-logged, by any server
+# (their failures are logged by the views).
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
-    PATHS = ("/healthz", "/readyz", "/metrics")
+
+class QuietPathsFilter(logging.Filter):
+    """Drops access-log lines (and Django's 5xx lines) for the operator endpoints."""
+
+    PATHS = QUIET_PATHS
 
     def filter(self, record: logging.LogRecord) -> bool:
         request = getattr(record, "request", None)
@@ -116,6 +125,19 @@ class QuietPathsFilter(logging.Filter):
         args = record.args
         values = args.values() if isinstance(args, dict) else (args or ())
         return not any(isinstance(v, str) and v.startswith(self.PATHS) for v in values)
+
+
+class HostileHostFilter(logging.Filter):
+    """A request for a host not in ALLOWED_HOSTS is a scanner or a misrouted probe, answered
+    400: one WARNING line naming the host, not an ERROR with a traceback (Django logs it
+    on ``django.security.DisallowedHost`` with the exception attached)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno = logging.WARNING
+        record.levelname = logging.getLevelName(logging.WARNING)
+        record.exc_info = None
+        record.exc_text = None
+        return True
 
 
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -176,6 +198,7 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
         "filters": {
             "request_id": {"()": "pollstr.logs.RequestIdFilter"},
             "quiet_paths": {"()": "pollstr.logs.QuietPathsFilter"},
+            "hostile_host": {"()": "pollstr.logs.HostileHostFilter"},
         },
         "formatters": {
             "json": {"()": "pollstr.logs.JsonFormatter"},
@@ -192,6 +215,7 @@ def logging_config(*, level: str, log_format: str) -> dict[str, Any]:
         "loggers": {
             "django.channels.server": {"level": "WARNING"},
             "django.request": {"filters": ["quiet_paths"]},
+            "django.security.DisallowedHost": {"filters": ["hostile_host"]},
             "uvicorn.access": {"filters": ["quiet_paths"]},
             "gunicorn.access": {"filters": ["quiet_paths"]},
         },

@@ -179,7 +179,10 @@ def queue_lengths(timeout: float = 2.0) -> dict[str, int]:
         return lengths
 
 
-def scrape_registry(*, with_queues: bool) -> CollectorRegistry:
+def scrape_registry(*, with_queues: bool, live: Iterable[Collector] = ()) -> CollectorRegistry:
+    """The values to serve: this process's (or every process's, in multiprocess mode),
+    the queue depths when ``with_queues``, and the ``live`` collectors, read at scrape
+    time (pollstr.health's readiness checks on the web)."""
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_dir():
         from prometheus_client import multiprocess
@@ -189,10 +192,12 @@ def scrape_registry(*, with_queues: bool) -> CollectorRegistry:
         registry.register(_ThisProcess())
     if with_queues:
         registry.register(QueueDepthCollector())
+    for collector in live:
+        registry.register(collector)
     return registry
 
 
-def metrics(request: HttpRequest) -> HttpResponse:
+def metrics(request: HttpRequest, *, live: Iterable[Collector] = ()) -> HttpResponse:
     """GET /metrics: the Prometheus text format, for allowed clients only."""
     if not metrics_allowed(
         remote_addr=request.META.get("REMOTE_ADDR"),
@@ -203,7 +208,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
             status=403,
             content_type="text/plain; charset=utf-8",
         )
-    body = generate_latest(scrape_registry(with_queues=True))
+    body = generate_latest(scrape_registry(with_queues=True, live=live))
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)
 
 

@@ -19,8 +19,10 @@ from pollstr.env import (
     embedded_secret_key,
     env_bool,
     env_choice,
+    env_directory,
     env_float,
     env_int,
+    env_keys,
     env_list,
     env_str,
 )
@@ -75,6 +77,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "pollstr.unavailable.ServiceUnavailableMiddleware",
+    "pollstr.errors.RateLimitedMiddleware",
     "two_factor.middleware.VerifiedSessionMiddleware",
 ]
 
@@ -209,7 +212,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # queue, so a request still returns before its task runs.
 TASK_RETRY_BASE_DELAY = env_float("TASK_RETRY_BASE_DELAY", 2.0, minimum=0.01, maximum=60)
 TASK_RETRY_MAX_DELAY = env_float("TASK_RETRY_MAX_DELAY", 60.0, minimum=0.01, maximum=600)
-CELERY_IMPORTS = ["tasks.verification"]
+CELERY_IMPORTS = ["tasks.verification", "tasks.retention"]
 if CELERY_BROKER_VISIBILITY_TIMEOUT <= CELERY_TASK_TIME_LIMIT + TASK_RETRY_MAX_DELAY:
     raise ImproperlyConfigured(
         "CELERY_BROKER_VISIBILITY_TIMEOUT must be longer than CELERY_TASK_TIME_LIMIT plus "
@@ -237,8 +240,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(TWO_FACTOR_RECONCILE_INTERVAL),
         # A sweep that waited a whole interval in the queue is superseded by the next.
         "options": {"expires": float(TWO_FACTOR_RECONCILE_INTERVAL)},
-    }
+    },
+    # Old verifications and their audit trail go after TWO_FACTOR_RETENTION_DAYS.
+    "two_factor.purge_old_records": {
+        "task": "two_factor.purge_old_records",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
 }
+# Days a finished verification, its audit events and the provider's callbacks are kept
+# (two_factor/retention.py); the hourly sweep deletes older ones.
+TWO_FACTOR_RETENTION_DAYS = env_int("TWO_FACTOR_RETENTION_DAYS", 90, minimum=1, maximum=3650)
 CELERY_EMBEDDED_WORKER = env_bool(
     "CELERY_EMBEDDED_WORKER", CELERY_BROKER_URL.startswith("memory://")
 )
@@ -279,6 +291,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# The keys of a vote's phone hash (one vote per phone; polls/phone_hashes.py), apart from
+# SECRET_KEY: "v2:<new key>,v1:<old key>", newest first. New votes use the first; a vote
+# is found under any key listed, so adding a key keeps old votes counted
+# (docs/OPERATIONS.md, "Rotating secrets"). Unset with DATABASE_URL: votes stay keyed
+# with SECRET_KEY, and `manage.py check` warns.
+VOTE_HASH_KEYS = env_keys("VOTE_HASH_KEYS", reserved=frozenset({"legacy"}))
+if not VOTE_HASH_KEYS and not DATABASE_URL:
+    VOTE_HASH_KEYS = [("v1", embedded_secret_key(VAR_DIR / "vote_hash_key"))]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "polls:index"
 LOGOUT_REDIRECT_URL = "polls:index"
@@ -301,6 +321,8 @@ CSRF_COOKIE_SECURE = SECURE
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# A refused CSRF token gets the site's page and a way back (pollstr/errors.py).
+CSRF_FAILURE_VIEW = "pollstr.errors.csrf_failure"
 # How many reverse proxies of ours stand in front of the app: X-Forwarded-For is believed
 # for exactly that many hops (pollstr/client_ip.py). 0: the header is ignored.
 # How often (seconds, jittered) an open websocket re-reads its stored session; logout and
@@ -418,6 +440,9 @@ LOGGING = logging_config(level=env_str("LOG_LEVEL", "INFO"), log_format=LOG_FORM
 # /metrics (and a worker's exporter) answer these addresses, or a Bearer METRICS_TOKEN.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+# prometheus-client reads this variable itself; a missing directory would fail every
+# process's first metric, so it is created (or refused) here, before any metric exists.
+PROMETHEUS_MULTIPROC_DIR = env_directory("PROMETHEUS_MULTIPROC_DIR")
 # A worker serves its own metrics on this port (0: off).
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 3.0, minimum=0.1, maximum=30)

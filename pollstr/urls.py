@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from pollstr import health, metrics
+from pollstr import errors, health, metrics
 
 urlpatterns = [
     path("", include("polls.urls")),
@@ -15,3 +15,9 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
 ]
+
+# The site's own pages for failed requests (pollstr/errors.py); CSRF: CSRF_FAILURE_VIEW.
+handler400 = errors.bad_request
+handler403 = errors.permission_denied
+handler404 = errors.page_not_found
+handler500 = errors.server_error

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the test suite uses are up: Redis (required), PostgreSQL (used
-# when reachable), and Debian's Chromium for the browser tests. Starts what it can;
+# when reachable), and Debian's Chromium (browser tests), docker-compose (compose file
+# checks), nginx (proxy tests) and prometheus (promtool, alert rules). Starts what it can;
 # otherwise says exactly what to run. Prints the environment lines to use.
 set -u
 
@@ -66,3 +67,22 @@ if ! command -v docker-compose >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# Debian's nginx runs the reverse proxy of docker-compose.yml in front of two local web
+# processes (tests/integration/test_proxy.py); Debian's prometheus ships promtool, which
+# checks and unit-tests the alert rules (tests/test_monitoring.py). Installing them starts
+# nothing: the tests run nginx with a configuration of their own.
+install_debian_package() {  # program package purpose
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+      say "Installing Debian's $2 for $3 (apt-get)."
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2") >"/tmp/pollstr-apt-$2.log" 2>&1 \
+        || { say "apt-get install $2 failed; see /tmp/pollstr-apt-$2.log"; exit 1; }
+    else
+      say "$3 needs Debian's $2: apt-get install -y $2"
+      exit 1
+    fi
+  fi
+}
+install_debian_package nginx nginx "the proxy tests"
+install_debian_package promtool prometheus "the alert rule checks"

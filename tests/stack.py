@@ -83,9 +83,12 @@ BEAT_COMMAND: tuple[str, ...] = (
 )
 FLOWER_COMMAND: tuple[str, ...] = ("celery", "-A", "pollstr", "flower", "--port=5555")
 MIGRATE_COMMAND: tuple[str, ...] = ("python", "manage.py", "migrate", "--noinput")
-# `make run`'s server: one process, HTTP and websockets.
+# `make run`'s server: one process, HTTP and websockets. Its own access log is off:
+# Pollstr writes one (pollstr/access_log.py).
 DAPHNE_COMMAND: tuple[str, ...] = (
     "daphne",
+    "--access-log",
+    "/dev/null",
     "-b",
     "{host}",
     "-p",

@@ -130,3 +130,18 @@ def _record_of(event: str, **fields: Any) -> logging.LogRecord:
     finally:
         logger.removeHandler(keep)
     return records[0]
+
+
+def test_a_hostile_host_is_one_warning_without_a_traceback(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        response = client.get("/accounts/login/", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    hostile = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert len(hostile) == 1
+    assert hostile[0].levelno == logging.WARNING
+    assert hostile[0].exc_info is None
+    assert "evil.example" in hostile[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -26,6 +26,9 @@ COMPOSE_ONLY = {
     "WEB_MEMORY",
     "WORKER_CPUS",
     "WORKER_MEMORY",
+    "PROXY_PORT",
+    "PROXY_CPUS",
+    "PROXY_MEMORY",
 }
 
 

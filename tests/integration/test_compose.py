@@ -54,6 +54,7 @@ def test_compose_declares_the_operator_services(compose: dict[str, Any]) -> None
         "db",
         "redis",
         "migrate",
+        "proxy",
         "web",
         "worker",
         "worker-checks",
@@ -66,10 +67,10 @@ def test_compose_declares_the_operator_services(compose: dict[str, Any]) -> None
     assert len(images) == 1, "migrate, web and worker must run the same image"
 
 
-@pytest.mark.parametrize("name", ["worker", "worker-checks"])
-def test_workers_can_be_scaled(compose: dict[str, Any], name: str) -> None:
+@pytest.mark.parametrize("name", ["web", "worker", "worker-checks"])
+def test_web_and_workers_can_be_scaled(compose: dict[str, Any], name: str) -> None:
     worker = compose["services"][name]
-    # `--scale worker=N` needs replicas that differ: no fixed name, hostname or port.
+    # `--scale <name>=N` needs replicas that differ: no fixed name, hostname or host port.
     assert "container_name" not in worker
     assert "hostname" not in worker
     assert "ports" not in worker
@@ -97,7 +98,48 @@ def test_web_and_worker_run_the_commands_the_tests_run(compose: dict[str, Any]) 
     assert command_of(services["beat"]) == list(stack.BEAT_COMMAND)
     assert command_of(services["flower"]) == list(stack.FLOWER_COMMAND)
     assert command_of(services["migrate"]) == list(stack.MIGRATE_COMMAND)
-    assert services["web"]["ports"] == ["8000:8000"]
+
+
+def test_only_the_proxy_publishes_the_site(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"proxy", "flower"}
+    assert services["proxy"]["ports"] == ["${PROXY_PORT:-8000}:80"]
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
+    # The proxy reaches the web replicas on the port their command binds.
+    assert services["web"]["expose"] == ["8000"]
+    assert "0.0.0.0:8000" in command_of(services["web"])
+    # The web believes X-Forwarded-For for exactly the proxy's hop (pollstr/client_ip.py).
+    assert services["web"]["environment"]["TRUSTED_PROXY_COUNT"] == "${TRUSTED_PROXY_COUNT:-1}"
+    assert "TRUSTED_PROXY_COUNT" not in services["worker"]["environment"]
+
+
+def test_the_proxy_runs_the_repository_s_nginx_configuration(compose: dict[str, Any]) -> None:
+    proxy = compose["services"]["proxy"]
+    image, _, tag = proxy["image"].partition(":")
+    assert image == "nginx"
+    # `resolve` on an upstream server (deploy/nginx/upstream.conf) is in open-source nginx
+    # from 1.27.3 on.
+    assert tuple(int(part) for part in tag.split(".")[:2]) >= (1, 28), tag
+    mounts = {}
+    for volume in proxy["volumes"]:
+        source, target, mode = volume.split(":")
+        assert mode == "ro", volume
+        mounts[target] = BASE_DIR / source
+    assert mounts == {
+        "/etc/nginx/nginx.conf": BASE_DIR / "deploy/nginx/nginx.conf",
+        "/etc/nginx/pollstr": BASE_DIR / "deploy/nginx",
+    }
+    assert all(path.exists() for path in mounts.values())
+    assert proxy["depends_on"] == {"web": {"condition": "service_started"}}
+    assert any("/healthz" in str(part) for part in proxy["healthcheck"]["test"])
+    assert proxy["restart"] == "unless-stopped"
+    assert {"cpus", "memory"} <= set(proxy["deploy"]["resources"]["limits"])
+    upstream = (BASE_DIR / "deploy/nginx/upstream.conf").read_text()
+    # Docker's DNS, asked again every few seconds: replicas join and leave without a reload.
+    assert re.search(r"^resolver 127\.0\.0\.11 valid=\d+s", upstream, re.MULTILINE)
+    assert re.search(r"^\s*server web:8000 resolve\b", upstream, re.MULTILINE)
+    assert re.search(r"^\s*zone pollstr_web ", upstream, re.MULTILINE)
 
 
 def test_services_start_in_dependency_order(compose: dict[str, Any]) -> None:
@@ -246,7 +288,9 @@ def test_the_interpolated_file_validates_against_the_compose_specification(
     rendered = compose_config(tmp_path, "--profile", "monitoring", "config", env=REQUIRED_ENV)
     assert rendered.returncode == 0, rendered.stderr
     document = yaml.safe_load(rendered.stdout)
-    assert {"beat", "flower", "web", "worker"} <= set(document["services"])
+    assert {"beat", "flower", "proxy", "web", "worker"} <= set(document["services"])
+    assert "ports" not in document["services"]["web"]
+    assert document["services"]["web"]["environment"]["TRUSTED_PROXY_COUNT"] == "1"
 
     errors = sorted(validator.iter_errors(document), key=lambda error: error.path)
     assert not errors, [f"{list(e.path)}: {e.message}" for e in errors]
@@ -318,7 +362,7 @@ def test_the_web_uses_the_cores_and_the_worker_stops_after_its_tasks(
     assert worker_grace > settings.CELERY_TASK_TIME_LIMIT
     assert worker_grace > celery_app.conf.task_time_limit
     assert seconds(services["web"]["stop_grace_period"]) > 25  # gunicorn's graceful timeout
-    for name in ("web", "worker", "beat", "flower"):
+    for name in ("proxy", "web", "worker", "beat", "flower"):
         limits = services[name]["deploy"]["resources"]["limits"]
         assert {"cpus", "memory"} <= set(limits), name
         assert services[name]["restart"] == "unless-stopped", name

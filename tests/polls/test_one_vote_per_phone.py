@@ -1,5 +1,6 @@
 """One vote per phone per poll, not only per account: a vote records a keyed hash of
-the verified number that cast it, and the database refuses a second one."""
+the verified number that cast it, and the database refuses a second one (the keys:
+test_vote_hash_keys.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from polls.models import Vote
+from polls.phone_hashes import phone_hash_current
 from polls.services import PhoneAlreadyVoted, PhoneNotVerified, vote_cast
 from tests.phone_numbers import NUMBER
 from tests.two_factor.verifications import mark_session_verified
 from two_factor.models import PhoneNumber
-from two_factor.numbers import number_hash
 
 
 def _choice(question):
@@ -26,7 +27,7 @@ def test_a_vote_stores_a_keyed_hash_of_the_number_never_the_number(voter_client,
 
     vote = Vote.objects.get(user=user)
     phone = PhoneNumber.objects.get(user=user)
-    assert vote.phone_hash == number_hash(phone.number)
+    assert vote.phone_hash == phone_hash_current(phone.number).value
     assert phone.number.as_e164.lstrip("+") not in vote.phone_hash
 
 

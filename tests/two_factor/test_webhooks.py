@@ -27,7 +27,13 @@ from two_factor.gateways.errors import Blocked
 from two_factor.gateways.sandbox import SandboxGateway
 from two_factor.gateways.sandbox.emulator import RuleViolation
 from two_factor.gateways.sandbox.store import MemoryStore
-from two_factor.gateways.vonage.callbacks import MAX_BODY_BYTES, callback_body, callback_sign
+from two_factor.gateways.vonage.callbacks import (
+    MAX_BODY_BYTES,
+    CallbackRefused,
+    callback_body,
+    callback_sign,
+    callback_token_verify,
+)
 from two_factor.models import ProviderCallback, Status, Verification, VerificationEvent
 from two_factor.outcomes import OUTCOMES
 
@@ -278,6 +284,12 @@ def _tampered() -> tuple[bytes, str | None]:
     return json.dumps(summary("completed", price="0.00")).encode(), token
 
 
+def _no_payload_hash() -> tuple[bytes, str | None]:
+    # Signed with the right secret, but vouching for no body in particular.
+    body = _valid_body()
+    return body, token_for(body, payload_hash=None)
+
+
 def _body_with(raw: bytes) -> tuple[bytes, str | None]:
     return raw, token_for(raw)
 
@@ -329,6 +341,7 @@ def _oversized() -> tuple[bytes, str | None]:
         pytest.param(_future_iat, 401, id="iat in the future"),
         pytest.param(_expired, 401, id="past exp"),
         pytest.param(_tampered, 401, id="payload_hash mismatch"),
+        pytest.param(_no_payload_hash, 401, id="a body without payload_hash"),
         pytest.param(_malformed_json, 400, id="malformed JSON"),
         pytest.param(_json_array, 400, id="JSON array"),
         pytest.param(_missing_request_id, 400, id="missing request_id"),
@@ -350,6 +363,20 @@ def test_a_refused_callback_answers_4xx_and_changes_nothing(
     assert response.status_code == status
     assert set(response.json()) == {"error"}
     assert snapshot(verification) == before == (Status.SENT, 0, 0)
+
+
+def test_a_token_without_payload_hash_vouches_only_for_an_empty_body() -> None:
+    def verify(body: bytes) -> str:
+        token = token_for(body, payload_hash=None)
+        return callback_token_verify(
+            authorization=f"Bearer {token}", body=body, secret=SECRET, max_age=300
+        )
+
+    assert verify(b"")
+    with pytest.raises(CallbackRefused) as refused:
+        verify(_valid_body())
+    assert refused.value.status == 401
+    assert "payload_hash" in refused.value.message
 
 
 def test_get_is_refused_with_405(client: Client, verification: Verification) -> None:

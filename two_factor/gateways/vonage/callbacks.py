@@ -55,8 +55,9 @@ def callback_token_verify(
 
     HS256 only (``none`` and public-key algorithms are refused), signed with ``secret``,
     issued (``iat``) at most ``max_age`` seconds ago and not in the future, not past its
-    ``exp``, and bound to ``body`` when it carries a ``payload_hash``. The id is the
-    ``jti``, or the token's hash if it has none: it may be used once.
+    ``exp``, and bound to ``body`` by its ``payload_hash`` (required whenever there is a
+    body: a token without one would vouch for any body). The id is the ``jti``, or the
+    token's hash if it has none: it may be used once.
     """
     if not secret:
         raise CallbackRefused(503, "Callbacks are not accepted: no signature secret is set.")
@@ -74,6 +75,8 @@ def callback_token_verify(
         claimed = claims["payload_hash"]
         if not isinstance(claimed, str) or not hmac.compare_digest(claimed.lower(), expected):
             raise CallbackRefused(401, "The token was signed for a different body.")
+    elif body:
+        raise CallbackRefused(401, "The token must carry the body's hash (payload_hash).")
     jti = claims.get("jti")
     if jti is None:
         return hashlib.sha256(token.encode()).hexdigest()

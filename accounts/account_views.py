@@ -1,0 +1,108 @@
+"""The account page, "Download my data" and "Delete my account" (accounts/services.py).
+
+Both actions ask for the password again (accounts/forms.py); wrong passwords count
+against the same limits as failed sign-ins, so this form is no way around them.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods
+
+from accounts.forms import PasswordConfirmForm
+from accounts.services import account_erase, account_export
+from polls.models import Vote
+from pollstr.client_ip import client_ip
+from two_factor.limits import RateLimited, limit_check, limits_hit
+from two_factor.models import PhoneNumber
+from two_factor.session import session_is_verified
+
+
+class AccountRequest(HttpRequest):
+    """A request on a login_required view: a signed-in user."""
+
+    user: User
+
+
+def _throttle_keys(request: AccountRequest) -> list[tuple[str, str]]:
+    return [
+        ("login_failures_per_username", request.user.get_username().casefold()[:150]),
+        ("login_failures_per_ip", client_ip(request) or "unknown"),
+    ]
+
+
+def _unless_password_confirmed(request: AccountRequest, template: str) -> HttpResponse | None:
+    """None when the POST carries the right password; otherwise the page to answer with:
+    the form (GET, or a wrong password: 400), or a refusal (429)."""
+    posted = request.method == "POST"
+    form = PasswordConfirmForm(request.POST if posted else None, user=request.user)
+    if not posted:
+        return render(request, template, {"form": form})
+    keys = _throttle_keys(request)
+    try:
+        for name, key in keys:
+            limit_check(name=name, key=key)
+        if form.is_valid():
+            return None
+        limits_hit(events=keys)
+    except RateLimited as limited:
+        form = PasswordConfirmForm(data={}, user=request.user)
+        form.errors.clear()
+        form.add_error(None, f"Too many wrong passwords. Try again in {limited.wait}.")
+        response = render(request, template, {"form": form}, status=429)
+        response["Retry-After"] = str(limited.retry_after)
+        return response
+    return render(request, template, {"form": form}, status=400)
+
+
+@never_cache
+@login_required
+@require_GET
+def account(request: AccountRequest) -> HttpResponse:
+    context = {
+        "phone": PhoneNumber.objects.filter(user=request.user).first(),
+        "verified": session_is_verified(session=request.session, user=request.user),
+        "votes": Vote.objects.filter(user=request.user).count(),
+    }
+    return render(request, "accounts/account.html", context)
+
+
+@never_cache
+@sensitive_post_parameters("password")
+@login_required
+@require_http_methods(["GET", "POST"])
+def data_download(request: AccountRequest) -> HttpResponse:
+    page = _unless_password_confirmed(request, "accounts/data.html")
+    if page is not None:
+        return page
+    data = json.dumps(account_export(user=request.user), indent=2, ensure_ascii=False)
+    response = HttpResponse(data, content_type="application/json; charset=utf-8")
+    filename = f"pollstr-my-data-{timezone.now():%Y-%m-%d}.json"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@never_cache
+@sensitive_post_parameters("password")
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete(request: AccountRequest) -> HttpResponse:
+    page = _unless_password_confirmed(request, "accounts/delete.html")
+    if page is not None:
+        return page
+    user, ip = request.user, client_ip(request)
+    # Signed out first, while the account still exists to say whose session ended.
+    logout(request)
+    account_erase(user=user, ip=ip)
+    messages.success(request, "Your account is deleted. Your votes stay counted, anonymously.")
+    return redirect("polls:index")
