@@ -14,7 +14,9 @@ pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
-def redis_cache(settings):
+def redis_cache(settings, monkeypatch):
+    # The process's shared clients (pollstr/cache.py) start empty for each test.
+    monkeypatch.setattr("pollstr.cache._shared_clients", {})
     url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
     settings.CACHES = {
         "default": {
