@@ -81,20 +81,19 @@ def vote_hashes_rekey(*, votes: Any, numbers: Iterable[object]) -> tuple[int, in
     current_version = _keys()[0][0]
     known: dict[str, str] = {}
     for number in numbers:
-        e164 = str(number)
-        for value in phone_hashes_all(e164):
-            known[value] = e164
+        for value in phone_hashes_all(str(number)):
+            known[value] = str(number)
     rekeyed = left = 0
     older = votes.exclude(phone_hash="").exclude(phone_hash_version=current_version)
     for vote in older.only("pk", "phone_hash", "phone_hash_version").iterator():
-        e164 = known.get(vote.phone_hash)
-        if e164 is None:
+        found = known.get(vote.phone_hash)
+        if found is None:
             if not vote.phone_hash_version:
                 # Stored before versions existed: keyed with SECRET_KEY.
                 votes.filter(pk=vote.pk).update(phone_hash_version=LEGACY_VERSION)
             left += 1
             continue
-        new = phone_hash_current(e164)
+        new = phone_hash_current(found)
         votes.filter(pk=vote.pk).update(phone_hash=new.value, phone_hash_version=new.version)
         rekeyed += 1
     return rekeyed, left

@@ -71,11 +71,12 @@ ENDED_CODE_PAGE = ErrorPage(
 
 
 def _back_url(request: HttpRequest) -> str:
-    """The page the person came from, when it is one of ours and not this one."""
+    """The page the person came from, when it is one of ours. Not this very page for a
+    GET (a link to itself); for a POST it is the form to reload and send again."""
     referer = safe_next_url(request, request.headers.get("Referer"), "")
-    if referer and referer not in (request.path, request.build_absolute_uri()):
-        return referer
-    return ""
+    if request.method == "GET" and referer in (request.path, request.build_absolute_uri()):
+        return ""
+    return referer
 
 
 def _render(

@@ -50,8 +50,8 @@ def records_purge(*, now: datetime | None = None, batch_size: int = BATCH_SIZE) 
             events += VerificationEvent.objects.filter(verification_id__in=ids).delete()[0]
             verifications += Verification.objects.filter(pk__in=ids).delete()[0]
     orphans = ProviderCallback.objects.filter(verification__isnull=True, received_at__lt=cutoff)
-    while ids := list(orphans.values_list("pk", flat=True)[:batch_size]):
-        callbacks += ProviderCallback.objects.filter(pk__in=ids).delete()[0]
+    while orphan_ids := list(orphans.values_list("pk", flat=True)[:batch_size]):
+        callbacks += ProviderCallback.objects.filter(pk__in=orphan_ids).delete()[0]
     purged = Purged(verifications=verifications, events=events, callbacks=callbacks)
     if verifications or callbacks:
         logger.info(

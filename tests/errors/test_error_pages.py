@@ -119,3 +119,20 @@ def test_an_anonymous_visitor_keeps_the_log_in_link(client, db):
 
     assert response.status_code == 404
     assert f'href="{reverse("login")}"'.encode() in response.content
+
+
+def test_a_refused_form_offers_to_go_back_to_it(db):
+    client = Client(enforce_csrf_checks=True)
+    login = f"http://testserver{reverse('login')}"
+
+    response = client.post(reverse("login"), {"username": "a"}, HTTP_REFERER=login)
+
+    assert f'href="{login}"' in response.content.decode()
+
+
+def test_a_page_is_not_offered_as_the_way_back_to_itself(db):
+    here = "http://testserver/no/such/page/"
+
+    response = Client().get("/no/such/page/", HTTP_REFERER=here)
+
+    assert b"Back to the previous page" not in response.content
