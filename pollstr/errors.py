@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
@@ -73,9 +74,12 @@ ENDED_CODE_PAGE = ErrorPage(
 def _back_url(request: HttpRequest) -> str:
     """The page the person came from, when it is one of ours. Not this very page for a
     GET (a link to itself); for a POST it is the form to reload and send again."""
-    referer = safe_next_url(request, request.headers.get("Referer"), "")
-    if request.method == "GET" and referer in (request.path, request.build_absolute_uri()):
-        return ""
+    try:
+        referer = safe_next_url(request, request.headers.get("Referer"), "")
+        if request.method == "GET" and referer in (request.path, request.build_absolute_uri()):
+            return ""
+    except DisallowedHost:
+        return ""  # the 400 for a host not ours: no way back to compute, and no second error
     return referer
 
 
