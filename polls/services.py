@@ -8,6 +8,7 @@ from typing import NoReturn
 import phonenumbers
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from polls.live import results_publish
 from polls.models import Choice, Question, Vote
@@ -103,10 +104,24 @@ class PastVote:
 
 def vote_find(*, user: User, question: Question) -> PastVote | None:
     """This account's vote on ``question``, else one its verified phone cast elsewhere."""
-    own = question.votes.filter(user=user).select_related("choice").first()
+    # The phone the verified-session check loaded already, when it did (no second query).
+    phone = _cached_phone(user)
+    if phone is None:
+        phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
+    mine = Q(user=user)
+    if phone is not None and phone.verified_at is not None:
+        mine |= Q(phone_hash__in=phone_hashes_all(phone.number))
+    # One query for both: this account's vote first, else the phone's earliest.
+    votes = list(question.votes.filter(mine).select_related("choice").order_by("cast_at"))
+    own = next((vote for vote in votes if vote.user_id == user.pk), None)
     if own is not None:
         return PastVote(choice=own.choice)
-    phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
-    if phone is not None and _phone_vote(question=question, number=phone.number):
+    if votes:
         return PastVote(choice=None)
     return None
+
+
+def _cached_phone(user: User) -> PhoneNumber | None:
+    """``user.phone_number`` if this request already loaded it, without a query."""
+    cache = getattr(getattr(user, "_state", None), "fields_cache", {})
+    return cache.get("phone_number")

@@ -23,6 +23,7 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
 
     if verification.session_key_hash != session_key_hash(session.session_key or ""):
         raise VerificationRefused("This verification belongs to another session.")
+    user = verification.user  # read now: the locked row below carries no cached relations
     with transaction.atomic():
         # Two tabs following the link at once: the second finds it consumed.
         locked = Verification.objects.select_for_update().get(pk=verification.pk)
@@ -39,4 +40,4 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
             locked=True,
         )
     session.cycle_key()
-    session_mark_verified(session=session, user=verification.user, number=verification.number)
+    session_mark_verified(session=session, user=user, number=verification.number)
