@@ -42,6 +42,11 @@ class Plan:
     pg_budget: int = 60
     flame_raw: bool = False
 
+    @property
+    def p2_max_flows(self) -> int:
+        """Most flows one P2 voter can finish: two provider calls each."""
+        return int(self.p2_duration / (2 * self.latency)) + 2
+
     @classmethod
     def quick(cls, **overrides: Any) -> Plan:
         short = {
@@ -189,7 +194,7 @@ def _p2(
 ) -> list[Figure]:
     plan = ctx.plan
     voters = plan.p2_voters
-    max_flows = int(plan.p2_duration / (2 * plan.latency)) + 2
+    max_flows = plan.p2_max_flows
     rate = Figure(
         "P2.flows",
         f"P2 verified flows/s, {voters} voters",
@@ -273,15 +278,7 @@ def _p2(
             )
             machine_before = infra.machine_busy_seconds()
             meter.start()
-            s = _voter_run(
-                flow,
-                site,
-                pool,
-                voters=voters,
-                duration=plan.p2_duration,
-                max_flows=max_flows,
-                name="flow",
-            )
+            s = _p2_voters(ctx, flow, site, pool)
             window = meter.stop()
             machine_after = infra.machine_busy_seconds()
             _put(busy, 100 * _busy(machine_before, machine_after), baseline)
@@ -324,6 +321,20 @@ def _p2(
         figures += [*sql.values(), redis_total]
         ctx.sections.append(_p2_counts_section(ctx, redis_by_command, pollstr_flows))
     return figures
+
+
+def _p2_voters(ctx: Context, flow: clients.Flow, site: Site, pool: list[fixtures.Voter]) -> Samples:
+    """One P2 run: the plan's voters loop the flow for its duration."""
+    plan = ctx.plan
+    return _voter_run(
+        flow,
+        site,
+        pool,
+        voters=plan.p2_voters,
+        duration=plan.p2_duration,
+        max_flows=plan.p2_max_flows,
+        name="flow",
+    )
 
 
 def _busy(before: tuple[float, float], after: tuple[float, float]) -> float:
@@ -434,7 +445,7 @@ def _p2_flame_graphs(ctx: Context, site: Site, pids: dict[str, int]) -> None:
     and the send worker's CPU goes (SVGs beside RESULTS.md)."""
     plan = ctx.plan
     voters = plan.p2_voters
-    max_flows = int(plan.p2_duration / (2 * plan.latency)) + 2
+    max_flows = plan.p2_max_flows
     pool = fixtures.voters_create(voters * max_flows, tag="p2flame")
     ctx.log("P2 flame graphs (py-spy on web and send worker, one more run)")
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -449,15 +460,7 @@ def _p2_flame_graphs(ctx: Context, site: Site, pids: dict[str, int]) -> None:
                     raw=plan.flame_raw,
                 )
             )
-        _voter_run(
-            clients.pollstr_flow,
-            site,
-            pool,
-            voters=voters,
-            duration=plan.p2_duration,
-            max_flows=max_flows,
-            name="flow",
-        )
+        _p2_voters(ctx, clients.pollstr_flow, site, pool)
     ctx.notes.append(
         "P2 flame graphs (py-spy, one extra run not counted): "
         + ", ".join(f"[{svg.name}]({svg.name})" for svg in svgs.values())
