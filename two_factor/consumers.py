@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -32,6 +33,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
+from redis.exceptions import RedisError
 
 from pollstr.fanout import relay
 from two_factor.live import CSRF_PLACEHOLDER, user_sockets_group, verification_group
@@ -46,6 +48,11 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 # The socket's session ended (logout, password change, expiry): sign in again.
 CLOSE_LOGGED_OUT = 4401
+# The channel layer (Redis) cannot be reached: "try again later", which htmx's websocket
+# extension answers by reconnecting with backoff while the page polls meanwhile.
+CLOSE_TRY_AGAIN = 1013
+# What a channel layer that cannot be reached raises.
+_LAYER_DOWN = (RedisError, OSError)
 
 
 def scope_request(scope: dict[str, Any]) -> HttpRequest:
@@ -117,6 +124,16 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
     _ended = False
     _valid_until: float | None = None  # when access ends by the clock alone
     _recheck: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """A channel layer that is down refuses the socket (or ends it) with "try again
+        later", never an HTTP 500 for the handshake."""
+        try:
+            await super().__call__(scope, receive, send)
+        except _LAYER_DOWN as error:
+            logger.warning("Live updates unavailable (%s): socket refused", error)
+            with suppress(Exception):  # the connection may be gone already
+                await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         raise NotImplementedError

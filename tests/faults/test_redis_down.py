@@ -273,3 +273,42 @@ def test_a_redis_restart_between_two_actions_costs_no_request(
     answers = [browser.post("/2fa/", {}).status_code for _ in range(3)]
     assert answers == [302, 302, 302]
     assert server.log_text().count("answered 503") == refusals_before
+
+
+def test_a_websocket_during_a_redis_outage_is_refused_with_try_again_never_a_500(
+    redis_up: PrivateRedis, voter: tuple[Browser, Verification], server: stack.WebServer
+) -> None:
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    browser, verification = voter
+    url = server.url.replace("http://", "ws://") + f"/ws/2fa/{verification.pk}/"
+    cookie = f"sessionid={browser.http.cookies.get(django_settings.SESSION_COOKIE_NAME)}"
+
+    def handshake() -> tuple[int | None, int | None]:
+        """(HTTP status of a refused handshake, close code of an accepted socket)."""
+        try:
+            with connect(
+                url,
+                origin=server.url,
+                additional_headers={"Cookie": cookie},
+                proxy=None,
+                open_timeout=10,
+            ) as socket:
+                try:
+                    socket.recv(timeout=10)
+                    return None, None  # accepted and pushed the current state
+                except ConnectionClosed as closed:
+                    return None, closed.rcvd.code if closed.rcvd else None
+        except InvalidStatus as refused:
+            return refused.response.status_code, None
+
+    assert handshake() == (None, None)  # Redis up: the socket opens with the current state
+    redis_up.stop()
+    status, code = handshake()
+    # Refused before the handshake (403) or closed with "try again later" (1013): never a 500.
+    assert status in (None, 403), status
+    assert status == 403 or code == 1013, (status, code)
+    redis_up.start()
+    assert "Internal Server Error" not in server.log_text()
+    assert "Live updates unavailable" in server.log_text()
