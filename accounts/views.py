@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.contrib import messages
@@ -15,7 +16,14 @@ from django.views.decorators.http import require_http_methods
 
 from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
-from two_factor.limits import RateLimited, limit_check, limits_hit
+from two_factor.limits import (
+    UNREACHABLE,
+    RateLimited,
+    fallback_limit_check,
+    fallback_limits_hit,
+    limit_check,
+    limits_hit,
+)
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -33,6 +41,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
 
 
+logger = logging.getLogger(__name__)
+
+
 class LoginView(auth_views.LoginView):
     """Django's login, throttled, with `next` decided by the project's one rule
     (pollstr.safe_redirect: Django's own check lets a bare word through as a URL).
@@ -47,14 +58,24 @@ class LoginView(auth_views.LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
             for name, key in self._throttle_keys():
-                limit_check(name=name, key=key)
+                try:
+                    limit_check(name=name, key=key)
+                except UNREACHABLE:
+                    # A throttle must not become an outage: this process counts instead.
+                    logger.warning("Sign-in throttle: Redis unreachable, counting in-process")
+                    fallback_limit_check(name=name, key=key)
         except RateLimited as limited:
             return self._refuse(limited)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
+        events = self._throttle_keys()
         try:
-            limits_hit(events=self._throttle_keys())
+            try:
+                limits_hit(events=events)
+            except UNREACHABLE:
+                logger.warning("Sign-in throttle: Redis unreachable, counting in-process")
+                fallback_limits_hit(events=events)
         except RateLimited as limited:
             return self._refuse(limited)
         return super().form_invalid(form)

@@ -32,8 +32,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
+from redis.exceptions import RedisError
 
 __all__ = ["RateLimited", "limit_check", "limit_hit", "limits_hit"]
 
@@ -239,10 +241,11 @@ def _redis_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
 _local_lock = threading.Lock()
 
 
-def _local_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
+def _local_hit(windows: list[_Window], store: Any = None) -> list[tuple[int, int, int]]:
+    store = cache if store is None else store
     with _local_lock:
         keys = [k for window in windows for k in (window.cache_key, window.previous_key)]
-        counts = cache.get_many(keys)
+        counts = store.get_many(keys)
         full = []
         for index, window in enumerate(windows):
             current = counts.get(window.cache_key, 0)
@@ -251,6 +254,35 @@ def _local_hit(windows: list[_Window]) -> list[tuple[int, int, int]]:
                 full.append((index, current, previous))
         targets = [windows[i] for i, _, _ in full] if full else windows
         for window in targets:
-            if not cache.add(window.cache_key, 1, timeout=window.timeout):
-                cache.incr(window.cache_key)
+            if not store.add(window.cache_key, 1, timeout=window.timeout):
+                store.incr(window.cache_key)
         return full
+
+
+# --- when Redis cannot be reached: a limit counted in this process ----------------------------
+
+# Sign-in must not become an outage with Redis: its throttle falls back to counters kept
+# in this process (each web process then allows the limit on its own, a weaker but real
+# bound), and goes back to Redis as soon as Redis answers.
+UNREACHABLE = (RedisError, OSError)
+_fallback = LocMemCache("pollstr-limits-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
+
+
+def fallback_limits_hit(*, events: list[tuple[str, str]]) -> None:
+    """limits_hit() on this process's own counters."""
+    windows = _windows(events)
+    full = _local_hit(windows, _fallback)
+    if full:
+        raise max(
+            (windows[i].refusal(current + 1, previous) for i, current, previous in full),
+            key=lambda refusal: refusal.retry_after,
+        )
+
+
+def fallback_limit_check(*, name: str, key: str) -> None:
+    """limit_check() on this process's own counters."""
+    (window,) = _windows([(name, key)])
+    counts = _fallback.get_many([window.cache_key, window.previous_key])
+    current, previous = counts.get(window.cache_key, 0), counts.get(window.previous_key, 0)
+    if window.is_full(current, previous):
+        raise window.refusal(current, previous)

@@ -312,3 +312,55 @@ def test_a_websocket_during_a_redis_outage_is_refused_with_try_again_never_a_500
     redis_up.start()
     assert "Internal Server Error" not in server.log_text()
     assert "Live updates unavailable" in server.log_text()
+
+
+def test_sign_in_keeps_working_during_a_redis_outage_and_is_still_throttled(
+    redis_up: PrivateRedis, transactional_db: None, server: stack.WebServer
+) -> None:
+    get_user_model().objects.create_user(username="outage-signin", password=PASSWORD)
+    http = requests.Session()
+    http.trust_env = False
+
+    def sign_in(password: str) -> requests.Response:
+        page = http.get(server.url + "/accounts/login/", timeout=30)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+        return http.post(
+            server.url + "/accounts/login/",
+            data={"username": "outage-signin", "password": password, "csrfmiddlewaretoken": token},
+            allow_redirects=False,
+            timeout=30,
+        )
+
+    redis_up.stop()
+    try:
+        answers = [sign_in("wrong password").status_code for _ in range(12)]
+        # Wrong passwords are refused as ever, then the (in-process) throttle closes.
+        assert answers[0] == 200, answers
+        assert 429 in answers, answers
+        assert 503 not in answers, answers
+        assert 500 not in answers, answers
+    finally:
+        redis_up.start()
+    assert "Sign-in throttle: Redis unreachable, counting in-process" in server.log_text()
+    assert "Internal Server Error" not in server.log_text()
+
+
+def test_a_right_password_signs_in_during_a_redis_outage(
+    redis_up: PrivateRedis, transactional_db: None, server: stack.WebServer
+) -> None:
+    get_user_model().objects.create_user(username="outage-ok", password=PASSWORD)
+    http = requests.Session()
+    http.trust_env = False
+    page = http.get(server.url + "/accounts/login/", timeout=30)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    redis_up.stop()
+    try:
+        answer = http.post(
+            server.url + "/accounts/login/",
+            data={"username": "outage-ok", "password": PASSWORD, "csrfmiddlewaretoken": token},
+            allow_redirects=False,
+            timeout=30,
+        )
+    finally:
+        redis_up.start()
+    assert answer.status_code == 302, (answer.status_code, answer.text[:300])
