@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,18 +167,6 @@ def database_url_as(world: infra.World, kind: str) -> str:
 # --- counters -------------------------------------------------------------------------------
 
 
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of ``pid``'s tree: each live member's own time plus that of the
-    children it reaped (a PostgreSQL backend that ended, a restarted web worker)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for member in infra._descendants(pid) | {pid}:
-        with suppress(OSError, IndexError, ValueError):
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(value) for value in fields[11:15])
-    return total / ticks
-
-
 def sql_by_role(world: infra.World) -> dict[str, int]:
     """Statements executed so far in the bench database, by role (pg_stat_statements)."""
     import psycopg
@@ -253,11 +241,13 @@ class Meter:
         if self.world is not None:
             self.sql = sql_by_role(self.world)
             self.redis = redis_commands(self.redis_url)
-        self.cpu = {kind: tree_cpu(pid) for kind, pid in self.pids.items()}
+        self.cpu = {kind: infra.tree_cpu_seconds(pid) for kind, pid in self.pids.items()}
         self.wall = time.monotonic()
 
     def stop(self) -> Window:
-        cpu = {kind: tree_cpu(pid) - self.cpu[kind] for kind, pid in self.pids.items()}
+        cpu = {
+            kind: infra.tree_cpu_seconds(pid) - self.cpu[kind] for kind, pid in self.pids.items()
+        }
         wall = time.monotonic() - self.wall
         sql, commands = {}, {}
         if self.world is not None:

@@ -411,13 +411,15 @@ def _descendants(pid: int) -> set[int]:
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` and its descendants."""
+    """User + system CPU seconds used so far by ``pid``'s tree: each live member's own time
+    plus that of the children it reaped (a PostgreSQL backend that ended, a restarted
+    web worker)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for member in _descendants(pid) | {pid}:
         with suppress(OSError, IndexError, ValueError):
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(value) for value in fields[11:15])
     return total / ticks
 
 

@@ -314,26 +314,39 @@ def test_a_websocket_during_a_redis_outage_is_refused_with_try_again_never_a_500
     assert "Live updates unavailable" in server.log_text()
 
 
-def test_sign_in_keeps_working_during_a_redis_outage_and_is_still_throttled(
-    redis_up: PrivateRedis, transactional_db: None, server: stack.WebServer
-) -> None:
-    get_user_model().objects.create_user(username="outage-signin", password=PASSWORD)
-    http = requests.Session()
-    http.trust_env = False
+class SignInPage:
+    """A browser on the sign-in page: reads its CSRF token, posts without redirects."""
 
-    def sign_in(password: str) -> requests.Response:
-        page = http.get(server.url + "/accounts/login/", timeout=30)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-        return http.post(
-            server.url + "/accounts/login/",
-            data={"username": "outage-signin", "password": password, "csrfmiddlewaretoken": token},
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def token(self) -> str:
+        page = self.http.get(self.base + "/accounts/login/", timeout=30)
+        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+
+    def post(self, username: str, password: str, token: str) -> requests.Response:
+        return self.http.post(
+            self.base + "/accounts/login/",
+            data={"username": username, "password": password, "csrfmiddlewaretoken": token},
             allow_redirects=False,
             timeout=30,
         )
 
+
+def test_sign_in_keeps_working_during_a_redis_outage_and_is_still_throttled(
+    redis_up: PrivateRedis, transactional_db: None, server: stack.WebServer
+) -> None:
+    get_user_model().objects.create_user(username="outage-signin", password=PASSWORD)
+    page = SignInPage(server.url)
+
     redis_up.stop()
     try:
-        answers = [sign_in("wrong password").status_code for _ in range(12)]
+        answers = [
+            page.post("outage-signin", "wrong password", page.token()).status_code
+            for _ in range(12)
+        ]
         # Wrong passwords are refused as ever, then the (in-process) throttle closes.
         assert answers[0] == 200, answers
         assert 429 in answers, answers
@@ -349,18 +362,11 @@ def test_a_right_password_signs_in_during_a_redis_outage(
     redis_up: PrivateRedis, transactional_db: None, server: stack.WebServer
 ) -> None:
     get_user_model().objects.create_user(username="outage-ok", password=PASSWORD)
-    http = requests.Session()
-    http.trust_env = False
-    page = http.get(server.url + "/accounts/login/", timeout=30)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    page = SignInPage(server.url)
+    token = page.token()
     redis_up.stop()
     try:
-        answer = http.post(
-            server.url + "/accounts/login/",
-            data={"username": "outage-ok", "password": PASSWORD, "csrfmiddlewaretoken": token},
-            allow_redirects=False,
-            timeout=30,
-        )
+        answer = page.post("outage-ok", PASSWORD, token)
     finally:
         redis_up.start()
     assert answer.status_code == 302, (answer.status_code, answer.text[:300])
