@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.contrib import messages
@@ -14,16 +13,9 @@ from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from pollstr.client_ip import client_ip
+from pollstr.client_ip import client_ip, client_network
 from pollstr.safe_redirect import safe_next_url
-from two_factor.limits import (
-    UNREACHABLE,
-    RateLimited,
-    fallback_limit_check,
-    fallback_limits_hit,
-    limit_check,
-    limits_hit,
-)
+from two_factor.limits import RateLimited, throttle_check, throttle_hit
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -33,15 +25,33 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect(safe_next_url(request, next_url, reverse("polls:index")))
     form: UserCreationForm[User] = UserCreationForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.get_username()}! Your account is ready.")
-        return redirect(safe_next_url(request, next_url, reverse("polls:index")))
+    if request.method == "POST":
+        # New accounts per address and per network: fresh accounts are how SMS pumping
+        # gets its codes. Counted only when an account is made; a full limit refuses
+        # before the form is even checked.
+        ip = client_ip(request)
+        events = [("signup_per_ip", ip or "unknown"), ("signup_per_network", client_network(ip))]
+        try:
+            throttle_check(events=events)
+            if form.is_valid():
+                throttle_hit(events=events)
+                user = form.save()
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                messages.success(request, f"Welcome, {user.get_username()}! Your account is ready.")
+                return redirect(safe_next_url(request, next_url, reverse("polls:index")))
+        except RateLimited as limited:
+            # Bound without the passwords, so the page keeps the name and nothing else.
+            form = UserCreationForm(data={"username": request.POST.get("username", "")})
+            form.errors.clear()
+            form.add_error(
+                None, f"Too many new accounts from your network. Try again in {limited.wait}."
+            )
+            response = render(
+                request, "registration/signup.html", {"form": form, "next": next_url}, status=429
+            )
+            response["Retry-After"] = str(limited.retry_after)
+            return response
     return render(request, "registration/signup.html", {"form": form, "next": next_url})
-
-
-logger = logging.getLogger(__name__)
 
 
 class LoginView(auth_views.LoginView):
@@ -57,25 +67,14 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
-            for name, key in self._throttle_keys():
-                try:
-                    limit_check(name=name, key=key)
-                except UNREACHABLE:
-                    # A throttle must not become an outage: this process counts instead.
-                    logger.warning("Sign-in throttle: Redis unreachable, counting in-process")
-                    fallback_limit_check(name=name, key=key)
+            throttle_check(events=self._throttle_keys())
         except RateLimited as limited:
             return self._refuse(limited)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: AuthenticationForm) -> HttpResponse:
-        events = self._throttle_keys()
         try:
-            try:
-                limits_hit(events=events)
-            except UNREACHABLE:
-                logger.warning("Sign-in throttle: Redis unreachable, counting in-process")
-                fallback_limits_hit(events=events)
+            throttle_hit(events=self._throttle_keys())
         except RateLimited as limited:
             return self._refuse(limited)
         return super().form_invalid(form)

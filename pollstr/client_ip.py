@@ -42,3 +42,17 @@ def _address(text: str) -> str | None:
         return str(ipaddress.ip_address(text.strip()))
     except ValueError:
         return None
+
+
+def client_network(address: str | None) -> str:
+    """The block an address belongs to, as rate limits count it: /24 for IPv4, /64 for
+    IPv6 (what one subscriber or one cloud host usually holds); "unknown" without one.
+    An IPv4-mapped IPv6 address counts as its IPv4 address."""
+    try:
+        parsed = ipaddress.ip_address((address or "").strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
+        parsed = parsed.ipv4_mapped
+    prefix = 24 if parsed.version == 4 else 64
+    return str(ipaddress.ip_network(f"{parsed}/{prefix}", strict=False))

@@ -109,6 +109,35 @@ def env_keys(
     return keys
 
 
+def env_table(name: str, default: dict[str, float], *, whole: bool = False) -> dict[str, float]:
+    """``GB:0.05,FR:0.07,*:0.10`` as ``{"GB": 0.05, "FR": 0.07, "*": 0.10}``, on top of
+    ``default`` (an entry of the variable replaces the default's). Keys are ISO 3166
+    region codes (two letters, any case) or ``*`` for every other region; values are
+    numbers >= 0, whole numbers when ``whole``. The result always has a ``*`` entry."""
+    table = dict(default)
+    raw = _raw(name)
+    for entry in [] if raw is None else (item.strip() for item in raw.split(",")):
+        region, colon, amount = entry.partition(":")
+        region = region.strip().upper()
+        if not colon or not (region == "*" or re.fullmatch(r"[A-Z]{2}", region)):
+            raise ImproperlyConfigured(
+                f"{name} must be REGION:amount pairs with ISO region codes or *, e.g. "
+                f"GB:0.05,*:0.10; got {entry!r}."
+            )
+        try:
+            value = int(amount) if whole else float(amount)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise ImproperlyConfigured(
+                f"{name}: the amount for {region} must be {kind}; got {amount!r}."
+            ) from None
+        _check_range(f"{name} ({region})", value, 0, None)
+        table[region] = value
+    if "*" not in table:
+        raise ImproperlyConfigured(f"{name} needs a * entry: the amount for every other region.")
+    return table
+
+
 def env_directory(name: str) -> Path | None:
     """A directory the process writes into, created (with its parents) when missing;
     None when unset. One that cannot be created or written stops start-up."""

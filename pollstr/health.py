@@ -265,13 +265,14 @@ class OperatorEndpointsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         from pollstr.metrics import metrics
+        from two_factor.services.budget import BudgetCollector
 
         self.get_response = get_response
-        readiness = ReadinessCollector()
+        live = [ReadinessCollector(), BudgetCollector()]
         self.endpoints: dict[str, Callable[[HttpRequest], HttpResponse]] = {
             "/healthz": healthz,
             "/readyz": readyz,
-            "/metrics": lambda request: metrics(request, live=[readiness]),
+            "/metrics": lambda request: metrics(request, live=live),
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

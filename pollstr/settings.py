@@ -25,6 +25,7 @@ from pollstr.env import (
     env_keys,
     env_list,
     env_str,
+    env_table,
 )
 from pollstr.logs import logging_config
 
@@ -404,6 +405,12 @@ TWO_FACTOR_RATE_LIMITS = {
     # Sliding windows (two_factor/limits.py). Per IP: only accounts without a verified
     # number count, with a ceiling a busy office or carrier NAT doesn't reach.
     "start_per_ip": (env_int("RATE_START_PER_IP", 100, minimum=1), 3600),
+    # The same accounts' codes per network (/24 IPv4, /64 IPv6: pollstr/client_ip.py),
+    # so a pumping run can't hop addresses within its own block.
+    "start_per_network": (env_int("RATE_START_PER_NETWORK", 200, minimum=1), 3600),
+    # New accounts per address and per network: fresh accounts are what pumping needs.
+    "signup_per_ip": (env_int("RATE_SIGNUP_PER_IP", 10, minimum=1), 3600),
+    "signup_per_network": (env_int("RATE_SIGNUP_PER_NETWORK", 30, minimum=1), 3600),
     "start_per_session": (env_int("RATE_START_PER_SESSION", 5, minimum=1), 3600),
     "start_global_daily": (env_int("RATE_START_GLOBAL_DAILY", 10000, minimum=1), 86400),
     "check_per_user": (env_int("RATE_CHECK_PER_USER", 20, minimum=1), 3600),
@@ -414,6 +421,35 @@ TWO_FACTOR_RATE_LIMITS = {
         900,
     ),
     "login_failures_per_ip": (env_int("RATE_LOGIN_FAILURES_PER_IP", 50, minimum=1), 900),
+}
+
+# --- The SMS budget (two_factor/services/budget.py; docs/OPERATIONS.md, "The SMS budget") ---
+# What one code costs, per destination region, in the currency of the provider account
+# (Vonage bills and reports `price` in it). The defaults are placeholders of the right
+# order: set SMS_PRICES from your own price list, e.g. "GB:0.0456,FR:0.0735,*:0.12".
+TWO_FACTOR_SMS_CURRENCY = env_str("SMS_CURRENCY", "EUR")
+TWO_FACTOR_SMS_PRICES = env_table("SMS_PRICES", {"*": 0.10})
+# Daily caps per destination region (UTC days), in codes and in money; * is every region
+# not named. A region at its cap gets no code until midnight UTC, and the voter is told.
+TWO_FACTOR_COUNTRY_DAILY_SENDS = env_table("SMS_COUNTRY_DAILY_SENDS", {"*": 2000.0}, whole=True)
+TWO_FACTOR_COUNTRY_DAILY_SPEND = env_table("SMS_COUNTRY_DAILY_SPEND", {"*": 200.0})
+# All regions together, in money.
+TWO_FACTOR_DAILY_SPEND = env_float("SMS_DAILY_SPEND", 1000.0, minimum=0)
+# The conversion governor: over a sliding window, when a country (or a mobile prefix:
+# the country code and the first PREFIX_DIGITS digits of the national number) had at
+# least its floor of codes sent and fewer than THRESHOLD of them were verified, new
+# codes to it pause for COOLDOWN seconds. Codes younger than GRACE seconds are not
+# judged yet (a voter takes a minute to type one); each scope is judged at most every
+# EVALUATE_EVERY seconds per worker fleet, so judging costs one query, not one per send.
+TWO_FACTOR_GOVERNOR = {
+    "window": env_int("SMS_GOVERNOR_WINDOW", 3600, minimum=60, maximum=7 * 86400),
+    "grace": env_int("SMS_GOVERNOR_GRACE", 180, minimum=0, maximum=3600),
+    "prefix_floor": env_int("SMS_GOVERNOR_PREFIX_FLOOR", 20, minimum=1),
+    "country_floor": env_int("SMS_GOVERNOR_COUNTRY_FLOOR", 200, minimum=1),
+    "threshold": env_float("SMS_GOVERNOR_THRESHOLD", 0.2, minimum=0, maximum=1),
+    "cooldown": env_int("SMS_GOVERNOR_COOLDOWN", 3600, minimum=60, maximum=7 * 86400),
+    "prefix_digits": env_int("SMS_GOVERNOR_PREFIX_DIGITS", 3, minimum=1, maximum=8),
+    "evaluate_every": env_int("SMS_GOVERNOR_EVALUATE_EVERY", 10, minimum=0, maximum=3600),
 }
 TWO_FACTOR_SANDBOX_LATENCY = env_float("TWO_FACTOR_SANDBOX_LATENCY", 0.0, minimum=0, maximum=30)
 TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(

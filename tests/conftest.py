@@ -78,6 +78,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return FakeClock().install(monkeypatch)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Every test starts with empty rate-limit and budget counters (the sign-up limit
+    per address would otherwise carry over between tests that all come from 127.0.0.1)."""
+    cache.clear()
+
+
 # --- phone verification: settings, tasks, rows --------------------------------------------
 
 

@@ -6,13 +6,14 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
 
 from two_factor import services
 from two_factor.models import (
     PhoneNumber,
     ProviderCallback,
+    SendPause,
     Status,
     Verification,
     VerificationEvent,
@@ -180,3 +181,90 @@ class ProviderCallbackAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(SendPause)
+class SendPauseAdmin(admin.ModelAdmin):
+    """The conversion governor's pauses: what it saw, until when, and a button to lift
+    one early (docs/OPERATIONS.md, "The SMS budget"). Written by the governor only."""
+
+    list_display = ["destination", "state", "started", "ends", "sent", "verified", "rate"]
+    list_filter = ["country"]
+    search_fields = ["country", "prefix"]
+    readonly_fields = (
+        "country",
+        "prefix",
+        "started",
+        "ends",
+        "sent",
+        "verified",
+        "rate",
+        "reason",
+        "lifted",
+        "lifted_by",
+    )
+    fields = readonly_fields
+    actions = ["lift_pauses"]
+    change_form_template = "admin/two_factor/sendpause/change_form.html"
+
+    @admin.display(description="state")
+    def state(self, pause: SendPause) -> str:
+        if pause.lifted_at is not None:
+            return "lifted"
+        return "paused" if pause.is_active() else "ended"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, pause: SendPause) -> str:
+        return to_the_second(pause.started_at)
+
+    @admin.display(description="until", ordering="until")
+    def ends(self, pause: SendPause) -> str:
+        return to_the_second(pause.until)
+
+    @admin.display(description="lifted at")
+    def lifted(self, pause: SendPause) -> str:
+        return to_the_second(pause.lifted_at)
+
+    @admin.display(description="conversion")
+    def rate(self, pause: SendPause) -> str:
+        return f"{pause.conversion:.0%}"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # the governor's audit trail
+
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("two_factor.change_sendpause")
+
+    @admin.action(description="Lift the selected pauses", permissions=["lift"])
+    def lift_pauses(self, request: HttpRequest, queryset: QuerySet[SendPause]) -> None:
+        lifted = sum(services.governor_lift(pause=pause, by=request.user) for pause in queryset)
+        self.message_user(
+            request,
+            f"Lifted {lifted}; {queryset.count() - lifted} had already ended.",
+            messages.SUCCESS if lifted else messages.WARNING,
+        )
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        pause = self.get_object(request, object_id)
+        if request.method == "POST" and "_lift" in request.POST and pause is not None:
+            if not self.has_lift_permission(request):
+                self.message_user(request, "You may not lift pauses.", messages.ERROR)
+            elif services.governor_lift(pause=pause, by=request.user):
+                self.message_user(
+                    request, f"Codes to {pause.destination} flow again.", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, "This pause had already ended.", messages.WARNING)
+            return HttpResponseRedirect(request.path)
+        can_lift = pause is not None and pause.is_active() and self.has_lift_permission(request)
+        context = {**(extra_context or {}), "can_lift": can_lift}
+        return super().change_view(request, object_id, form_url, extra_context=context)

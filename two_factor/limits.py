@@ -24,6 +24,7 @@ the clear.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import threading
 import time
@@ -37,7 +38,14 @@ from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
 from redis.exceptions import RedisError
 
-__all__ = ["RateLimited", "limit_check", "limit_hit", "limits_hit"]
+__all__ = [
+    "RateLimited",
+    "limit_check",
+    "limit_hit",
+    "limits_hit",
+    "throttle_check",
+    "throttle_hit",
+]
 
 # Keep a counter a whole window past its own (it is read as "previous" then), plus slack.
 _EXPIRY_SLACK = 60
@@ -261,10 +269,32 @@ def _local_hit(windows: list[_Window], store: Any = None) -> list[tuple[int, int
 
 # --- when Redis cannot be reached: a limit counted in this process ----------------------------
 
-# Sign-in must not become an outage with Redis: its throttle falls back to counters kept
-# in this process (each web process then allows the limit on its own, a weaker but real
-# bound), and goes back to Redis as soon as Redis answers.
+# Sign-in and sign-up must not become an outage with Redis: their throttles fall back to
+# counters kept in this process (each web process then allows the limit on its own, a
+# weaker but real bound), and go back to Redis as soon as Redis answers.
 UNREACHABLE = (RedisError, OSError)
+logger = logging.getLogger(__name__)
+
+
+def throttle_check(*, events: list[tuple[str, str]]) -> None:
+    """limit_check() of each event, on this process's counters while Redis is down."""
+    for name, key in events:
+        try:
+            limit_check(name=name, key=key)
+        except UNREACHABLE:
+            logger.warning("Throttle %s: Redis unreachable, counting in-process", name)
+            fallback_limit_check(name=name, key=key)
+
+
+def throttle_hit(*, events: list[tuple[str, str]]) -> None:
+    """limits_hit(), on this process's counters while Redis is down."""
+    try:
+        limits_hit(events=events)
+    except UNREACHABLE:
+        logger.warning("Throttle %s: Redis unreachable, counting in-process", events[0][0])
+        fallback_limits_hit(events=events)
+
+
 _fallback = LocMemCache("pollstr-limits-fallback", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 

@@ -130,6 +130,10 @@ class Verification(models.Model):
     is_resend = models.BooleanField(default=False)
     verified_at = models.DateTimeField(null=True, blank=True)
     consumed_at = models.DateTimeField(null=True, blank=True)
+    # Where the code goes, as the SMS budget counts it (services/budget.py): the region
+    # ("GB") and the mobile prefix ("+44791"). Written once, at the start.
+    country = models.CharField(max_length=2, blank=True)
+    prefix = models.CharField(max_length=16, blank=True)
 
     objects = VerificationQuerySet.as_manager()
 
@@ -141,6 +145,12 @@ class Verification(models.Model):
                 fields=["deadline_at"],
                 condition=models.Q(deadline_at__isnull=False),
                 name="verification_due",
+            ),
+            # The conversion governor's window: a country's codes sent lately.
+            models.Index(
+                fields=["country", "sent_at"],
+                condition=models.Q(sent_at__isnull=False),
+                name="verification_sent_to",
             ),
         ]
         constraints = [
@@ -248,3 +258,43 @@ class ProviderCallback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.status} for {self.request_id}"
+
+
+class SendPause(models.Model):
+    """The conversion governor paused codes to a country or a mobile prefix.
+
+    One row per trip: what it saw (codes sent and verified in its window), until when,
+    and who lifted it early. The governor's own audit trail: rows are only ever added,
+    and a lift only fills in ``lifted_at``/``lifted_by``.
+    """
+
+    country = models.CharField(max_length=2)
+    # Empty: the whole country.
+    prefix = models.CharField(max_length=16, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField()
+    sent = models.PositiveIntegerField()
+    verified = models.PositiveIntegerField()
+    reason = models.TextField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["until"], name="send_pause_until")]
+
+    def __str__(self) -> str:
+        return f"{self.destination} paused until {self.until:%Y-%m-%d %H:%M}"
+
+    @property
+    def destination(self) -> str:
+        return f"{self.country} {self.prefix}" if self.prefix else self.country
+
+    def is_active(self, *, now: datetime | None = None) -> bool:
+        return self.lifted_at is None and self.until > (now or timezone.now())
+
+    @property
+    def conversion(self) -> float:
+        return self.verified / self.sent if self.sent else 0.0

@@ -182,3 +182,22 @@ def number_hash(number: phonenumbers.PhoneNumber) -> str:
     return salted_hmac(
         "two_factor.numbers.number_hash", e164, secret=settings.SECRET_KEY, algorithm="sha256"
     ).hexdigest()
+
+
+def number_destination(number: phonenumbers.PhoneNumber) -> tuple[str, str]:
+    """Where a code to ``number`` goes, as the SMS budget counts it: its region ("GB",
+    "ZZ" when it has none) and its mobile prefix, the country code and the first
+    ``TWO_FACTOR_GOVERNOR["prefix_digits"]`` digits of the national number ("+44791")."""
+    region = phonenumbers.region_code_for_number(number) or "ZZ"
+    if not re.fullmatch(r"[A-Z]{2}", region):
+        region = "ZZ"  # "001": the non-geographic networks
+    national = phonenumbers.national_significant_number(number)
+    digits = int(settings.TWO_FACTOR_GOVERNOR["prefix_digits"])
+    return region, f"+{number.country_code}{national[:digits]}"
+
+
+def region_name(region: str) -> str:
+    """The region's English name as phonenumbers knows it ("France"), else its code."""
+    example = phonenumbers.example_number(region)
+    name = geocoder.country_name_for_number(example, "en") if example else ""
+    return name or region

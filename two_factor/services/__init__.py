@@ -3,12 +3,14 @@ these functions; nothing else changes a verification, a number or a session's fl
 
 Split by sub-domain (docs/ARCHITECTURE.md, "Layers"): `transitions` (the one status-change
 path), `phone_numbers`, `sending`, `checking`, `steps` (call, expiry, cancel),
-`reconciler`, `completion`, with `refusals` and `delivery` (tasks, provider) beneath.
+`reconciler`, `completion`, `budget` (the SMS caps and the conversion governor), with
+`refusals` and `delivery` (tasks, provider) beneath.
 This package re-exports the public functions, so callers write `services.verification_start`.
 """
 
 from __future__ import annotations
 
+from two_factor.services.budget import governor_lift
 from two_factor.services.checking import (
     CHECK_AGAIN,
     verification_check,
@@ -60,6 +62,7 @@ __all__ = [
     "IllegalTransition",
     "VerificationRefused",
     "deadline_for",
+    "governor_lift",
     "number_accept",
     "phone_number_bind",
     "session_key_hash",

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
+from pollstr.client_ip import client_network
 from two_factor.gateways.errors import (
     ConcurrentRequest,
     PermanentGatewayError,
@@ -25,6 +26,8 @@ from two_factor.models import (
     Verification,
     VerificationEvent,
 )
+from two_factor.numbers import number_destination
+from two_factor.services.budget import budget_reserve, governor_check, governor_judge
 from two_factor.services.delivery import (
     _describe,
     _enqueue,
@@ -99,6 +102,8 @@ def _start_locked(
             f"A code is on its way. You can ask for a new one in {wait} seconds.",
             retry_after=wait,
         )
+    country, prefix = number_destination(number)
+    governor_check(country=country, prefix=prefix)
     limits = [
         ("start_per_user", str(user.pk)),
         ("start_per_number", number.as_e164),
@@ -110,7 +115,10 @@ def _start_locked(
     # out by the office or carrier NAT they share an address with.
     if not PhoneNumber.objects.filter(user=user, verified_at__isnull=False).exists():
         limits.append(("start_per_ip", ip or "unknown"))
+        limits.append(("start_per_network", client_network(ip)))
     _limit(limits)
+    # Last: a code refused above costs nothing from the day's budget.
+    budget_reserve(country=country)
     # One live verification per user: a new start supersedes the old one.
     for old in live:
         transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
@@ -122,6 +130,8 @@ def _start_locked(
         session_key_hash=key_hash,
         number=number,
         is_resend=bool(live),
+        country=country,
+        prefix=prefix,
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
     )
@@ -189,6 +199,20 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     else:
         # Re-driven in `sending` (a lost attempt's task id, the same claim).
         Verification.objects.filter(pk=verification.pk).update(**attempt)
+    if verification.country:
+        # The governor judges what was sent lately (at most every few seconds per
+        # prefix), and a destination it paused gets no code, even one asked for before.
+        governor_judge(country=verification.country, prefix=verification.prefix)
+        try:
+            governor_check(country=verification.country, prefix=verification.prefix)
+        except VerificationRefused as paused:
+            transition_if_allowed(
+                verification,
+                Status.FAILED,
+                reason="paused by the conversion governor",
+                failure_reason=paused.message,
+            )
+            return verification
     gateway = _provider()
     _release_connection()
     try:
