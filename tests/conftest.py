@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -7,7 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.test import Client
 from django.utils import timezone
 
@@ -83,6 +85,31 @@ def _fresh_cache() -> None:
     """Every test starts with empty rate-limit and budget counters (the sign-up limit
     per address would otherwise carry over between tests that all come from 127.0.0.1)."""
     cache.clear()
+
+
+@pytest.fixture
+def redis_cache(settings) -> Iterator[tuple[object, str]]:
+    """Point the default cache at a real Redis under a prefix of its own."""
+    import redis
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    prefix = f"pollstr-test-limits-{uuid.uuid4().hex}"
+    client = redis.Redis.from_url(url)
+    client.ping()  # fail loudly here rather than as a confusing limiter error
+    # The setting_changed handler closes the old caches and resets the per-thread
+    # handles, so every thread (and `cache`) builds a RedisCache from this.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "pollstr.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    assert caches["default"].__class__.__name__ == "RedisCache"
+    yield client, prefix
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
+    client.close()
 
 
 # --- phone verification: settings, tasks, rows --------------------------------------------

@@ -5,6 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils import timezone
@@ -255,10 +256,10 @@ class SendPauseAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         pause = self.get_object(request, object_id)
-        if request.method == "POST" and "_lift" in request.POST and pause is not None:
-            if not self.has_lift_permission(request):
-                self.message_user(request, "You may not lift pauses.", messages.ERROR)
-            elif services.governor_lift(pause=pause, by=request.user):
+        if request.method == "POST" and "_lift" in request.POST:
+            if pause is None or not self.has_lift_permission(request):
+                raise PermissionDenied
+            if services.governor_lift(pause=pause, by=request.user):
                 self.message_user(
                     request, f"Codes to {pause.destination} flow again.", messages.SUCCESS
                 )

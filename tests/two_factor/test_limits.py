@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import os
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache, caches
@@ -252,31 +249,6 @@ def hammer(*, threads: int) -> int:
 
 def test_concurrent_hits_let_exactly_the_max_through(clock) -> None:
     assert hammer(threads=20) == 5
-
-
-@pytest.fixture
-def redis_cache(settings) -> Iterator[tuple[object, str]]:
-    """Point the default cache at a real Redis under a prefix of its own."""
-    import redis
-
-    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    prefix = f"pollstr-test-limits-{uuid.uuid4().hex}"
-    client = redis.Redis.from_url(url)
-    client.ping()  # fail loudly here rather than as a confusing limiter error
-    # The setting_changed handler closes the old caches and resets the per-thread
-    # handles, so every thread (and `cache`) builds a RedisCache from this.
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "pollstr.cache.RedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": prefix,
-        }
-    }
-    assert caches["default"].__class__.__name__ == "RedisCache"
-    yield client, prefix
-    for key in client.scan_iter(match=f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 @pytest.mark.redis

@@ -212,6 +212,9 @@ def pauses_active(*, now: datetime | None = None) -> list[_Pause]:
 
 
 def _pauses_changed() -> None:
+    # Now, for this process's next look, and after the commit, for anyone who read the
+    # old rows meanwhile.
+    cache.delete(_PAUSES_KEY)
     transaction.on_commit(lambda: cache.delete(_PAUSES_KEY))
 
 
