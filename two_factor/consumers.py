@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -48,9 +49,12 @@ logger = logging.getLogger(__name__)
 CLOSE_FORBIDDEN = 4403
 # The socket's session ended (logout, password change, expiry): sign in again.
 CLOSE_LOGGED_OUT = 4401
-# The channel layer (Redis) cannot be reached: "try again later", which htmx's websocket
-# extension answers by reconnecting with backoff while the page polls meanwhile.
-CLOSE_TRY_AGAIN = 1013
+# The channel layer (Redis) cannot be reached: "try again later". Not the standard 1013:
+# daphne's websocket library only lets an application send 1000 or 3000-4999 (it drops
+# any other close silently, leaving the socket open), so ours is 4013, and live.js
+# reconnects on it (htmx's extension reconnects by itself only on 1006/1011-1013). The
+# page polls meanwhile and says so.
+CLOSE_TRY_AGAIN = 4013
 # What a channel layer that cannot be reached raises.
 _LAYER_DOWN = (RedisError, OSError)
 
@@ -109,6 +113,41 @@ def session_now(*, session_key: str | None, user_id: Any) -> SessionNow | None:
     return SessionNow(data=data, user=user)
 
 
+# --- a channel layer that stops answering ends this process's sockets ---------------------
+# An open socket whose channel layer (Redis) is gone would wait on it silently, getting no
+# pushes while the page believes it is live. One check per process (a PING every few
+# seconds while sockets are open) closes them with "try again later" instead, so pages
+# fall back to polling and say so (static/pollstr/live.js), and reconnect once it answers.
+LAYER_CHECK_SECONDS = 2.0
+_open_sockets: weakref.WeakSet[SessionBoundConsumer] = weakref.WeakSet()
+_layer_check: asyncio.Task[None] | None = None
+
+
+def _layer_check_start(layer: Any) -> None:
+    global _layer_check
+    if not hasattr(layer, "connection"):
+        return  # the embedded, in-process layer cannot go away
+    if _layer_check is None or _layer_check.done():
+        _layer_check = asyncio.ensure_future(_layer_check_forever(layer))
+
+
+async def _layer_check_forever(layer: Any) -> None:
+    while _open_sockets:
+        await asyncio.sleep(LAYER_CHECK_SECONDS)
+        try:
+            await asyncio.wait_for(layer.connection(0).ping(), timeout=2 * LAYER_CHECK_SECONDS)
+        except (TimeoutError, *_LAYER_DOWN) as error:
+            sockets = list(_open_sockets)
+            logger.warning(
+                "Live updates unavailable (%s): closing %d socket(s) with try-again",
+                error or type(error).__name__,
+                len(sockets),
+            )
+            for consumer in sockets:
+                with suppress(Exception):
+                    await consumer._end_layer_down()
+
+
 class SessionBoundConsumer(AsyncWebsocketConsumer):
     """Joins its live group and its user's group; pushes only while access holds.
 
@@ -158,11 +197,14 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         for group in self._groups:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        _open_sockets.add(self)
+        _layer_check_start(self.channel_layer)
         self._recheck = asyncio.ensure_future(self._recheck_forever())
         # Always start from the current state: reconnects and late joiners are never stale.
         await self.send_current()
 
     async def disconnect(self, code: int) -> None:
+        _open_sockets.discard(self)
         if self._recheck is not None:
             self._recheck.cancel()
         await self._leave_groups()
@@ -245,6 +287,15 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         self._ended = True
         await self._leave_groups()
         await self.close(code=code)
+
+    async def _end_layer_down(self) -> None:
+        """Close without leaving the groups: the layer is gone (memberships expire)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._groups = ()
+        _open_sockets.discard(self)
+        await self.close(code=CLOSE_TRY_AGAIN)
 
     async def _leave_groups(self) -> None:
         groups, self._groups = self._groups, ()

@@ -1,10 +1,58 @@
 // Progressive enhancement for the verification page. Everything works without it.
 (function () {
   "use strict";
-  // While the websocket is open the page gets pushes; polling only runs when it is not.
-  document.addEventListener("htmx:wsOpen", function () { document.body.classList.add("ws-open"); });
-  document.addEventListener("htmx:wsClose", function () { document.body.classList.remove("ws-open"); });
-  document.addEventListener("htmx:wsError", function () { document.body.classList.remove("ws-open"); });
+  // While the websocket is open the page gets pushes; polling only runs when it is not,
+  // and #live-notice (base.html) says so once the socket has been gone a few seconds (a
+  // reconnect in passing says nothing). The server refuses sockets while Redis is down.
+  var LIVE_LOST = "Live updates are paused: this page checks for changes every few seconds.";
+  // htmx retries a lost socket with a jittered back-off that grows to a minute; capped at
+  // 8 s here, so the page is live again within seconds of the server being back.
+  if (window.htmx) {
+    window.htmx.config.wsReconnectDelay = function (retryCount) {
+      var cap = Math.min(1000 * Math.pow(2, retryCount), 8000);
+      return cap / 2 + Math.random() * cap / 2;
+    };
+  }
+  var liveTimer = null;
+  function liveNotice(text) {
+    var box = document.getElementById("live-notice");
+    if (box && box.textContent !== text) { box.textContent = text; }
+  }
+  function liveLost(afterMs) {
+    document.body.classList.remove("ws-open");
+    if (liveTimer) { return; }
+    liveTimer = setTimeout(function () {
+      liveTimer = null;
+      if (!document.body.classList.contains("ws-open") && document.querySelector("[ws-connect]")) {
+        liveNotice(LIVE_LOST);
+      }
+    }, afterMs);
+  }
+  document.addEventListener("htmx:wsOpen", function () {
+    document.body.classList.add("ws-open");
+    if (liveTimer) { clearTimeout(liveTimer); liveTimer = null; }
+    liveNotice("");
+  });
+  // The server closes with 4013 ("try again later", two_factor/consumers.py) while Redis
+  // is down; htmx does not retry that code by itself, so the page does.
+  var TRY_AGAIN = 4013;
+  var retryTry = 0;
+  document.addEventListener("htmx:wsOpen", function () { retryTry = 0; });
+  document.addEventListener("htmx:wsClose", function (event) {
+    liveLost(3000);
+    var closed = event.detail && event.detail.event;
+    var socket = event.detail && event.detail.socketWrapper;
+    if (closed && closed.code === TRY_AGAIN && socket && socket.reconnect) {
+      retryTry += 1;
+      var cap = Math.min(1000 * Math.pow(2, retryTry), 8000);
+      setTimeout(socket.reconnect, cap / 2 + Math.random() * cap / 2);
+    }
+  });
+  document.addEventListener("htmx:wsError", function () { liveLost(3000); });
+  // A socket that never opens (refused before any event) is lost too.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (document.querySelector("[ws-connect]")) { liveLost(5000); }
+  });
 
   function codeFormOf(elt) {
     return elt && elt.closest ? elt.closest("form[data-code-form]") : null;
