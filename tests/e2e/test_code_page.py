@@ -52,7 +52,9 @@ def _on_the_code_page(
 
 
 def _focused_is_not_body(page: Page) -> bool:
-    return page.evaluate("document.activeElement !== null && document.activeElement !== document.body")
+    return page.evaluate(
+        "document.activeElement !== null && document.activeElement !== document.body"
+    )
 
 
 # --- 2. a malformed code stays in the box, to fix ---------------------------------------------
@@ -220,7 +222,9 @@ def test_the_last_digit_typed_submits_the_code_once(e2e_stack: dict[str, Any], b
     voter, inbox, question = _on_the_code_page(e2e_stack, browser, viewport=PHONE)
     page = voter.page
     posts: list[str] = []
-    page.on("request", lambda r: r.method == "POST" and r.url.endswith("/code/") and posts.append(r.url))
+    page.on(
+        "request", lambda r: r.method == "POST" and r.url.endswith("/code/") and posts.append(r.url)
+    )
 
     page.locator("#id_code").press_sequentially(voter.code_from_inbox(inbox), delay=30)
 
