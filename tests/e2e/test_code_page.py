@@ -206,7 +206,8 @@ def test_on_a_desktop_the_verify_button_sits_beside_a_wide_code_box(
 
     field = voter.page.locator("#id_code").bounding_box()
     button = voter.page.locator("#code-form button[type=submit]").bounding_box()
-    assert field and button
+    assert field
+    assert button
     assert field["width"] >= 200, field
     gap = button["x"] - (field["x"] + field["width"])
     assert 0 <= gap <= 24, (field, button)

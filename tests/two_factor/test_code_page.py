@@ -37,6 +37,21 @@ def _code_input(response) -> str:
     return match.group(0)
 
 
+def _found(pattern: str, text: str) -> str:
+    """The first match of ``pattern`` in ``text`` (across lines); fails if none."""
+    match = re.search(pattern, text, re.S)
+    assert match, f"{pattern!r} not in the page"
+    return match.group(0)
+
+
+def _status_line(response) -> str:
+    return _found(r'<p id="status-line".*?</p>', _text(response))
+
+
+def _resend_button(response) -> str:
+    return _found(r'<form[^>]*id="resend-form".*?<button[^>]*>', response.content.decode())
+
+
 def _noscript_refresh(response) -> str | None:
     match = re.search(
         r'<noscript><meta http-equiv="refresh" content="([^"]*)"></noscript>',
@@ -109,12 +124,12 @@ def test_a_malformed_code_over_htmx_is_the_fields_error_in_the_fragment(
 def test_a_wrong_code_is_one_sentence_in_the_live_region(logged_in_client, sent, post):
     post(logged_in_client, _url("submit_code", sent), {"code": wrong_code_for(latest_code())})
 
-    content = _text(logged_in_client.get(_url("verify", sent)))
+    page = logged_in_client.get(_url("verify", sent))
 
-    assert content.count("didn't match") == 1
-    line = re.search(r'<p id="status-line".*?</p>', content, re.S)
-    assert line and 'id="id_code_error"' in line.group(0)
-    assert "That code didn't match: 2 attempts left." in line.group(0)
+    assert _text(page).count("didn't match") == 1
+    line = _status_line(page)
+    assert 'id="id_code_error"' in line
+    assert "That code didn't match: 2 attempts left." in line
 
 
 # --- 4. without JavaScript ----------------------------------------------------------------------
@@ -135,8 +150,7 @@ def test_without_javascript_the_new_code_button_waits_disabled_and_the_page_relo
 
     page = logged_in_client.get(_url("verify", sent))
 
-    button = re.search(r'<form[^>]*id="resend-form".*?<button[^>]*>', page.content.decode(), re.S)
-    assert button and "disabled" in button.group(0)
+    assert "disabled" in _resend_button(page)
     assert b"You can ask for a new code in" in page.content
     assert _reload_in(page, sent) in range(25, 31)
 
@@ -157,8 +171,7 @@ def test_the_new_code_button_is_live_once_the_wait_is_over(logged_in_client, sen
 
     page = logged_in_client.get(_url("verify", sent))
 
-    button = re.search(r'<form[^>]*id="resend-form".*?<button[^>]*>', page.content.decode(), re.S)
-    assert button and "disabled" not in button.group(0)
+    assert "disabled" not in _resend_button(page)
     assert b"You can ask for a new code in" not in page.content
 
 
@@ -196,8 +209,7 @@ def test_a_refusal_on_the_code_page_is_said_in_the_status_line(logged_in_client,
     page = logged_in_client.get(response["Location"])
 
     assert b'class="messages"' not in page.content
-    line = re.search(r'<p id="status-line".*?</p>', _text(page), re.S)
-    assert line and "We're already calling you." in line.group(0)
+    assert "We're already calling you." in _status_line(page)
 
 
 def test_a_failed_request_does_not_say_the_code_goes_to_the_number(logged_in_client, sent, post):
@@ -207,12 +219,8 @@ def test_a_failed_request_does_not_say_the_code_goes_to_the_number(logged_in_cli
 
     content = _text(logged_in_client.get(_url("verify", sent)))
 
-    number_line = re.search(r'<div class="number-line">.*?</div>', content, re.S)
-    assert number_line
-    assert "goes to" not in number_line.group(0)
-    assert "status-failed" not in re.search(
-        r'<section id="verification-status"[^>]*>', content
-    ).group(0)
+    assert "goes to" not in _found(r'<div class="number-line">.*?</div>', content)
+    assert "status-failed" not in _found(r'<section id="verification-status"[^>]*>', content)
 
 
 # --- 7. auto-submit and WebOTP need the code's length -------------------------------------------
