@@ -172,11 +172,15 @@
     var before = focusBefore;
     focusBefore = null;
     if (!before || before === document.body || document.activeElement !== document.body) { return; }
-    var next = document.contains(before) ? before
-      : document.getElementById("id_code") ||
-        document.querySelector("#verification-status [data-next-action]") ||
-        document.getElementById("status-heading");
-    if (next) { next.focus(); }
+    // After htmx has finished with the swap (it settles the new content afterwards).
+    setTimeout(function () {
+      if (document.activeElement !== document.body) { return; }
+      var next = document.contains(before) ? before
+        : document.getElementById("id_code") ||
+          document.querySelector("#verification-status [data-next-action]") ||
+          document.getElementById("status-heading");
+      if (next) { next.focus(); }
+    }, 0);
   }
 
   // --- Time on the page: countdowns and what waits for them --------------------------------
