@@ -6,6 +6,7 @@ an in-process Celery worker and channel layer, and the sandbox SMS gateway.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -457,11 +458,38 @@ TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(
 )
 TWO_FACTOR_WEBHOOK_BASE_URL = env_str("TWO_FACTOR_WEBHOOK_BASE_URL")
 
+
+def _webotp_host(value: str) -> str:
+    """The host an SMS names on its last line, "@<host> #<code>", for WebOTP: a browser
+    hands the code only to a page of that host. Default: the first plain ALLOWED_HOSTS
+    entry (not a wildcard or a ".domain" pattern); "" (no such line) when there is none."""
+    host = value.strip().lower()
+    if host and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host):
+        raise ImproperlyConfigured(
+            f"TWO_FACTOR_WEBOTP_HOST must be a host name such as polls.example.org; got {value!r}."
+        )
+    return host
+
+
+TWO_FACTOR_WEBOTP_HOST = _webotp_host(
+    env_str(
+        "TWO_FACTOR_WEBOTP_HOST",
+        next((h for h in ALLOWED_HOSTS if re.fullmatch(r"[A-Za-z0-9.-]+", h) and h[0] != "."), ""),
+    )
+)
+
 VONAGE_API_KEY = env_str("VONAGE_API_KEY")
 VONAGE_API_SECRET = env_str("VONAGE_API_SECRET")
 VONAGE_APPLICATION_ID = env_str("VONAGE_APPLICATION_ID")
 VONAGE_PRIVATE_KEY = env_str("VONAGE_PRIVATE_KEY")
 VONAGE_SIGNATURE_SECRET = env_str("VONAGE_SIGNATURE_SECRET")
+# The account's Verify template for the SMS (its text ends "@<TWO_FACTOR_WEBOTP_HOST>
+# #${code}", docs/OPERATIONS.md "WebOTP"); unset: the account's default template.
+VONAGE_VERIFY_TEMPLATE_ID = env_str("VONAGE_VERIFY_TEMPLATE_ID").strip()
+if VONAGE_VERIFY_TEMPLATE_ID and not re.fullmatch(r"[0-9a-fA-F-]{36}", VONAGE_VERIFY_TEMPLATE_ID):
+    raise ImproperlyConfigured(
+        f"VONAGE_VERIFY_TEMPLATE_ID must be a template's UUID; got {VONAGE_VERIFY_TEMPLATE_ID!r}."
+    )
 # How old (seconds) a signed provider callback may be; older ones are refused as stale.
 TWO_FACTOR_WEBHOOK_MAX_AGE = env_int("TWO_FACTOR_WEBHOOK_MAX_AGE", 300, minimum=1, maximum=3600)
 VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")

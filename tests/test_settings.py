@@ -68,6 +68,8 @@ def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
         ("TWO_FACTOR_GATEWAY", "twilio"),
         ("TWO_FACTOR_SANDBOX_FAILURE_RATE", "2"),
         ("DATABASE_URL", "mysql://localhost/x"),
+        ("TWO_FACTOR_WEBOTP_HOST", "https://polls.example.org/"),
+        ("VONAGE_VERIFY_TEMPLATE_ID", "my-template"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_a_clear_message(name, value):
@@ -85,6 +87,25 @@ def test_an_empty_variable_means_its_default():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout.split()
     assert out == ["False", "memory://localhost/", "False"]
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "host"),
+    [
+        ("*", ""),
+        (".example.org,polls.example.org", "polls.example.org"),
+        ("localhost,127.0.0.1", "localhost"),
+    ],
+)
+def test_the_webotp_host_is_the_first_plain_allowed_host(allowed_hosts, host):
+    code = "from pollstr import settings as s; print(repr(s.TWO_FACTOR_WEBOTP_HOST))"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env = {**clean, "SECRET_KEY": "x", "ALLOWED_HOSTS": allowed_hosts}
+    env.pop("TWO_FACTOR_WEBOTP_HOST", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
+    assert out == repr(host)
 
 
 def test_production_database_without_a_secret_key_refuses_to_start():

@@ -36,3 +36,5 @@ class CodeForm(forms.Form):
         length = settings.TWO_FACTOR_CODE_LENGTH
         self.fields["code"].help_text = f"The {length}-digit code from the SMS or the call."
         self.fields["code"].widget.attrs["pattern"] = rf"[0-9\s\-]{{{length},16}}"
+        # live.js submits the form when this many digits are typed.
+        self.fields["code"].widget.attrs["data-code-length"] = str(length)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 
 from two_factor.forms import CodeForm
@@ -43,13 +44,20 @@ HEADINGS: dict[str, str] = {
 }
 # States that change by themselves within seconds: without JavaScript the page reloads.
 SELF_REFRESHING = frozenset({Status.QUEUED, Status.SENDING, Status.CHECKING})
+SELF_REFRESH_SECONDS = 2
 
 
-def status_context(verification: Verification, *, error: str = "") -> dict[str, object]:
+def status_context(
+    verification: Verification, *, error: str = "", malformed: str = "", typed_code: str = ""
+) -> dict[str, object]:
+    """What the code page shows now. ``error`` is a refusal to say; ``malformed`` the
+    sentence for a typed code that cannot be one, shown on the field with ``typed_code``
+    kept in it to fix."""
     now = timezone.now()
     verification = as_shown(verification, now=now)
-    resend_in = verification.resend_available_in(now=now)
-    wrong_code_event = _wrong_code_event(verification)
+    resend_in = verification.resend_available_in(now=now) if verification.is_live else 0
+    wrong_code_event = None if malformed else _wrong_code_event(verification)
+    code_error = "malformed" if malformed else "wrong" if wrong_code_event else ""
     return {
         "verification": verification,
         "heading": HEADINGS.get(verification.status, "Verify your phone"),
@@ -62,8 +70,10 @@ def status_context(verification: Verification, *, error: str = "") -> dict[str, 
         ),
         **_waiting(verification, resend_in=resend_in),
         "wrong_code_event": wrong_code_event,
-        "code_form": _code_form(wrong=wrong_code_event is not None),
-        "refresh_without_js": verification.status in SELF_REFRESHING,
+        "malformed": malformed,
+        "code_error": code_error,
+        "code_form": _code_form(invalid=bool(code_error), typed=typed_code),
+        "refresh_without_js": _refresh_without_js(verification, resend_in=resend_in),
         "error": error,
     }
 
@@ -118,13 +128,34 @@ def _wrong_code_event(verification: Verification) -> int | None:
     return latest.pk if latest.to_status == verification.status else None
 
 
-def _code_form(*, wrong: bool) -> CodeForm:
-    form = CodeForm()
+def _refresh_without_js(verification: Verification, *, resend_in: int) -> str:
+    """The page's <meta http-equiv="refresh"> content for browsers without JavaScript
+    (empty for none): a verified code goes on to completion at once; a page that will
+    change by itself reloads when it does (a state about to move, the new-code button's
+    wait, the call), so nothing it says is a countdown frozen in place."""
+    pk = verification.pk
+    if verification.status == Status.VERIFIED:
+        return f"0;url={reverse('two_factor:complete', args=[pk])}"
+    if verification.status in SELF_REFRESHING:
+        seconds: int | None = SELF_REFRESH_SECONDS
+    elif verification.is_live:
+        due = [resend_in, verification.seconds_until(verification.channel_deadline)]
+        seconds = min((s for s in due if s), default=None)
+    else:
+        seconds = None
+    if seconds is None:
+        return ""
+    # Always to the code page: a page answering a form's POST must not reload that POST.
+    return f"{seconds};url={reverse('two_factor:verify', args=[pk])}"
+
+
+def _code_form(*, invalid: bool, typed: str) -> CodeForm:
+    form = CodeForm(initial={"code": typed} if typed else None)
     # This form's own copy of the widget (Form.fields is per instance).
     attrs = form.fields["code"].widget.attrs
     # (The template preserves the whole <form> across swaps, so the input carries no
     # hx-preserve of its own: htmx would tear a nested preserved element out of it.)
-    if wrong:
+    if invalid:
         attrs.update({"aria-invalid": "true", "aria-describedby": "id_code_helptext id_code_error"})
     return form
 

@@ -17,9 +17,9 @@ from django_htmx.middleware import HtmxDetails
 from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
-from two_factor.forms import CodeForm, PhoneNumberForm
+from two_factor.forms import PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
-from two_factor.services import AlreadyCompleted, VerificationRefused
+from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.session import session_is_verified, session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
@@ -67,6 +67,18 @@ def _refused(
         return render(request, STATUS_TEMPLATE, context, status=200)
     messages.error(request, refusal.message)
     return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+def _malformed(
+    request: HtmxHttpRequest, verification: Verification, refusal: MalformedCode, *, typed: str
+) -> HttpResponse:
+    """A typed code that cannot be one is the field's error, with what was typed kept in
+    the field to fix (htmx: the preserved form still holds it)."""
+    if request.htmx:
+        context = status_context(verification, malformed=refusal.message)
+        return render(request, STATUS_TEMPLATE, context)
+    context = status_context(verification, malformed=refusal.message, typed_code=typed[:32])
+    return render(request, "two_factor/verify.html", context, status=400)
 
 
 def _start(request: HtmxHttpRequest, *, raw_number: str | None) -> Verification:
@@ -126,8 +138,13 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
     """Ask for the number (first time) or for consent to text the stored one."""
     _remember_next(request)
     phone = _phone_of(request)
-    # The number form is only bound when it is the one on the page (no number yet).
-    form = PhoneNumberForm(request.POST if request.method == "POST" and phone is None else None)
+    # The number form is only bound when it is the one on the page (no number yet);
+    # unbound, it shows the number typed before a cancel.
+    draft = request.session.get(NUMBER_DRAFT_SESSION_KEY, "")
+    form = PhoneNumberForm(
+        request.POST if request.method == "POST" and phone is None else None,
+        initial={"number": draft},
+    )
     if request.method != "POST":
         return _start_page(request, form=form, phone=phone)
     try:
@@ -141,6 +158,7 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
         if form.is_bound:
             form.add_error("number", refusal.message)
         return _start_page(request, form=form, phone=phone, refusal=refusal)
+    request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
@@ -174,20 +192,25 @@ def verify(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     """The code page; for htmx (the page polling while its websocket is down) only the
     status partial, the same fragment the websocket pushes."""
     verification = _get_own_verification(request, verification_id)
-    template = STATUS_TEMPLATE if request.htmx else "two_factor/verify.html"
-    return render(request, template, status_context(verification))
+    if request.htmx:
+        return render(request, STATUS_TEMPLATE, status_context(verification))
+    # A refusal redirected here is said in the status line, which the next update
+    # replaces: a banner above the page would outstay the moment it was about.
+    said = " ".join(str(message) for message in messages.get_messages(request))
+    return render(request, "two_factor/verify.html", status_context(verification, error=said))
 
 
 @login_required
 @require_POST
 def submit_code(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
-    form = CodeForm(request.POST)
-    code = request.POST.get("code", "") if form.is_valid() else ""
+    code = request.POST.get("code", "")
     try:
         services.verification_submit_code(
             verification=verification, code=code, ip=client_ip(request)
         )
+    except MalformedCode as refusal:
+        return _malformed(request, verification, refusal, typed=code)
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if request.htmx:
@@ -205,11 +228,8 @@ def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         )
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
-    url = reverse("two_factor:verify", args=[new.pk])
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    messages.success(request, "We're sending you a new code.")
-    return redirect(url)
+    # The new code page says what happens ("Sending your code…", "New code sent by SMS.").
+    return _go(request, reverse("two_factor:verify", args=[new.pk]))
 
 
 @login_required
@@ -222,7 +242,7 @@ def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
         return _refused(request, verification, refusal)
     if request.htmx:
         return render(request, STATUS_TEMPLATE, status_context(verification))
-    messages.info(request, "We'll call you now and read out the same code.")
+    # The status line says it: "We're calling you to read out the code."
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
@@ -247,10 +267,14 @@ def cancel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     services.verification_cancel(verification=verification, ip=client_ip(request))
     messages.info(request, "Cancelled. You can ask for a new code at any time.")
-    url = reverse("two_factor:start")
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+    # A number typed for this code waits in the number form (the account's own number
+    # is offered by the start page anyway).
+    phone = _phone_of(request)
+    typed = phone is None or phone.number != verification.number
+    if typed:
+        request.session[NUMBER_DRAFT_SESSION_KEY] = verification.number.as_e164
+    form_page = "two_factor:change_number" if typed and phone is not None else "two_factor:start"
+    return _go(request, reverse(form_page))
 
 
 @never_cache

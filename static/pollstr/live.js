@@ -124,35 +124,111 @@
     }
   });
 
-  // Once the server has the code, the field is cleared, ready for the next try.
-  document.addEventListener("htmx:afterRequest", function (event) {
-    if (codeFormOf(event.detail.elt) && event.detail.successful) {
-      var input = document.getElementById("id_code");
-      if (input) { input.value = ""; }
-    }
+  // --- A code is submitted once -------------------------------------------------------------
+  // When as many digits as the code has are typed (or the browser read them from the SMS),
+  // the form goes by itself. A second submission of the same code while the server is
+  // checking it, or after it passed, is dropped (hx-sync drops one made while the first
+  // is on its way); a retry after a lost request still goes, as the server never had it.
+  var submitted = { value: null };
+
+  function codeDigits(input) {
+    return /^[0-9\s-]*$/.test(input.value) ? input.value.replace(/[^0-9]/g, "") : "";
+  }
+  function submitWhenComplete(input) {
+    var form = codeFormOf(input);
+    var length = parseInt(input.getAttribute("data-code-length") || "0", 10);
+    if (form && length && codeDigits(input).length === length) { form.requestSubmit(); }
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target && event.target.id === "id_code") { submitWhenComplete(event.target); }
+  });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    var form = codeFormOf(event.detail.elt);
+    var input = document.getElementById("id_code");
+    if (!form || !input) { return; }
+    var status = document.getElementById("verification-status");
+    var state = status ? status.getAttribute("data-status") : "";
+    var settled = state === "checking" || state === "verified" || state === "consumed";
+    if (settled && input.value === submitted.value) { event.preventDefault(); return; }
+    submitted.value = input.value;
+    webOtpStop();
   });
 
-  // --- A wrong code is an error on the field -----------------------------------------------
+  // --- WebOTP: the browser reads the code from the SMS --------------------------------------
+  // Where the browser offers it (Chrome on Android), the SMS's last line "@<host> #<code>"
+  // lets it hand the code to this page: it fills the field and the form goes. Anything
+  // else (no support, the voter declined, no SMS) is silent: typing works as ever. A code
+  // the voter submits first stops the wait.
+  var otp = null;
+
+  function webOtpStart() {
+    if (otp || !document.getElementById("code-form") || !("OTPCredential" in window) ||
+        !window.AbortController || !navigator.credentials) { return; }
+    otp = new AbortController();
+    try {
+      navigator.credentials.get({ otp: { transport: ["sms"] }, signal: otp.signal })
+        .then(function (credential) {
+          var input = document.getElementById("id_code");
+          if (!credential || !credential.code || !input) { return; }
+          input.value = credential.code;
+          submitWhenComplete(input);
+        })
+        .catch(function () {});
+    } catch (error) { /* an old browser's half support: typing it is */ }
+  }
+  function webOtpStop() {
+    if (otp) { otp.abort(); }
+  }
+
+  // --- The server's verdict on the code is an error on the field ----------------------------
   // The input survives swaps (hx-preserve keeps what the voter types), so the server's
-  // verdict, carried by #verification-status[data-wrong-code], is copied onto it here;
-  // each new verdict clears the field and puts the cursor back in it once.
+  // verdict, carried by #verification-status[data-code-error], is copied onto it here. A
+  // wrong code clears the field and puts the cursor back in it once per verdict; a
+  // malformed one stays in the field, to fix.
   function syncCodeField() {
     var status = document.getElementById("verification-status");
     var input = document.getElementById("id_code");
     if (!status || !input) { return; }
+    var verdict = status.getAttribute("data-code-error");
     var wrong = status.getAttribute("data-wrong-code");
-    if (wrong) {
+    if (verdict) {
       input.setAttribute("aria-invalid", "true");
       input.setAttribute("aria-describedby", "id_code_helptext id_code_error");
-      if (input.getAttribute("data-wrong-seen") !== wrong) {
-        input.setAttribute("data-wrong-seen", wrong);
-        input.value = "";
-        input.focus();
-      }
     } else {
       input.removeAttribute("aria-invalid");
       input.setAttribute("aria-describedby", "id_code_helptext");
     }
+    if (wrong && input.getAttribute("data-wrong-seen") !== wrong) {
+      input.setAttribute("data-wrong-seen", wrong);
+      input.value = "";
+      input.focus();
+    } else if (verdict === "malformed" && !status.hasAttribute("data-verdict-seen")) {
+      status.setAttribute("data-verdict-seen", "");  // this section's verdict, once
+      input.focus();
+    }
+  }
+
+  // --- Focus never drops to the page -------------------------------------------------------
+  // A swap that removes the focused element (the code form, once the third wrong code
+  // ends the request) leaves focus on <body>; put it on the next thing to do instead.
+  var focusBefore = null;
+
+  function noteFocus() {
+    focusBefore = document.activeElement;
+  }
+  function keepFocus() {
+    var before = focusBefore;
+    focusBefore = null;
+    if (!before || before === document.body || document.activeElement !== document.body) { return; }
+    // After htmx has finished with the swap (it settles the new content afterwards).
+    setTimeout(function () {
+      if (document.activeElement !== document.body) { return; }
+      var next = document.contains(before) ? before
+        : document.getElementById("id_code") ||
+          document.querySelector("#verification-status [data-next-action]") ||
+          document.getElementById("status-heading");
+      if (next) { next.focus(); }
+    }, 0);
   }
 
   // --- Time on the page: countdowns and what waits for them --------------------------------
@@ -190,15 +266,28 @@
       if (el.hasAttribute("data-show-in")) {
         el.hidden = false;
         el.classList.remove("until-countdown");
+        // Disabled for pages without JavaScript, which show it during the wait.
+        el.querySelectorAll("button[disabled]").forEach(function (button) { button.disabled = false; });
       }
       if (el.hasAttribute("data-hide-in")) { el.hidden = true; }
     });
   }
   setInterval(tick, 1000);
 
-  document.addEventListener("DOMContentLoaded", function () { arm(document); syncCodeField(); });
+  document.addEventListener("DOMContentLoaded", function () {
+    arm(document);
+    syncCodeField();
+    webOtpStart();
+  });
   document.addEventListener("htmx:load", function (event) { arm(event.detail.elt); });
+  ["htmx:beforeSwap", "htmx:oobBeforeSwap", "htmx:wsBeforeMessage"].forEach(function (name) {
+    document.addEventListener(name, function () { if (!focusBefore) { noteFocus(); } });
+  });
   ["htmx:afterSettle", "htmx:oobAfterSwap", "htmx:wsAfterMessage"].forEach(function (name) {
-    document.addEventListener(name, syncCodeField);
+    document.addEventListener(name, function () {
+      syncCodeField();
+      keepFocus();
+      webOtpStart();
+    });
   });
 })();

@@ -95,6 +95,9 @@ def _signed_in_pages(voter: Voter, inbox: Page, check: Check) -> None:
 
     voter.wait_for_status("sent")
     check(page, "code page: sent")
+    voter.enter_code("12")
+    expect(page.locator("#id_code_error")).to_contain_text("Enter the", timeout=TIMEOUT_MS)
+    check(page, "code page: malformed code")
     code = voter.code_from_inbox(inbox)
     voter.enter_code(wrong_code_for(code))
     expect(page.locator("#status-line")).to_contain_text("didn't match", timeout=TIMEOUT_MS)

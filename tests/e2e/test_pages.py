@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.e2e.axe import SCHEMES, axe_violations, describe
@@ -45,7 +46,14 @@ def test_no_page_is_wider_than_a_phone_and_each_starts_with_a_skip_link(
     assert not missing_skip, f"no skip link first: {missing_skip}"
 
 
-def test_every_page_passes_axe_in_light_and_dark_mode(e2e_stack: dict[str, Any], browser: Browser):
+@pytest.mark.parametrize(
+    "screen",
+    [{}, {"viewport": PHONE, "is_mobile": True}],
+    ids=["desktop", "phone"],
+)
+def test_every_page_passes_axe_in_light_and_dark_mode(
+    e2e_stack: dict[str, Any], browser: Browser, screen: dict[str, Any]
+):
     failures: list[str] = []
     checked = 0
 
@@ -59,7 +67,7 @@ def test_every_page_passes_axe_in_light_and_dark_mode(e2e_stack: dict[str, Any],
                 failures.append(f"{label} ({scheme}):\n{describe(violations)}")
         page.emulate_media(color_scheme="light")
 
-    walk_every_page(browser, e2e_stack["url"], check)
+    walk_every_page(browser, e2e_stack["url"], check, **screen)
 
     assert checked >= 50
     assert not failures, "axe-core violations:\n" + "\n".join(failures)

@@ -50,8 +50,12 @@ class Voter:
         expect(self.status()).to_have_attribute("data-status", status, timeout=TIMEOUT_MS)
 
     def enter_code(self, code: str) -> None:
+        """Type the code and press Verify, unless the page submits it by itself (with
+        JavaScript, once every digit of the code is typed)."""
+        submits_itself = self.page.evaluate(_SUBMITS_ITSELF, code)
         self.page.fill("#id_code", code)
-        self.page.click("#code-form button[type=submit]")
+        if not submits_itself:
+            self.page.click("#code-form button[type=submit]")
 
     def code_from_inbox(self, inbox_page: Page) -> str:
         """Read the newest code sent to this voter's number from the sandbox inbox."""
@@ -62,6 +66,15 @@ class Voter:
                 return row.locator(".sandbox-code").inner_text().strip()
             inbox_page.wait_for_timeout(200)
         raise AssertionError(f"no code for {self.number} in the sandbox inbox")
+
+
+# live.js (with JavaScript only: htmx is then defined) submits a code of only digits,
+# spaces and dashes once it holds as many digits as the field's data-code-length.
+_SUBMITS_ITSELF = """code => {
+  const field = document.getElementById("id_code");
+  return typeof htmx !== "undefined" && !!field && /^[0-9\\s-]*$/.test(code)
+    && code.replace(/[^0-9]/g, "").length === Number(field.dataset.codeLength);
+}"""
 
 
 def wrong_code_for(code: str) -> str:

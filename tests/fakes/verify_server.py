@@ -127,6 +127,8 @@ class FakeVerifyServer:
         # (the benchmarks run with 0.3); scripted delays add to it.
         self.latency = latency
         self.handshakes = 0
+        # The account's SMS templates by template_id (text with ${code}, ${brand}).
+        self.templates: dict[str, str] = {}
         self._offset = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -179,6 +181,7 @@ class FakeVerifyServer:
                 number_is_valid=lambda to: to not in self.invalid_numbers,
                 on_message=self.messages.append,
                 on_callback=self._callback,
+                templates=self.templates,
             )
 
     @property

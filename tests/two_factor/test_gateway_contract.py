@@ -36,7 +36,14 @@ from two_factor.gateways.vonage.client import VonageGateway
 NUMBER = "+33612345678"
 OTHER_NUMBER = "+4915112345678"
 CHANNEL_TIMEOUT = 60
-CONFIG = GatewayConfig(code_length=6, channel_timeout=CHANNEL_TIMEOUT, request_timeout=1)
+WEBOTP_HOST = "pollstr.example"
+CONFIG = GatewayConfig(
+    code_length=6, channel_timeout=CHANNEL_TIMEOUT, request_timeout=1, webotp_host=WEBOTP_HOST
+)
+# The operator's Verify template for the SMS (docs/OPERATIONS.md, "WebOTP"), as the
+# double's account holds it.
+VONAGE_TEMPLATE_ID = "8f35a1a7-eb2f-4552-8fdf-fffdaee41bc9"
+VONAGE_SMS_TEMPLATE = "Your ${brand} code is ${code}.\n\n@" + WEBOTP_HOST + " #${code}"
 
 
 @dataclass
@@ -46,6 +53,8 @@ class Harness:
     make: Callable[[GatewayConfig], VerifyGateway]
     # (request id, channel, code) of every message the provider sent, oldest first.
     sent: Callable[[], list[tuple[str, str, str]]]
+    # (request id, channel, text) of the same messages.
+    texts: Callable[[], list[tuple[str, str, str]]]
     advance: Callable[[float], None]
 
     @property
@@ -92,9 +101,14 @@ def sandbox_harness(settings: Any) -> Harness:
         inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
         return [(m["request_id"], m["channel"], m["code"]) for m in inbox]
 
+    def texts() -> list[tuple[str, str, str]]:
+        inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
+        return [(m["request_id"], m["channel"], m["text"]) for m in inbox]
+
     return Harness(
         make=lambda config: SandboxGateway(config, clock=clock),
         sent=sent,
+        texts=texts,
         advance=clock.advance,
     )
 
@@ -103,11 +117,20 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
     def sent() -> list[tuple[str, str, str]]:
         return [(m["request_id"], m["channel"], m["code"]) for m in fake.messages]
 
+    def texts() -> list[tuple[str, str, str]]:
+        return [(m["request_id"], m["channel"], m["text"]) for m in fake.messages]
+
+    fake.templates[VONAGE_TEMPLATE_ID] = VONAGE_SMS_TEMPLATE
     return Harness(
         make=lambda config: VonageGateway(
-            config, api_key=FAKE_API_KEY, api_secret=FAKE_API_SECRET, api_host=fake.host
+            config,
+            api_key=FAKE_API_KEY,
+            api_secret=FAKE_API_SECRET,
+            api_host=fake.host,
+            template_id=VONAGE_TEMPLATE_ID,
         ),
         sent=sent,
+        texts=texts,
         advance=fake.advance,
     )
 
@@ -134,6 +157,16 @@ def test_start_returns_an_id_and_delivers_a_code_by_the_first_channel(
     assert channel == CHANNELS[0]
     assert len(code) == CONFIG.code_length
     assert code.isdigit()
+
+
+def test_the_sms_ends_with_the_line_a_browser_reads_the_code_from(provider: Harness) -> None:
+    request_id = start(provider)
+
+    [(channel, text)] = [(c, t) for rid, c, t in provider.texts() if rid == request_id]
+
+    # WebOTP's origin-bound format: the last line is "@<host> #<code>".
+    assert channel == "sms"
+    assert text.splitlines()[-1] == f"@{WEBOTP_HOST} #{provider.code(request_id)}"
 
 
 def test_the_right_code_checks_once(provider: Harness) -> None:

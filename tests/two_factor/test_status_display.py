@@ -45,7 +45,9 @@ def _event(verification: Verification, from_status: str, to_status: str) -> None
 def test_each_state_has_its_heading_inside_the_swapped_partial(make_verification, status, heading):
     fragment = _render(make_verification(status))
 
-    assert f'<h1 id="status-heading" hx-swap-oob="innerHTML">{heading}</h1>' in fragment
+    assert (
+        f'<h1 id="status-heading" tabindex="-1" hx-swap-oob="innerHTML">{heading}</h1>' in fragment
+    )
 
 
 def test_the_partial_swaps_the_live_region_contents_and_the_body_whole(make_verification):
@@ -171,8 +173,9 @@ def test_without_javascript_the_page_refreshes_itself_only_while_it_waits(
     page = logged_in_client.get(reverse("two_factor:verify", args=[verification.pk]))
 
     assert page.status_code == 200
-    meta = b'<noscript><meta http-equiv="refresh" content="2"></noscript>'
-    assert (meta in page.content) is refreshes
+    verify = reverse("two_factor:verify", args=[verification.pk])
+    meta = f'<noscript><meta http-equiv="refresh" content="2;url={verify}"></noscript>'
+    assert (meta.encode() in page.content) is refreshes
 
 
 def test_a_verified_page_links_onwards_without_javascript(logged_in_client, make_verification):

@@ -72,6 +72,9 @@ class GatewayConfig:
     channel_timeout: int = 180
     locale: str = "en-us"
     request_timeout: float = 10.0
+    # The site's host for the SMS's WebOTP line, "@<host> #<code>" ("" for none). A
+    # gateway writing its own text adds it; Vonage's text is the account's template.
+    webotp_host: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.brand) <= BRAND_MAX_LENGTH or _BRAND_FORBIDDEN.search(self.brand):
@@ -91,9 +94,16 @@ class GatewayConfig:
                 code_length=int(settings.TWO_FACTOR_CODE_LENGTH),
                 channel_timeout=int(settings.TWO_FACTOR_CHANNEL_TIMEOUT),
                 request_timeout=float(settings.VONAGE_TIMEOUT),
+                webotp_host=str(settings.TWO_FACTOR_WEBOTP_HOST),
             )
         except ValueError as exc:
             raise ImproperlyConfigured(f"TWO_FACTOR_BRAND: {exc}") from exc
+
+
+def webotp_line(host: str, code: str) -> str:
+    """The last line of an SMS a browser reads the code from (WebOTP's origin-bound
+    one-time code format)."""
+    return f"@{host} #{code}"
 
 
 def provider_number(number: str) -> str:

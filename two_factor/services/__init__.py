@@ -21,7 +21,7 @@ from two_factor.services.checking import (
 from two_factor.services.completion import verification_complete
 from two_factor.services.phone_numbers import NUMBER_MOVED, number_accept, phone_number_bind
 from two_factor.services.reconciler import SEND_UNCONFIRMED, verification_reconcile
-from two_factor.services.refusals import AlreadyCompleted, VerificationRefused
+from two_factor.services.refusals import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.sending import (
     SEND_GAVE_UP,
     verification_resend,
@@ -60,6 +60,7 @@ __all__ = [
     "SEND_UNCONFIRMED",
     "AlreadyCompleted",
     "IllegalTransition",
+    "MalformedCode",
     "VerificationRefused",
     "deadline_for",
     "governor_lift",

@@ -31,7 +31,7 @@ from two_factor.services.delivery import (
     _release_connection,
 )
 from two_factor.services.phone_numbers import NUMBER_MOVED, phone_number_bind
-from two_factor.services.refusals import VerificationRefused, _limit
+from two_factor.services.refusals import MalformedCode, VerificationRefused, _limit
 from two_factor.services.steps import verification_refresh
 from two_factor.services.transitions import transition, transition_if_allowed
 
@@ -51,7 +51,7 @@ def verification_submit_code(
     code = re.sub(r"[\s-]", "", code or "")
     length = settings.TWO_FACTOR_CODE_LENGTH
     if not _CODE_RE.match(code) or len(code) != length:
-        raise VerificationRefused(f"Enter the {length}-digit code from the SMS or call.")
+        raise MalformedCode(f"Enter the {length}-digit code from the SMS or call.")
     verification_refresh(verification=verification)
     with transaction.atomic():
         # Two submissions at once (a double click, two tabs) queue on the row: the second

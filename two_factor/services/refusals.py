@@ -18,6 +18,11 @@ class AlreadyCompleted(VerificationRefused):
     """The verification was consumed meanwhile (another tab, a double click)."""
 
 
+class MalformedCode(VerificationRefused):
+    """What was typed cannot be a code (too short, letters): the typing is to fix, and
+    nothing was counted against the voter."""
+
+
 def _limit(events: list[tuple[str, str]]) -> None:
     try:
         limits_hit(events=events)

@@ -169,6 +169,7 @@ class VerifyEmulator:
         on_message: Sink | None = None,
         on_callback: Sink | None = None,
         price: str = "0.00000000",
+        templates: Mapping[str, str] | None = None,
     ) -> None:
         if max_wrong_codes < 1:
             raise ValueError("max_wrong_codes must be at least 1")
@@ -180,6 +181,9 @@ class VerifyEmulator:
         self.on_message = on_message
         self.on_callback = on_callback
         self.price = price
+        # The account's SMS templates (Verify's template fragments), by template_id:
+        # text with ${code} and ${brand}. Unknown ids are refused like Verify's 422.
+        self.templates = templates if templates is not None else {}
 
     # --- operations -------------------------------------------------------------
 
@@ -193,6 +197,7 @@ class VerifyEmulator:
         channel_timeout: int = 180,
         locale: str = "en-us",
         client_ref: str | None = None,
+        template_id: str | None = None,
     ) -> str:
         body: dict[str, Any] = {
             "brand": brand,
@@ -203,6 +208,8 @@ class VerifyEmulator:
         }
         if client_ref is not None:
             body["client_ref"] = client_ref
+        if template_id is not None:
+            body["template_id"] = template_id
         return self.start_request(body)
 
     def start_request(self, body: Mapping[str, Any]) -> str:
@@ -356,6 +363,10 @@ class VerifyEmulator:
         if code is not None and not (isinstance(code, str) and _CUSTOM_CODE_PATTERN.match(code)):
             problems.append(("code", "must be 4 to 10 alphanumeric characters"))
 
+        template_id = body.get("template_id")
+        if template_id is not None and template_id not in self.templates:
+            problems.append(("template_id", "is not a template of this account"))
+
         if problems:
             raise InvalidParams(problems)
         return {
@@ -366,6 +377,7 @@ class VerifyEmulator:
             "locale": locale,
             "client_ref": client_ref,
             "code": code,
+            "template_id": template_id,
         }
 
     def _valid_number(self, to: object) -> bool:
@@ -407,10 +419,18 @@ class VerifyEmulator:
                 "channel": step["channel"],
                 "code": record["code"],
                 "brand": record["brand"],
-                "text": f"Your {record['brand']} verification code is: {record['code']}",
+                "text": self._text(record, step["channel"]),
                 "at": isoformat(at),
             }
         )
+
+    def _text(self, record: Record, channel: str) -> str:
+        """The message as the voter gets it: the request's template for an SMS, else
+        Verify's own wording."""
+        template = self.templates.get(record.get("template_id") or "")
+        if channel != "sms" or template is None:
+            return f"Your {record['brand']} verification code is: {record['code']}"
+        return template.replace("${code}", record["code"]).replace("${brand}", record["brand"])
 
     def _finalize(
         self, record: Record, status: str, at: float, effects: _Effects, *, save: bool = True

@@ -26,7 +26,12 @@ from typing import Any, Self
 from django.conf import settings
 from django.core.cache import caches
 
-from two_factor.gateways.base import GatewayConfig, provider_client_ref, provider_number
+from two_factor.gateways.base import (
+    GatewayConfig,
+    provider_client_ref,
+    provider_number,
+    webotp_line,
+)
 from two_factor.gateways.errors import TransientGatewayError
 from two_factor.gateways.vonage.problems import error_from_problem
 
@@ -39,6 +44,9 @@ logger = logging.getLogger("two_factor.sandbox")
 OPERATIONS = ("start", "check", "cancel", "next_channel")
 INBOX_KEY = "inbox"
 INBOX_SIZE = 50
+# The sandbox's one SMS template: Verify's wording, then the WebOTP line when the site
+# has a host for it.
+SMS_TEMPLATE_ID = "00000000-0000-4000-8000-00000000f00d"
 _PREFIX = "sandbox:"
 
 
@@ -59,6 +67,9 @@ class SandboxGateway:
     ) -> None:
         self.config = config or GatewayConfig()
         self.store: Store = store if store is not None else sandbox_store()
+        text = "Your ${brand} verification code is: ${code}"
+        if self.config.webotp_host:
+            text += "\n\n" + webotp_line(self.config.webotp_host, "${code}")
         self.emulator = VerifyEmulator(
             self.store,
             clock=clock,
@@ -67,6 +78,7 @@ class SandboxGateway:
             # Signed, to our own webhook, like Vonage's status callbacks (off unless
             # configured). The emulator logs a listener's failure instead of raising it.
             on_callback=callback_send,
+            templates={SMS_TEMPLATE_ID: text},
         )
 
     @classmethod
@@ -86,6 +98,7 @@ class SandboxGateway:
                 channel_timeout=self.config.channel_timeout,
                 locale=self.config.locale,
                 client_ref=provider_client_ref(client_ref) or None,
+                template_id=SMS_TEMPLATE_ID,
             )
 
     def check(self, *, request_id: str, code: str) -> None:
