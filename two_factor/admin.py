@@ -14,6 +14,7 @@ from two_factor.models import (
     PhoneNumber,
     ProviderCallback,
     Status,
+    TrustedDevice,
     Verification,
     VerificationEvent,
 )
@@ -174,6 +175,33 @@ class ProviderCallbackAdmin(admin.ModelAdmin):
     list_display = ["received_at", "request_id", "type", "status", "result"]
     list_filter = ["type", "status"]
     search_fields = ["request_id"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(TrustedDevice)
+class TrustedDeviceAdmin(admin.ModelAdmin):
+    """Remembered devices, to read: a voter forgets theirs on the account page. The token
+    itself is nowhere to show (only its hash is stored), and the hash is not shown."""
+
+    list_display = ["user", "label", "created_at", "last_used_at", "expires_at", "revoked_reason"]
+    list_filter = ["revoked_reason"]
+    search_fields = ["user__username"]
+    fields = [
+        "user",
+        "label",
+        "created_at",
+        "last_used_at",
+        "times_used",
+        "expires_at",
+        "revoked_at",
+        "revoked_reason",
+    ]
+    readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
