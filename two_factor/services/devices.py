@@ -28,6 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+from phonenumber_field.phonenumber import to_python
 
 from pollstr import metrics
 from pollstr.logs import log_event
@@ -67,6 +68,12 @@ def device_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def device_number_hash(number: Any) -> str:
+    """What a device keeps of the number it was remembered with (a parsed number or its
+    E.164 text): the session flag's keyed hash."""
+    return number_hash(to_python(number))
+
+
 def device_label(user_agent: str) -> str:
     """ "Chrome on Linux": enough for a voter to tell their devices apart."""
     browser = next((name for name, pattern in _BROWSERS if re.search(pattern, user_agent)), "")
@@ -86,7 +93,7 @@ def device_remember(
     device = TrustedDevice.objects.create(
         user=user,
         token_hash=device_token_hash(token),
-        phone_hash=number_hash(number),
+        phone_hash=device_number_hash(number),
         label=device_label(user_agent),
         created_at=now,
         last_used_at=now,

@@ -13,8 +13,13 @@ from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 from two_factor.models import (
     PhoneNumber,
 )
-from two_factor.numbers import NumberRefused, number_check, number_hash, number_parse
-from two_factor.services.devices import NUMBER_CHANGED, NUMBER_MOVED_AWAY, devices_forget
+from two_factor.numbers import NumberRefused, number_check, number_parse
+from two_factor.services.devices import (
+    NUMBER_CHANGED,
+    NUMBER_MOVED_AWAY,
+    device_number_hash,
+    devices_forget,
+)
 from two_factor.services.refusals import VerificationRefused, _limit
 
 NUMBER_MOVED = (
@@ -58,7 +63,9 @@ def phone_number_bind(*, user_id: Any, number: Any, at: Any) -> bool:
             # Their verified sessions end with the number: close their live sockets too.
             transaction.on_commit(functools.partial(_tell_sockets_access_changed, loser))
     moved = bool(losers)
-    devices_forget(user_id=user_id, reason=NUMBER_CHANGED, unless_phone_hash=number_hash(number))
+    devices_forget(
+        user_id=user_id, reason=NUMBER_CHANGED, unless_phone_hash=device_number_hash(number)
+    )
     # One upsert on the account's row (update_or_create took two savepoints and a read).
     PhoneNumber.objects.bulk_create(
         [PhoneNumber(user_id=user_id, number=number, verified_at=at)],
