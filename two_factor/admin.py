@@ -191,7 +191,7 @@ class TrustedDeviceAdmin(admin.ModelAdmin):
     list_display = ["user", "label", "created_at", "last_used_at", "expires_at", "revoked_reason"]
     list_filter = ["revoked_reason"]
     search_fields = ["user__username"]
-    fields = [
+    fields = readonly_fields = (
         "user",
         "label",
         "created_at",
@@ -200,8 +200,7 @@ class TrustedDeviceAdmin(admin.ModelAdmin):
         "expires_at",
         "revoked_at",
         "revoked_reason",
-    ]
-    readonly_fields = fields
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -25,9 +25,10 @@ def device_cookie_token(request: HttpRequest) -> str:
     signature is wrong (a tampered cookie stands for nothing)."""
     if settings.TWO_FACTOR_REMEMBER_DAYS == 0:
         return ""
-    return request.get_signed_cookie(
+    token = request.get_signed_cookie(
         settings.TWO_FACTOR_DEVICE_COOKIE_NAME, default="", salt=SALT, max_age=_max_age()
     )
+    return token or ""
 
 
 def device_cookie_set(request: HttpRequest, response: HttpResponseBase, token: str) -> None:

@@ -21,6 +21,7 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -111,8 +112,10 @@ def verification_redirect(request: HttpRequest) -> HttpResponse | None:
 def _verified_by_remembered_device(request: HttpRequest) -> bool:
     """A remembered device verifies the session instead of a code; its new token waits on
     the request for the response's cookie (device_cookie_renew)."""
-    token = device_cookie_token(request)
-    new_token = token and device_verify(session=request.session, user=request.user, token=token)
+    token, user = device_cookie_token(request), request.user
+    if not token or not isinstance(user, User):
+        return False
+    new_token = device_verify(session=request.session, user=user, token=token)
     if not new_token:
         return False
     setattr(request, NEW_TOKEN_ATTRIBUTE, new_token)

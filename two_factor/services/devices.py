@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -84,7 +84,7 @@ def device_label(user_agent: str) -> str:
 
 
 def device_remember(
-    *, user: AbstractBaseUser, number: Any, user_agent: str, now: datetime | None = None
+    *, user: User, number: Any, user_agent: str, now: datetime | None = None
 ) -> str:
     """Remember this browser for `user`, bound to the `number` it just verified. Returns
     the token for its cookie (the only copy)."""
@@ -103,7 +103,7 @@ def device_remember(
     return token
 
 
-def device_verify(*, session: Any, user: AbstractBaseUser, token: str) -> str | None:
+def device_verify(*, session: Any, user: User, token: str) -> str | None:
     """Verify `session` with the device whose token this is, through the same writer a
     code uses (a new session key, then the flag, bound to the account's number), and
     give the device a new token. Returns the new token for the cookie, or None when the
@@ -158,7 +158,7 @@ def devices_forget(
     return ended
 
 
-def device_find(*, user: AbstractBaseUser, token: str) -> TrustedDevice | None:
+def device_find(*, user: User, token: str) -> TrustedDevice | None:
     """The account's active device this token belongs to (the account page's "this
     device"); reads only."""
     if not token:
