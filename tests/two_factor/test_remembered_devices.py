@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from accounts.services import account_erase
+from accounts.services import account_erase, account_export
 from polls.models import Vote
 from tests.conftest import PASSWORD
 from tests.phone_numbers import NUMBER, OTHER_NUMBER, give_phone
@@ -259,6 +259,16 @@ def test_deleting_the_account_deletes_its_devices(user, remembered):
     account_erase(user=user, ip=None)
 
     assert not TrustedDevice.objects.exists()
+
+
+def test_the_download_lists_the_accounts_devices_without_their_tokens(user, remembered):
+    data = account_export(user=user)
+
+    [device] = data["remembered_devices"]
+    assert device["label"] == "Chrome on Linux"
+    assert device["ended_at"] is None
+    assert remembered not in str(data)
+    assert device_token_hash(remembered) not in str(data)
 
 
 def test_the_retention_sweep_deletes_ended_devices_only(user, remembered, make_user):
