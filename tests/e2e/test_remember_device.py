@@ -92,3 +92,29 @@ def test_a_remembered_device_votes_without_a_code_until_it_is_forgotten(
     check(page, "asked for a code again")
 
     check.assert_clean(expected=5)
+
+
+def test_without_javascript_the_box_remembers_the_device_too(
+    e2e_stack: dict[str, Any], browser: Browser
+):
+    first, second, _ = _polls()
+    inbox = browser.new_context().new_page()
+    voter = Voter(browser.new_context(java_script_enabled=False).new_page(), e2e_stack["url"])
+    page = voter.page
+    voter.sign_up()
+    voter.open_poll(first.pk)
+    voter.give_number()
+    voter.wait_for_status("sent")
+
+    page.get_by_label("Remember this device for 30 days").check()
+    voter.enter_code(voter.code_from_inbox(inbox))
+    voter.wait_for_status("verified")
+    page.click("#continue-link")
+    expect(page).to_have_url(re.compile(rf"/polls/{first.pk}/$"))
+    assert _device_cookie(page) is not None
+
+    voter.log_out()
+    voter.log_in()
+    voter.open_poll(second.pk)
+    expect(page).to_have_url(re.compile(rf"/polls/{second.pk}/$"))
+    expect(page.locator("input[name=choice]").first).to_be_visible()

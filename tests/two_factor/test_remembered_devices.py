@@ -487,3 +487,16 @@ def test_forgetting_needs_the_csrf_token(user, remembered):
 )
 def test_a_device_is_named_by_its_browser_and_system(user_agent, label):
     assert device_label(user_agent) == label
+
+
+def test_the_admin_lists_devices_read_only_without_their_hashes(admin_client, user, remembered):
+    device = _device(remembered)
+
+    listing = admin_client.get(reverse("admin:two_factor_trusteddevice_changelist"))
+    detail = admin_client.get(reverse("admin:two_factor_trusteddevice_change", args=[device.pk]))
+
+    assert listing.status_code == detail.status_code == 200
+    assert b"Chrome on Linux" in listing.content
+    assert device.token_hash.encode() not in detail.content
+    assert device.phone_hash.encode() not in detail.content
+    assert admin_client.get(reverse("admin:two_factor_trusteddevice_add")).status_code == 403
