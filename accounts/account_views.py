@@ -89,7 +89,7 @@ def account(request: AccountRequest) -> HttpResponse:
 @login_required
 @require_POST
 def device_forget(request: AccountRequest, device_id: int) -> HttpResponse:
-    """ "Forget" beside one remembered device: its next session asks for a code again."""
+    """Forget one remembered device: its next session asks for a code again."""
     forgotten = two_factor_services.devices_forget(
         user_id=request.user.pk, device_id=device_id, reason=FORGOTTEN
     )

@@ -2,13 +2,16 @@
 
 Signed with SECRET_KEY under its own salt, HttpOnly, SameSite=Lax, path /, and Secure
 whenever the session cookie is (or the request came over HTTPS). It carries only the
-device's current token; the browser drops it when the device expires.
+device's current token, and the browser drops it when the device expires.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.utils import timezone
+
+from two_factor.services.devices import DeviceToken
 
 SALT = "two_factor.device_cookie"
 # A request that a remembered device verified carries the device's new token here until
@@ -31,12 +34,15 @@ def device_cookie_token(request: HttpRequest) -> str:
     return token or ""
 
 
-def device_cookie_set(request: HttpRequest, response: HttpResponseBase, token: str) -> None:
+def device_cookie_set(
+    request: HttpRequest, response: HttpResponseBase, device: DeviceToken
+) -> None:
+    seconds = int((device.expires_at - timezone.now()).total_seconds())
     response.set_signed_cookie(
         settings.TWO_FACTOR_DEVICE_COOKIE_NAME,
-        token,
+        device.token,
         salt=SALT,
-        max_age=_max_age(),
+        max_age=max(0, seconds),
         path="/",
         secure=settings.SESSION_COOKIE_SECURE or request.is_secure(),
         httponly=True,
@@ -50,6 +56,6 @@ def device_cookie_delete(response: HttpResponseBase) -> None:
 
 def device_cookie_renew(request: HttpRequest, response: HttpResponseBase) -> None:
     """Give the browser its device's new token, if a device verified this request."""
-    token = request.__dict__.pop(NEW_TOKEN_ATTRIBUTE, None)
-    if token:
-        device_cookie_set(request, response, token)
+    device = request.__dict__.pop(NEW_TOKEN_ATTRIBUTE, None)
+    if device is not None:
+        device_cookie_set(request, response, device)

@@ -115,10 +115,10 @@ def _verified_by_remembered_device(request: HttpRequest) -> bool:
     token, user = device_cookie_token(request), request.user
     if not token or not isinstance(user, User):
         return False
-    new_token = device_verify(session=request.session, user=user, token=token)
-    if not new_token:
+    device = device_verify(session=request.session, user=user, token=token)
+    if device is None:
         return False
-    setattr(request, NEW_TOKEN_ATTRIBUTE, new_token)
+    setattr(request, NEW_TOKEN_ATTRIBUTE, device)
     return True
 
 

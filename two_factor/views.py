@@ -21,6 +21,7 @@ from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import CodeForm, PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import AlreadyCompleted, VerificationRefused
+from two_factor.services.devices import DeviceToken
 from two_factor.session import session_is_verified, session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
@@ -279,7 +280,7 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     already_done = verification.status == Status.CONSUMED and session_is_verified(
         session=request.session, user=request.user
     )
-    remembered = ""  # a new device's token, for its cookie
+    remembered = None  # a new device's token, for its cookie
     if not already_done:
         # _get_own_verification's rule, on the row already read.
         if verification.session_key_hash != session_key_hash(_session_key(request)):
@@ -298,16 +299,16 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         remembered = _remember_device(request, verification)
     request.session.pop(NEXT_SESSION_KEY, None)
     response = _go(request, target)
-    if remembered:
+    if remembered is not None:
         device_cookie_set(request, response, remembered)
     return response
 
 
-def _remember_device(request: HtmxHttpRequest, verification: Verification) -> str:
+def _remember_device(request: HtmxHttpRequest, verification: Verification) -> DeviceToken | None:
     """The new device's token when its code was sent with "Remember this device" ticked."""
     wished = request.session.pop(REMEMBER_SESSION_KEY, None) == str(verification.pk)
     if not wished or not settings.TWO_FACTOR_REMEMBER_DAYS:
-        return ""
+        return None
     return services.device_remember(
         user=request.user,
         number=verification.number,

@@ -24,7 +24,7 @@ from two_factor import services
 from two_factor.device_cookie import device_cookie_set
 from two_factor.models import PhoneNumber, TrustedDevice
 from two_factor.retention import records_purge
-from two_factor.services.devices import device_label, device_token_hash
+from two_factor.services.devices import DeviceToken, device_label, device_token_hash
 from two_factor.session import session_is_verified
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
@@ -41,13 +41,15 @@ CHROME_ON_LINUX = (
 
 def _remember(user, number: str = NUMBER) -> str:
     """A device remembered for `user` with `number`; its token."""
-    return services.device_remember(user=user, number=number, user_agent=CHROME_ON_LINUX)
+    device = services.device_remember(user=user, number=number, user_agent=CHROME_ON_LINUX)
+    return device.token
 
 
 def _carry(client: Client, token: str) -> None:
     """Put the device's cookie in the client, signed as the site signs it."""
     response = HttpResponse()
-    device_cookie_set(RequestFactory().get("/"), response, token)
+    device = DeviceToken(token=token, expires_at=timezone.now() + timedelta(days=1))
+    device_cookie_set(RequestFactory().get("/"), response, device)
     client.cookies[COOKIE] = response.cookies[COOKIE].value
 
 
@@ -102,17 +104,21 @@ def test_a_remembered_device_verifies_a_new_session_without_a_code(user, remembe
 def test_each_use_rotates_the_token_and_the_old_one_no_longer_works(user, remembered, poll_url):
     client = _signed_in(user)
     _carry(client, remembered)
+    expires_at = _device(remembered).expires_at
     response = client.get(poll_url)
 
     new_token_cookie = response.cookies[COOKIE]
     assert _device(remembered) is None  # the old token's hash is gone from the table
     device = TrustedDevice.objects.get(user=user)
     assert device.times_used == 1
+    assert device.expires_at == expires_at  # use does not extend it
     # The cookie: HttpOnly, SameSite=Lax, path /, for the remembered days.
     assert new_token_cookie["httponly"]
     assert new_token_cookie["samesite"] == "Lax"
     assert new_token_cookie["path"] == "/"
-    assert int(new_token_cookie["max-age"]) == settings.TWO_FACTOR_REMEMBER_DAYS * 86400
+    # Until the device expires: a fixed moment from when it was remembered.
+    remaining = (device.expires_at - timezone.now()).total_seconds()
+    assert abs(int(new_token_cookie["max-age"]) - remaining) < 5
 
     # A copy of the old cookie, in another sign-in, is asked for a code.
     copy = _signed_in(user)

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,15 @@ _SYSTEMS = (
 )
 
 
+@dataclass(frozen=True)
+class DeviceToken:
+    """A device's current token, for its cookie (the only copy), and when the device
+    expires: a fixed moment from when it was remembered, however often it is used."""
+
+    token: str
+    expires_at: datetime
+
+
 def device_token_hash(token: str) -> str:
     """What a row stores of its device's token: never the token itself."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -85,9 +95,8 @@ def device_label(user_agent: str) -> str:
 
 def device_remember(
     *, user: User, number: Any, user_agent: str, now: datetime | None = None
-) -> str:
-    """Remember this browser for `user`, bound to the `number` it just verified. Returns
-    the token for its cookie (the only copy)."""
+) -> DeviceToken:
+    """Remember this browser for `user`, bound to the `number` it just verified."""
     now = now or timezone.now()
     token = secrets.token_urlsafe(32)
     device = TrustedDevice.objects.create(
@@ -100,15 +109,15 @@ def device_remember(
         expires_at=now + timedelta(days=settings.TWO_FACTOR_REMEMBER_DAYS),
     )
     log_event(logger, "device.remembered", device=device.pk, user=device.user_id)
-    return token
+    return DeviceToken(token=token, expires_at=device.expires_at)
 
 
-def device_verify(*, session: Any, user: User, token: str) -> str | None:
+def device_verify(*, session: Any, user: User, token: str) -> DeviceToken | None:
     """Verify `session` with the device whose token this is, through the same writer a
     code uses (a new session key, then the flag, bound to the account's number), and
-    give the device a new token. Returns the new token for the cookie, or None when the
-    token stands for nothing: unknown or used already, expired, forgotten, another
-    account's, or remembered with a number that is no longer this account's."""
+    give the device a new token. Returns the new token, or None when the token stands
+    for nothing: unknown or used already, expired, forgotten, another account's, or
+    remembered with a number that is no longer this account's."""
     if not token or settings.TWO_FACTOR_REMEMBER_DAYS == 0:
         return None
     phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
@@ -135,7 +144,7 @@ def device_verify(*, session: Any, user: User, token: str) -> str | None:
     session_verify(session=session, user=user, number=phone.number)
     metrics.CODES_SAVED.inc()
     log_event(logger, "device.used", device=device.pk, user=device.user_id)
-    return new_token
+    return DeviceToken(token=new_token, expires_at=device.expires_at)
 
 
 def devices_forget(
