@@ -1,4 +1,5 @@
-"""The account page, "Download my data" and "Delete my account" (accounts/services.py).
+"""The account page (with its remembered devices, two_factor/services/devices.py),
+"Download my data" and "Delete my account" (accounts/services.py).
 
 Both actions ask for the password again (accounts/forms.py); wrong passwords count
 against the same limits as failed sign-ins, so this form is no way around them.
@@ -17,14 +18,17 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.forms import PasswordConfirmForm
 from accounts.services import account_erase, account_export
 from polls.models import Vote
 from pollstr.client_ip import client_ip
+from two_factor import services as two_factor_services
+from two_factor.device_cookie import device_cookie_delete, device_cookie_token
 from two_factor.limits import RateLimited, limit_check, limits_hit
-from two_factor.models import PhoneNumber
+from two_factor.models import PhoneNumber, TrustedDevice
+from two_factor.services.devices import FORGOTTEN
 from two_factor.session import session_is_verified
 
 
@@ -69,12 +73,46 @@ def _unless_password_confirmed(request: AccountRequest, template: str) -> HttpRe
 @login_required
 @require_GET
 def account(request: AccountRequest) -> HttpResponse:
+    this_device = two_factor_services.device_find(
+        user=request.user, token=device_cookie_token(request)
+    )
     context = {
         "phone": PhoneNumber.objects.filter(user=request.user).first(),
         "verified": session_is_verified(session=request.session, user=request.user),
         "votes": Vote.objects.filter(user=request.user).count(),
+        "devices": TrustedDevice.objects.active().filter(user=request.user),
+        "this_device_id": this_device.pk if this_device else None,
     }
     return render(request, "accounts/account.html", context)
+
+
+@login_required
+@require_POST
+def device_forget(request: AccountRequest, device_id: int) -> HttpResponse:
+    """Forget one remembered device: its next session asks for a code again."""
+    forgotten = two_factor_services.devices_forget(
+        user_id=request.user.pk, device_id=device_id, reason=FORGOTTEN
+    )
+    if forgotten:
+        messages.success(request, "Forgotten. That device will ask for a code next time.")
+    return _forgotten(request)
+
+
+@login_required
+@require_POST
+def devices_forget_all(request: AccountRequest) -> HttpResponse:
+    two_factor_services.devices_forget(user_id=request.user.pk, reason=FORGOTTEN)
+    messages.success(request, "All your devices are forgotten. Each will ask for a code next time.")
+    return _forgotten(request)
+
+
+def _forgotten(request: AccountRequest) -> HttpResponse:
+    response = redirect("account")
+    # This browser's cookie, if its device is no longer remembered, goes too.
+    token = device_cookie_token(request)
+    if token and two_factor_services.device_find(user=request.user, token=token) is None:
+        device_cookie_delete(response)
+    return response
 
 
 @never_cache

@@ -4,7 +4,7 @@ What erasing keeps, deliberately: each vote, with its choice and its keyed phone
 (polls/phone_hashes.py) but no account (``Vote.user`` becomes empty). The poll's counts do
 not change, and the phone cannot vote again on the same poll from a new account. The
 number itself, the verifications (with their audit trail and the provider's callbacks
-about them) and the account go.
+about them), the remembered devices and the account go.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from django.utils import timezone
 from polls.models import Vote
 from two_factor import services as two_factor_services
 from two_factor.live import sockets_access_changed
-from two_factor.models import PhoneNumber, ProviderCallback, Verification
+from two_factor.models import PhoneNumber, ProviderCallback, TrustedDevice, Verification
 
 EXPORT_FORMAT = "pollstr-account-data"
 EXPORT_VERSION = 1
@@ -35,6 +35,7 @@ def account_export(*, user: User) -> dict[str, Any]:
     phone = PhoneNumber.objects.filter(user=user).first()
     verifications = Verification.objects.filter(user=user).prefetch_related("events")
     votes = Vote.objects.filter(user=user).select_related("question", "choice")
+    devices = TrustedDevice.objects.filter(user=user)
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -76,6 +77,18 @@ def account_export(*, user: User) -> dict[str, Any]:
                 ],
             }
             for verification in verifications
+        ],
+        # What we keep of each remembered device (never its token, which we don't hold).
+        "remembered_devices": [
+            {
+                "label": device.label,
+                "created_at": _when(device.created_at),
+                "last_used_at": _when(device.last_used_at),
+                "expires_at": _when(device.expires_at),
+                "ended_at": _when(device.revoked_at),
+                "ended_because": device.revoked_reason,
+            }
+            for device in devices
         ],
         "votes": [
             {

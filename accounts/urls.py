@@ -7,6 +7,8 @@ from accounts import account_views, views
 
 urlpatterns = [
     path("", account_views.account, name="account"),
+    path("devices/forget/", account_views.devices_forget_all, name="devices_forget_all"),
+    path("devices/<int:device_id>/forget/", account_views.device_forget, name="device_forget"),
     path("data/", account_views.data_download, name="account_data"),
     path("delete/", account_views.account_delete, name="account_delete"),
     path("signup/", views.signup, name="signup"),

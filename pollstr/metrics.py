@@ -71,6 +71,10 @@ TASK_RETRIES = Counter("pollstr_task_retries", "Celery task retries, by task.", 
 RATE_LIMIT_REFUSALS = Counter(
     "pollstr_rate_limit_refusals", "Requests refused by a rate limit, by limit.", ["limit"]
 )
+CODES_SAVED = Counter(
+    "pollstr_two_factor_codes_saved",
+    "Sessions verified by a remembered device instead of a code (web).",
+)
 WEBSOCKETS_OPEN = Gauge(
     "pollstr_websocket_connections",
     "Websocket connections open now (accepted and not yet closed).",

@@ -396,6 +396,10 @@ TWO_FACTOR_CODE_LENGTH = env_int("TWO_FACTOR_CODE_LENGTH", 6, minimum=4, maximum
 TWO_FACTOR_CHANNEL_TIMEOUT = env_int("TWO_FACTOR_CHANNEL_TIMEOUT", 180, minimum=15, maximum=900)
 TWO_FACTOR_MAX_WRONG_CODES = 3
 TWO_FACTOR_VERIFIED_MAX_AGE = env_int("TWO_FACTOR_VERIFIED_MAX_AGE", 12 * 3600, minimum=60)
+# Days a device the voter asked us to remember verifies their sessions without a code
+# (two_factor/services/devices.py); 0 takes the "Remember this device" box off the code page.
+TWO_FACTOR_REMEMBER_DAYS = env_int("TWO_FACTOR_REMEMBER_DAYS", 30, minimum=0, maximum=365)
+TWO_FACTOR_DEVICE_COOKIE_NAME = "pollstr_device"
 TWO_FACTOR_ALLOWED_REGIONS = env_list("TWO_FACTOR_ALLOWED_REGIONS", [])
 TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES = env_bool("TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES", False)
 TWO_FACTOR_RESEND_COOLDOWN = env_int("TWO_FACTOR_RESEND_COOLDOWN", 30, minimum=0)

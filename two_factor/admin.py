@@ -16,6 +16,7 @@ from two_factor.models import (
     ProviderCallback,
     SendPause,
     Status,
+    TrustedDevice,
     Verification,
     VerificationEvent,
 )
@@ -269,3 +270,29 @@ class SendPauseAdmin(admin.ModelAdmin):
         can_lift = pause is not None and pause.is_active() and self.has_lift_permission(request)
         context = {**(extra_context or {}), "can_lift": can_lift}
         return super().change_view(request, object_id, form_url, extra_context=context)
+
+
+@admin.register(TrustedDevice)
+class TrustedDeviceAdmin(admin.ModelAdmin):
+    """Remembered devices, to read: a voter forgets theirs on the account page. The token
+    itself is nowhere to show (only its hash is stored), and the hash is not shown."""
+
+    list_display = ["user", "label", "created_at", "last_used_at", "expires_at", "revoked_reason"]
+    list_filter = ["revoked_reason"]
+    search_fields = ["user__username"]
+    fields = readonly_fields = (
+        "user",
+        "label",
+        "created_at",
+        "last_used_at",
+        "times_used",
+        "expires_at",
+        "revoked_at",
+        "revoked_reason",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -31,6 +31,9 @@ class CodeForm(forms.Form):
         ),
     )
 
+    # Only while TWO_FACTOR_REMEMBER_DAYS is above 0 (two_factor/services/devices.py).
+    remember = forms.BooleanField(required=False)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         length = settings.TWO_FACTOR_CODE_LENGTH
@@ -38,3 +41,8 @@ class CodeForm(forms.Form):
         self.fields["code"].widget.attrs["pattern"] = rf"[0-9\s\-]{{{length},16}}"
         # live.js submits the form when this many digits are typed.
         self.fields["code"].widget.attrs["data-code-length"] = str(length)
+        days = settings.TWO_FACTOR_REMEMBER_DAYS
+        if days:
+            self.fields["remember"].label = f"Remember this device for {days} days"
+        else:
+            del self.fields["remember"]

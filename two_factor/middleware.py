@@ -7,6 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from two_factor.device_cookie import device_cookie_renew
 from two_factor.protection import is_protected, verification_redirect
 
 __all__ = ["VerifiedSessionMiddleware", "verification_redirect"]
@@ -17,7 +18,10 @@ class VerifiedSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        return self.get_response(request)
+        response = self.get_response(request)
+        # A remembered device verified this request (process_view): its new token.
+        device_cookie_renew(request, response)
+        return response
 
     def process_view(
         self, request: HttpRequest, view_func: Callable[..., Any], args: Any, kwargs: Any

@@ -298,3 +298,43 @@ class SendPause(models.Model):
     @property
     def conversion(self) -> float:
         return self.verified / self.sent if self.sent else 0.0
+
+
+class TrustedDeviceQuerySet(models.QuerySet["TrustedDevice"]):
+    def active(self, *, now: datetime | None = None) -> TrustedDeviceQuerySet:
+        """Devices that still stand in for a code: not forgotten, not expired."""
+        return self.filter(revoked_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class TrustedDevice(models.Model):
+    """A browser the voter asked us to remember ("Remember this device" on the code page).
+
+    Its cookie carries a random token; this row holds only the token's SHA-256, so the
+    table hands out no device. The token changes on every use. A device is bound to the
+    number verified when it was remembered (a keyed hash, as the session flag is): it
+    stands in for a code only while that number is still the account's verified number.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trusted_devices"
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    phone_hash = models.CharField(max_length=64)
+    # "Chrome on Linux": what the account page calls it.
+    label = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    times_used = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # Why it stopped working ("forgotten", "password changed", ...), until the sweep.
+    revoked_reason = models.CharField(max_length=64, blank=True)
+
+    objects = TrustedDeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-last_used_at", "-id"]
+        indexes = [models.Index(fields=["user", "-last_used_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.label} of user {self.user_id}"

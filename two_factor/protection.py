@@ -9,6 +9,9 @@
   failing test, so nothing new is public by accident.
 - The one predicate is `two_factor.session.session_is_verified`, used here, by the
   middleware and by the websocket consumers alike.
+- An unverified session whose browser carries a remembered device's cookie is verified
+  by the device instead of being sent for a code (two_factor/services/devices.py); the
+  response then carries the device's new token.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
+from two_factor.device_cookie import NEW_TOKEN_ATTRIBUTE, device_cookie_renew, device_cookie_token
+from two_factor.services.devices import device_verify
 from two_factor.session import session_is_verified
 
 View = Callable[..., HttpResponse]
@@ -40,7 +46,9 @@ def verified_session_required(view: View) -> View:
             refusal = verification_redirect(request)
             if refusal is not None:
                 return refusal
-        return view(request, *args, **kwargs)
+        response = view(request, *args, **kwargs)
+        device_cookie_renew(request, response)
+        return response
 
     setattr(protected, PROTECTED, True)
     return protected
@@ -61,7 +69,9 @@ class VerifiedSessionRequiredMixin:
             refusal = verification_redirect(request)
             if refusal is not None:
                 return refusal
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+        device_cookie_renew(request, response)
+        return response
 
 
 def is_protected(view: Any) -> bool:
@@ -88,13 +98,28 @@ def verification_redirect(request: HttpRequest) -> HttpResponse | None:
         next_url = _same_site_path(request, referer_path) or next_url
     if not request.user.is_authenticated:
         target = redirect_to_login(next_url)["Location"]
-    elif session_is_verified(session=request.session, user=request.user):
+    elif session_is_verified(
+        session=request.session, user=request.user
+    ) or _verified_by_remembered_device(request):
         return None
     else:
         target = f"{reverse('two_factor:start')}?{urlencode({'next': next_url})}"
     if getattr(request, "htmx", False):
         return HttpResponseClientRedirect(target)
     return HttpResponseRedirect(target)
+
+
+def _verified_by_remembered_device(request: HttpRequest) -> bool:
+    """A remembered device verifies the session instead of a code; its new token waits on
+    the request for the response's cookie (device_cookie_renew)."""
+    token, user = device_cookie_token(request), request.user
+    if not token or not isinstance(user, User):
+        return False
+    device = device_verify(session=request.session, user=user, token=token)
+    if device is None:
+        return False
+    setattr(request, NEW_TOKEN_ATTRIBUTE, device)
+    return True
 
 
 def _same_site_path(request: HttpRequest, url: str) -> str:

@@ -24,6 +24,13 @@ def session_key_hash(session_key: str) -> str:
     return hashlib.sha256(f"{settings.SECRET_KEY}:{session_key}".encode()).hexdigest()
 
 
+def session_verify(*, session: Any, user: AbstractBaseUser, number: Any) -> None:
+    """The one way a session becomes verified (a code, or a remembered device): a new
+    session key, so a key seen before verification never carries the flag, then the flag."""
+    session.cycle_key()
+    session_mark_verified(session=session, user=user, number=number)
+
+
 def session_mark_verified(*, session: Any, user: AbstractBaseUser, number: Any) -> None:
     session[SESSION_KEY] = {
         "user_id": str(user.pk),

@@ -50,3 +50,12 @@ def _recheck_sockets_after_a_password_change(sender: Any, instance: Any, **kwarg
     if not kwargs.get("created") and getattr(instance, "_password", None) is not None:
         user_id = instance.pk
         transaction.on_commit(lambda: sockets_access_changed(user_id=user_id))
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL)
+def _forget_devices_after_a_password_change(sender: Any, instance: Any, **kwargs: Any) -> None:
+    from two_factor.services.devices import PASSWORD_CHANGED, devices_forget
+
+    # The same mark of a new password as above; in the save's own transaction.
+    if not kwargs.get("created") and getattr(instance, "_password", None) is not None:
+        devices_forget(user_id=instance.pk, reason=PASSWORD_CHANGED)

@@ -17,14 +17,19 @@ from django_htmx.middleware import HtmxDetails
 from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
+from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
+from two_factor.services.devices import DeviceToken
 from two_factor.session import session_is_verified, session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"
 NUMBER_DRAFT_SESSION_KEY = "two_factor_number_draft"
+# The verification whose code was sent with "Remember this device" ticked: completion
+# (an HTTP response, so it can set the cookie) remembers the device once it is verified.
+REMEMBER_SESSION_KEY = "two_factor_remember"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -205,6 +210,12 @@ def verify(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
 def submit_code(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     code = request.POST.get("code", "")
+    # "Remember this device" (the box is there only with TWO_FACTOR_REMEMBER_DAYS): kept
+    # for the completion response, which sets the device's cookie.
+    if settings.TWO_FACTOR_REMEMBER_DAYS and request.POST.get("remember"):
+        request.session[REMEMBER_SESSION_KEY] = str(verification.pk)
+    else:
+        request.session.pop(REMEMBER_SESSION_KEY, None)
     try:
         services.verification_submit_code(
             verification=verification, code=code, ip=client_ip(request)
@@ -295,6 +306,7 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     already_done = verification.status == Status.CONSUMED and session_is_verified(
         session=request.session, user=request.user
     )
+    remembered = None  # a new device's token, for its cookie
     if not already_done:
         # _get_own_verification's rule, on the row already read.
         if verification.session_key_hash != session_key_hash(_session_key(request)):
@@ -310,8 +322,24 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         messages.success(request, "Your phone is verified. You can vote now.")
         if verification.notice:
             messages.info(request, verification.notice)
+        remembered = _remember_device(request, verification)
     request.session.pop(NEXT_SESSION_KEY, None)
-    return _go(request, target)
+    response = _go(request, target)
+    if remembered is not None:
+        device_cookie_set(request, response, remembered)
+    return response
+
+
+def _remember_device(request: HtmxHttpRequest, verification: Verification) -> DeviceToken | None:
+    """The new device's token when its code was sent with "Remember this device" ticked."""
+    wished = request.session.pop(REMEMBER_SESSION_KEY, None) == str(verification.pk)
+    if not wished or not settings.TWO_FACTOR_REMEMBER_DAYS:
+        return None
+    return services.device_remember(
+        user=request.user,
+        number=verification.number,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
 
 
 @never_cache

@@ -18,35 +18,9 @@ from playwright.sync_api import Browser, Page, expect
 
 from polls.models import Question, Vote
 from pollstr import errors
-from tests.e2e.axe import SCHEMES, axe_violations, describe
+from tests.e2e.axe import PHONE, Checks
 from tests.e2e.voter import PASSWORD, TIMEOUT_MS, Voter
 from two_factor.limits import RateLimited
-
-PHONE = {"width": 390, "height": 844}
-
-
-class Checks:
-    """axe-core in both schemes and the phone's width, for each labelled page state."""
-
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-        self.seen: list[str] = []
-
-    def __call__(self, page: Page, label: str) -> None:
-        self.seen.append(label)
-        width = page.evaluate("document.documentElement.scrollWidth")
-        if width > PHONE["width"]:
-            self.failures.append(f"{label}: {width}px wide")
-        for scheme in SCHEMES:
-            page.emulate_media(color_scheme=scheme)
-            violations = axe_violations(page)
-            if violations:
-                self.failures.append(f"{label} ({scheme}):\n{describe(violations)}")
-        page.emulate_media(color_scheme="light")
-
-    def assert_clean(self, expected: int) -> None:
-        assert len(self.seen) == expected, self.seen
-        assert not self.failures, "\n".join(self.failures)
 
 
 def _first_poll() -> Question:

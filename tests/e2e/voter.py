@@ -34,6 +34,17 @@ class Voter:
         self.page.click("main button[type=submit]")
         expect(self.page.locator("nav")).to_contain_text(self.username)
 
+    def log_out(self) -> None:
+        self.page.click("header nav button:has-text('Log out')")
+        expect(self.page.locator("header")).to_contain_text("Log in")
+
+    def log_in(self) -> None:
+        self.page.goto(f"{self.base_url}/accounts/login/")
+        self.page.fill("#id_username", self.username)
+        self.page.fill("#id_password", PASSWORD)
+        self.page.click("main button[type=submit]")
+        expect(self.page.locator("nav")).to_contain_text(self.username)
+
     def open_poll(self, question_id: int) -> None:
         self.page.goto(f"{self.base_url}/polls/{question_id}/")
 

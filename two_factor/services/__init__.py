@@ -3,8 +3,8 @@ these functions; nothing else changes a verification, a number or a session's fl
 
 Split by sub-domain (docs/ARCHITECTURE.md, "Layers"): `transitions` (the one status-change
 path), `phone_numbers`, `sending`, `checking`, `steps` (call, expiry, cancel),
-`reconciler`, `completion`, `budget` (the SMS caps and the conversion governor), with
-`refusals` and `delivery` (tasks, provider) beneath.
+`reconciler`, `completion`, `budget` (the SMS caps and the conversion governor),
+`devices` (remembered devices), with `refusals` and `delivery` (tasks, provider) beneath.
 This package re-exports the public functions, so callers write `services.verification_start`.
 """
 
@@ -19,6 +19,12 @@ from two_factor.services.checking import (
     verification_submit_code,
 )
 from two_factor.services.completion import verification_complete
+from two_factor.services.devices import (
+    device_find,
+    device_remember,
+    device_verify,
+    devices_forget,
+)
 from two_factor.services.phone_numbers import NUMBER_MOVED, number_accept, phone_number_bind
 from two_factor.services.reconciler import SEND_UNCONFIRMED, verification_reconcile
 from two_factor.services.refusals import AlreadyCompleted, MalformedCode, VerificationRefused
@@ -63,6 +69,10 @@ __all__ = [
     "MalformedCode",
     "VerificationRefused",
     "deadline_for",
+    "device_find",
+    "device_remember",
+    "device_verify",
+    "devices_forget",
     "governor_lift",
     "number_accept",
     "phone_number_bind",

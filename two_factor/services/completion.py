@@ -19,7 +19,7 @@ from two_factor.session import session_key_hash
 
 def verification_complete(*, verification: Verification, session: Any) -> None:
     """Consume a verified verification for this session: rotate the key, set the flag."""
-    from two_factor.session import session_mark_verified
+    from two_factor.session import session_verify
 
     if verification.session_key_hash != session_key_hash(session.session_key or ""):
         raise VerificationRefused("This verification belongs to another session.")
@@ -39,5 +39,4 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
             consumed_at=timezone.now(),
             locked=True,
         )
-    session.cycle_key()
-    session_mark_verified(session=session, user=user, number=verification.number)
+    session_verify(session=session, user=user, number=verification.number)

@@ -14,6 +14,12 @@ from two_factor.models import (
     PhoneNumber,
 )
 from two_factor.numbers import NumberRefused, number_check, number_parse
+from two_factor.services.devices import (
+    NUMBER_CHANGED,
+    NUMBER_MOVED_AWAY,
+    device_number_hash,
+    devices_forget,
+)
 from two_factor.services.refusals import VerificationRefused, _limit
 
 NUMBER_MOVED = (
@@ -44,16 +50,22 @@ def phone_number_bind(*, user_id: Any, number: Any, at: Any) -> bool:
     """Make a number whose code was just verified the account's number.
 
     The one who proves ownership wins: the number leaves any other account (whose
-    verified sessions end with it, see two_factor.session). Returns whether it moved.
+    verified sessions and remembered devices end with it, see two_factor.session).
+    The account's own devices remembered with another number end too. Returns whether
+    it moved.
     """
     taken = PhoneNumber.objects.select_for_update().filter(number=number).exclude(user_id=user_id)
     losers = list(taken.values_list("user_id", flat=True))
     if losers:
         taken.delete()
         for loser in losers:
+            devices_forget(user_id=loser, reason=NUMBER_MOVED_AWAY)
             # Their verified sessions end with the number: close their live sockets too.
             transaction.on_commit(functools.partial(_tell_sockets_access_changed, loser))
     moved = bool(losers)
+    devices_forget(
+        user_id=user_id, reason=NUMBER_CHANGED, unless_phone_hash=device_number_hash(number)
+    )
     # One upsert on the account's row (update_or_create took two savepoints and a read).
     PhoneNumber.objects.bulk_create(
         [PhoneNumber(user_id=user_id, number=number, verified_at=at)],
