@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Browser, Page, Route, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from polls.models import Question, Vote
 from tests.e2e.voter import TIMEOUT_MS, Voter, wrong_code_for
@@ -153,12 +154,19 @@ def test_without_javascript_plain_forms_and_refresh_complete_the_flow(
     voter.give_number()
 
     def refresh_until(status: str) -> None:
+        seen = ""
         for _ in range(100):
-            if voter.status().get_attribute("data-status") == status:
-                return
-            voter.page.wait_for_timeout(200)
-            voter.page.click("text=Refresh status")
-        raise AssertionError(f"never reached {status}")
+            try:
+                seen = voter.status().get_attribute("data-status", timeout=TIMEOUT_MS) or ""
+                if seen == status:
+                    return
+                voter.page.wait_for_timeout(200)
+                voter.page.click("text=Refresh status", timeout=TIMEOUT_MS)
+            except PlaywrightError:
+                # The page's own refresh (queued, sending, checking) may navigate while
+                # the button is clicked: look again at whatever page came.
+                continue
+        raise AssertionError(f"never reached {status}; last seen {seen!r}")
 
     refresh_until("sent")
     # The code page without its own refresh, so the verified state holds still for the
