@@ -8,6 +8,7 @@ against the same limits as failed sign-ins, so this form is no way around them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.contrib.auth import logout
@@ -29,13 +30,13 @@ from two_factor.device_cookie import device_cookie_delete, device_cookie_token
 from two_factor.limits import RateLimited, limit_check, limits_hit
 from two_factor.models import PhoneNumber, TrustedDevice
 from two_factor.services.devices import FORGOTTEN
-from two_factor.session import session_is_verified
 
 
 class AccountRequest(HttpRequest):
     """A request on a login_required view: a signed-in user."""
 
     user: User
+    is_verified: Callable[[], bool]  # two_factor.middleware
 
 
 def _throttle_keys(request: AccountRequest) -> list[tuple[str, str]]:
@@ -78,7 +79,7 @@ def account(request: AccountRequest) -> HttpResponse:
     )
     context = {
         "phone": PhoneNumber.objects.filter(user=request.user).first(),
-        "verified": session_is_verified(session=request.session, user=request.user),
+        "verified": request.is_verified(),
         "votes": Vote.objects.filter(user=request.user).count(),
         "devices": TrustedDevice.objects.active().filter(user=request.user),
         "this_device_id": this_device.pk if this_device else None,

@@ -6,14 +6,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.template.loader import render_to_string
 
 from polls.live import RESULTS_TEMPLATE, results_group
 from polls.models import Question
 from two_factor.consumers import SessionBoundConsumer
-from two_factor.session import SESSION_KEY as VERIFIED_FLAG
-from two_factor.session import session_is_verified
+from two_factor.session import session_is_verified, session_verified_until
 
 
 class ResultsConsumer(SessionBoundConsumer):
@@ -31,13 +29,11 @@ class ResultsConsumer(SessionBoundConsumer):
             return False
         return Question.objects.published().filter(pk=self._question_id()).exists()
 
-    def access_expires(self, *, session: Any) -> float | None:
-        flag = session.get(VERIFIED_FLAG) or {}
-        try:
-            flag_ends = float(flag.get("at", 0)) + settings.TWO_FACTOR_VERIFIED_MAX_AGE
-        except (TypeError, ValueError, AttributeError):
-            flag_ends = 0.0
-        session_ends = super().access_expires(session=session)
+    def access_expires(self, *, user: Any, session: Any) -> float | None:
+        # may_watch let the socket in, so the flag holds; the clock ends it, or the
+        # session first.
+        flag_ends = session_verified_until(session=session, user=user) or 0.0
+        session_ends = super().access_expires(user=user, session=session)
         return min(flag_ends, session_ends) if session_ends is not None else flag_ends
 
     async def results_changed(self, event: dict[str, Any]) -> None:

@@ -13,7 +13,11 @@ from two_factor.protection import verification_not_required, verified_session_re
 
 
 class VoterRequest(HttpRequest):
-    """A request on a view that @verified_session_required let through: a signed-in user."""
+    """A request on a view that @verified_session_required let through: a signed-in user.
+
+    The decorator stands outermost on each view, so an unverified request is refused
+    before anything else the view would say (a wrong method's 405 included).
+    """
 
     user: User
 
@@ -29,9 +33,9 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "polls/index.html", {"questions": questions})
 
 
+@verified_session_required
 @never_cache  # Back after voting fetches it again: "You voted for", not a stale ballot
 @require_GET
-@verified_session_required
 def detail(request: VoterRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     if question.is_closed:
@@ -41,8 +45,8 @@ def detail(request: VoterRequest, question_id: int) -> HttpResponse:
     return render(request, "polls/detail.html", context)
 
 
-@require_POST
 @verified_session_required
+@require_POST
 def vote(request: VoterRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     try:
@@ -60,8 +64,8 @@ def vote(request: VoterRequest, question_id: int) -> HttpResponse:
     return redirect("polls:results", question_id=question.pk)
 
 
-@require_GET
 @verified_session_required
+@require_GET
 def results(request: VoterRequest, question_id: int) -> HttpResponse:
     question = _get_published_question(question_id)
     context = {

@@ -10,6 +10,12 @@ redelivery (acks_late) never sends a second SMS.
 
 Time limits come from the CELERY_TASK_TIME_LIMIT / CELERY_TASK_SOFT_TIME_LIMIT settings
 (docs/ARCHITECTURE.md, "Deadlines and the reconciler").
+
+Each task's name is declared once, in its `@shared_task(name=...)`. A task that services
+enqueue registers itself with `@performs(...)` for the operation it carries out
+(two_factor.services.delivery says why); the others are Celery beat's, whose schedule
+(settings) names them, and tests/two_factor/test_tasks.py proves every such name is
+registered.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from django.db import close_old_connections, connection
 
 from two_factor import services
 from two_factor.gateways.errors import PermanentGatewayError
+from two_factor.services.delivery import performs
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +101,7 @@ def _record_retry(verification_id: str, countdown: float) -> None:
 TASK_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "max_retries": MAX_RETRIES}
 
 
+@performs("send")
 @shared_task(name="two_factor.send_code", **TASK_OPTIONS)
 def send_code(self: Task, verification_id: str) -> None:
     _deliver(
@@ -106,6 +114,7 @@ def send_code(self: Task, verification_id: str) -> None:
     )
 
 
+@performs("check")
 @shared_task(name="two_factor.check_code", **TASK_OPTIONS)
 def check_code(self: Task, verification_id: str, code: str) -> None:
     _deliver(
@@ -116,6 +125,7 @@ def check_code(self: Task, verification_id: str, code: str) -> None:
     )
 
 
+@performs("next_channel")
 @shared_task(name="two_factor.next_channel", **TASK_OPTIONS)
 def next_channel(self: Task, verification_id: str) -> None:
     _deliver(
@@ -128,13 +138,7 @@ def next_channel(self: Task, verification_id: str) -> None:
     )
 
 
-@shared_task(name="two_factor.advance", bind=True, acks_late=True)
-def advance(self: Task, verification_id: str) -> None:
-    """Applies a step's deadline to one verification (kept for messages already queued
-    by earlier releases; the reconciler does this for every row now)."""
-    services.verification_advance(verification_id=UUID(verification_id))
-
-
+@performs("cancel")
 @shared_task(name="two_factor.cancel_request", **TASK_OPTIONS)
 def cancel_request(self: Task, request_id: str) -> None:
     _deliver(

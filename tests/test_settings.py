@@ -11,9 +11,43 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+SETTINGS_MODULES = sorted((ROOT / "pollstr" / "settings").glob("*.py"))
+
+
 def _settings_variables() -> set[str]:
-    source = (ROOT / "pollstr" / "settings.py").read_text()
+    source = "\n".join(path.read_text() for path in SETTINGS_MODULES)
     return set(re.findall(r'env_[a-z]+\(\s*"([A-Z0-9_]+)"', source))
+
+
+def test_the_settings_package_is_what_django_loads():
+    from django.conf import settings
+
+    from pollstr.settings import operators, two_factor
+
+    assert {path.stem for path in SETTINGS_MODULES} >= {
+        "__init__",
+        "django",
+        "two_factor",
+        "vonage",
+        "celery",
+        "operators",
+    }
+    assert os.environ["DJANGO_SETTINGS_MODULE"] == "pollstr.settings"
+    assert settings.TWO_FACTOR_VERIFIED_MAX_AGE == two_factor.TWO_FACTOR_VERIFIED_MAX_AGE
+    assert settings.WORKER_HEARTBEAT_MAX_AGE == operators.WORKER_HEARTBEAT_MAX_AGE
+
+
+def test_each_setting_is_defined_in_one_module_only():
+    # The package star-imports every module: a name defined twice would be decided by the
+    # order of the imports, silently.
+    defined: dict[str, list[str]] = {}
+    for path in SETTINGS_MODULES:
+        for name in re.findall(r"^([A-Z][A-Z0-9_]*)\b[^\n=]*=(?!=)", path.read_text(), re.M):
+            defined.setdefault(name, []).append(path.stem)
+    twice = {name: modules for name, modules in defined.items() if len(set(modules)) > 1}
+
+    assert "TWO_FACTOR_VERIFIED_MAX_AGE" in defined
+    assert not twice, twice
 
 
 # Documented for docker compose, which reads them itself.

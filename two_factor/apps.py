@@ -8,7 +8,7 @@ class TwoFactorConfig(AppConfig):
     verbose_name = "Two-factor verification"
 
     def ready(self) -> None:
-        import tasks.verification  # noqa: F401 - registers the tasks services enqueue by name
+        import tasks.verification  # noqa: F401 - registers the tasks services enqueue
         from pollstr import health, logs, metrics
         from two_factor import signals, telemetry  # noqa: F401 - signals connects auth receivers
 

@@ -209,7 +209,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             self._recheck.cancel()
         await self._leave_groups()
 
-    def access_expires(self, *, session: Any) -> float | None:
+    def access_expires(self, *, user: Any, session: Any) -> float | None:
         """Epoch seconds at which access ends by the clock (subclasses narrow it)."""
         return session.get_expiry_date().timestamp()
 
@@ -268,7 +268,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             return False
         if not self.may_watch(user=user, session=session):
             return False
-        self._valid_until = self.access_expires(session=session)
+        self._valid_until = self.access_expires(user=user, session=session)
         return True
 
     @database_sync_to_async

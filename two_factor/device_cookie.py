@@ -15,7 +15,7 @@ from two_factor.services.devices import DeviceToken
 
 SALT = "two_factor.device_cookie"
 # A request that a remembered device verified carries the device's new token here until
-# its response sets the cookie (two_factor.middleware, and the protection decorator).
+# its response sets the cookie (the protection decorator and mixin).
 NEW_TOKEN_ATTRIBUTE = "_two_factor_device_token"  # noqa: S105 - an attribute name
 
 

@@ -1,16 +1,19 @@
-"""Enforces the verified flag on every view declared protected (two_factor.protection)."""
+"""Attaches `request.is_verified()`; refuses nothing (django-otp's OTPMiddleware split).
+
+Enforcement is declared on each view (`two_factor.protection`): the decorator and the
+mixin ask `request.is_verified()` and redirect. The attribute is a callable, not a
+value, so it is computed only when asked and always answers for the session as it is
+then (a remembered device may verify the session during the request).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
 
 from django.http import HttpRequest, HttpResponse
 
-from two_factor.device_cookie import device_cookie_renew
-from two_factor.protection import is_protected, verification_redirect
-
-__all__ = ["VerifiedSessionMiddleware", "verification_redirect"]
+from two_factor.session import request_is_verified
 
 
 class VerifiedSessionMiddleware:
@@ -18,14 +21,5 @@ class VerifiedSessionMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        # A remembered device verified this request (process_view): its new token.
-        device_cookie_renew(request, response)
-        return response
-
-    def process_view(
-        self, request: HttpRequest, view_func: Callable[..., Any], args: Any, kwargs: Any
-    ) -> HttpResponse | None:
-        if not is_protected(view_func):
-            return None
-        return verification_redirect(request)
+        request.is_verified = partial(request_is_verified, request)  # type: ignore[attr-defined]
+        return self.get_response(request)

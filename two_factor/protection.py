@@ -1,14 +1,15 @@
 """Which pages need a phone-verified session: declared on each view, never in a list.
 
 - `@verified_session_required` (function views) and `VerifiedSessionRequiredMixin`
-  (class-based views; the seed's `TwoFactorMixin` is the same) mark a view as protected.
-  `VerifiedSessionMiddleware` enforces the mark for every request; the decorator also
-  enforces it itself, so a view stays protected if the middleware is ever left out.
+  (class-based views) mark a view as protected and enforce the mark: they are the only
+  place a request is refused for want of verification (django-otp's `otp_required`).
+  `VerifiedSessionMiddleware` only attaches `request.is_verified()`, the one predicate
+  (`two_factor.session`), which they ask; without the middleware a protected view
+  fails closed (ImproperlyConfigured), it never serves the page.
 - `@verification_not_required` marks a view as deliberately open to unverified sessions.
   tests/test_protection.py walks every URL pattern: a polls view that is neither is a
-  failing test, so nothing new is public by accident.
-- The one predicate is `two_factor.session.session_is_verified`, used here, by the
-  middleware and by the websocket consumers alike.
+  failing test, and every protected view must refuse an unverified session, so nothing
+  new is public by accident.
 - An unverified session whose browser carries a remembered device's cookie is verified
   by the device instead of being sent for a code (two_factor/services/devices.py); the
   response then carries the device's new token.
@@ -23,29 +24,26 @@ from urllib.parse import urlencode, urlsplit
 
 from django.contrib.auth.models import User
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django_htmx.http import HttpResponseClientRedirect
 
 from two_factor.device_cookie import NEW_TOKEN_ATTRIBUTE, device_cookie_renew, device_cookie_token
 from two_factor.services.devices import device_verify
-from two_factor.session import session_is_verified
 
 View = Callable[..., HttpResponse]
 
 PROTECTED = "verified_session_required"
 OPEN = "verification_not_required"
-# Set once a request was checked, so the middleware and the decorator don't both work.
-_CHECKED = "_two_factor_checked"
 
 
 def verified_session_required(view: View) -> View:
     @wraps(view)
     def protected(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not getattr(request, _CHECKED, False):
-            refusal = verification_redirect(request)
-            if refusal is not None:
-                return refusal
+        refusal = verification_redirect(request)
+        if refusal is not None:
+            return refusal
         response = view(request, *args, **kwargs)
         device_cookie_renew(request, response)
         return response
@@ -65,10 +63,9 @@ class VerifiedSessionRequiredMixin:
     verified_session_required = True
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not getattr(request, _CHECKED, False):
-            refusal = verification_redirect(request)
-            if refusal is not None:
-                return refusal
+        refusal = verification_redirect(request)
+        if refusal is not None:
+            return refusal
         response: HttpResponse = super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
         device_cookie_renew(request, response)
         return response
@@ -89,7 +86,12 @@ def is_declared_open(view: Any) -> bool:
 
 def verification_redirect(request: HttpRequest) -> HttpResponse | None:
     """Where this request must go before it may see a protected page, or None."""
-    setattr(request, _CHECKED, True)
+    is_verified = getattr(request, "is_verified", None)
+    if is_verified is None:
+        raise ImproperlyConfigured(
+            "A protected view needs two_factor.middleware.VerifiedSessionMiddleware in "
+            "MIDDLEWARE (after the authentication middleware) to tell a verified session."
+        )
     next_url = request.get_full_path()
     if request.method != "GET":
         # A POST can't be replayed after a redirect: come back to the page it came from
@@ -98,9 +100,7 @@ def verification_redirect(request: HttpRequest) -> HttpResponse | None:
         next_url = _same_site_path(request, referer_path) or next_url
     if not request.user.is_authenticated:
         target = redirect_to_login(next_url)["Location"]
-    elif session_is_verified(
-        session=request.session, user=request.user
-    ) or _verified_by_remembered_device(request):
+    elif is_verified() or _verified_by_remembered_device(request):
         return None
     else:
         target = f"{reverse('two_factor:start')}?{urlencode({'next': next_url})}"

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models.signals import post_save
 from django.dispatch import Signal, receiver
 
-from two_factor.session import session_clear_verified
+from two_factor.session import session_unverify
 
 # Sent once per committed state change, after the transaction commits (never for a
 # rolled-back one). Keyword arguments: verification (the row as saved), from_status,
@@ -25,7 +25,7 @@ rate_limit_refused = Signal()
 @receiver(user_logged_out)
 def _end_verified_session(sender: Any, request: Any, **kwargs: Any) -> None:
     if request is not None and hasattr(request, "session"):
-        session_clear_verified(session=request.session)
+        session_unverify(session=request.session)
 
 
 # --- open websockets follow the sessions they were opened in (two_factor.consumers) -------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from uuid import UUID
 
 from django.conf import settings
@@ -22,7 +23,7 @@ from two_factor.forms import PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
-from two_factor.session import session_is_verified, session_key_hash
+from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"
@@ -37,6 +38,7 @@ class HtmxHttpRequest(HttpRequest):
 
     htmx: HtmxDetails
     user: User
+    is_verified: Callable[[], bool]  # two_factor.middleware
 
 
 def _session_key(request: HtmxHttpRequest) -> str:
@@ -117,7 +119,7 @@ def _start_page(
         "form": form,
         "phone": phone,
         "error": refusal.message if refusal else "",
-        "verified": session_is_verified(session=request.session, user=request.user),
+        "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
         "pending": Verification.objects.of_session(
             user=request.user, session_key=_session_key(request)
@@ -303,9 +305,7 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     )
     # A second click on the same link: already done. The first click rotated the session
     # key, so _get_own_verification's session check can no longer match it.
-    already_done = verification.status == Status.CONSUMED and session_is_verified(
-        session=request.session, user=request.user
-    )
+    already_done = verification.status == Status.CONSUMED and request.is_verified()
     remembered = None  # a new device's token, for its cookie
     if not already_done:
         # _get_own_verification's rule, on the row already read.

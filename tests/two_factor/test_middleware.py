@@ -1,5 +1,6 @@
-"""Enforcement: views declared protected (two_factor.protection), enforced by
-VerifiedSessionMiddleware and by the decorator and mixin themselves."""
+"""Enforcement: views declared protected (two_factor.protection) refuse unverified
+sessions through their decorator or mixin; VerifiedSessionMiddleware only attaches
+`request.is_verified()` and refuses nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import include, path, reverse
@@ -15,10 +17,12 @@ from django.views import View
 
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD
-from tests.phone_numbers import OTHER_NUMBER, give_phone
-from two_factor.mixins import TwoFactorMixin
+from tests.phone_numbers import OTHER_NUMBER
+from tests.two_factor.verifications import mark_session_verified
+from two_factor.middleware import VerifiedSessionMiddleware
 from two_factor.models import PhoneNumber
-from two_factor.session import SESSION_KEY, session_mark_verified
+from two_factor.protection import VerifiedSessionRequiredMixin
+from two_factor.session import session_verified_until
 
 pytestmark = pytest.mark.usefixtures("two_factor_settings")
 
@@ -131,16 +135,14 @@ def test_a_foreign_referer_is_never_used_as_next(logged_in_client, question, ref
 
 
 def _flag_for_another_user(client: Client, user, make_user) -> None:
-    other = make_user("bob")
-    phone = give_phone(other, OTHER_NUMBER, verified=True)
-    session = client.session
-    session_mark_verified(session=session, user=other, number=phone.number)
-    session.save()
+    mark_session_verified(client, make_user("bob"), OTHER_NUMBER)
 
 
-def _flag_expired(client: Client, *, settings, clock: FakeClock) -> None:
+def _flag_expired(client: Client, user, *, settings, clock: FakeClock) -> None:
     settings.TWO_FACTOR_VERIFIED_MAX_AGE = 60
-    clock.travel_to(client.session[SESSION_KEY]["at"] + 61)
+    until = session_verified_until(session=client.session, user=user)
+    assert until is not None
+    clock.travel_to(until)
 
 
 def _number_changed(client: Client, user, make_user) -> None:
@@ -197,11 +199,11 @@ def test_a_voter_whose_flag_ended_must_verify_again(
     assert response["Location"] == _start_url(detail)
 
 
-def test_an_expired_flag_must_verify_again(voter_client, question, settings, clock):
+def test_an_expired_flag_must_verify_again(voter_client, user, question, settings, clock):
     detail = reverse("polls:detail", args=[question.pk])
     assert voter_client.get(detail).status_code == 200
 
-    _flag_expired(voter_client, settings=settings, clock=clock)
+    _flag_expired(voter_client, user, settings=settings, clock=clock)
 
     response = voter_client.get(detail)
     assert response["Location"] == _start_url(detail)
@@ -251,27 +253,76 @@ def test_unprotected_pages_are_open_to_anonymous_visitors(client, db, url_name):
     assert client.get(reverse(url_name)).status_code == 200
 
 
-def test_the_decorator_protects_a_view_even_without_the_middleware(
-    logged_in_client, question, settings
+@pytest.mark.parametrize("client_name", ["logged_in_client", "voter_client"])
+def test_without_the_middleware_a_protected_view_fails_closed(
+    request, client_name, question, settings
 ):
     settings.MIDDLEWARE = [
         m for m in settings.MIDDLEWARE if m != "two_factor.middleware.VerifiedSessionMiddleware"
     ]
+    browser = request.getfixturevalue(client_name)
+    browser.raise_request_exception = True
 
-    detail = logged_in_client.get(reverse("polls:detail", args=[question.pk]))
+    with pytest.raises(ImproperlyConfigured, match="VerifiedSessionMiddleware"):
+        browser.get(reverse("polls:detail", args=[question.pk]))
 
-    assert detail.status_code == 302
-    assert detail["Location"] == _start_url(reverse("polls:detail", args=[question.pk]))
+
+# --- the middleware attaches, never refuses ----------------------------------------------------
+
+
+def _through_the_middleware(browser: Client, url: str) -> tuple[HttpResponse, HttpRequest]:
+    """Pass a real request (session and user loaded) through VerifiedSessionMiddleware
+    in front of a view that says nothing about protection."""
+    seen: list[HttpRequest] = []
+
+    def unmarked_view(request: HttpRequest) -> HttpResponse:
+        seen.append(request)
+        return HttpResponse("served")
+
+    # A real request, its session and user loaded; what the middleware attached to it on
+    # the way is taken off, so only the call below can put it back.
+    request = browser.get(url).wsgi_request
+    del request.is_verified  # type: ignore[attr-defined]
+    response = VerifiedSessionMiddleware(unmarked_view)(request)
+    return response, seen[0]
+
+
+def test_the_middleware_lets_an_unverified_request_through_and_says_so(logged_in_client, question):
+    response, request = _through_the_middleware(
+        logged_in_client, reverse("polls:detail", args=[question.pk])
+    )
+
+    assert response.content == b"served"
+    assert request.is_verified() is False  # type: ignore[attr-defined]
+
+
+def test_the_middleware_attaches_the_answer_for_a_verified_session(voter_client, question):
+    response, request = _through_the_middleware(
+        voter_client, reverse("polls:detail", args=[question.pk])
+    )
+
+    assert response.content == b"served"
+    assert request.is_verified() is True  # type: ignore[attr-defined]
+
+
+def test_is_verified_answers_for_the_session_as_it_is_when_asked(voter_client, user, question):
+    _, request = _through_the_middleware(voter_client, reverse("polls:index"))
+    assert request.is_verified() is True  # type: ignore[attr-defined]
+
+    PhoneNumber.objects.filter(user=user).update(verified_at=None)
+    request.user.phone_number.refresh_from_db()
+
+    assert request.is_verified() is False  # type: ignore[attr-defined]
 
 
 def test_an_unknown_url_is_a_plain_404_for_anyone(client):
     assert client.get("/no-such-page/").status_code == 404
 
 
-# --- TwoFactorMixin on a class-based view ----------------------------------------------------
+# --- VerifiedSessionRequiredMixin on a class-based view -------------------------------------
 
 
-class SecretView(TwoFactorMixin, View):
+class SecretView(VerifiedSessionRequiredMixin, View):
     def get(self, request: HttpRequest) -> HttpResponse:
         return HttpResponse("the secret")
 

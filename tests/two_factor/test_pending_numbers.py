@@ -11,7 +11,7 @@ from tests.two_factor.verifications import latest_code
 from two_factor import services
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.services import VerificationRefused
-from two_factor.session import session_is_verified, session_mark_verified
+from two_factor.session import session_is_verified, session_verify
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
@@ -85,7 +85,7 @@ def test_proving_a_number_another_account_holds_moves_it_and_says_so(
     old_owner = make_user("bob")
     held = PhoneNumber.objects.create(user=old_owner, number=NUMBER, verified_at=timezone.now())
     old_session = client.session
-    session_mark_verified(session=old_session, user=old_owner, number=held.number)
+    session_verify(session=old_session, user=old_owner, number=held.number)
     assert session_is_verified(session=old_session, user=old_owner)
 
     verification = _start(user, NUMBER, django_capture_on_commit_callbacks)
@@ -103,7 +103,7 @@ def test_a_mistyped_new_number_keeps_the_verified_one_and_the_session(
 ):
     held = PhoneNumber.objects.create(user=user, number=NUMBER, verified_at=timezone.now())
     session = client.session
-    session_mark_verified(session=session, user=user, number=held.number)
+    session_verify(session=session, user=user, number=held.number)
 
     typo = _start(user, OTHER_NUMBER, django_capture_on_commit_callbacks)
     services.verification_cancel(verification=typo, ip=None)

@@ -13,9 +13,10 @@ from tests.two_factor.verifications import mark_session_verified
 from two_factor.models import PhoneNumber
 from two_factor.session import (
     SESSION_KEY,
-    session_clear_verified,
     session_is_verified,
-    session_mark_verified,
+    session_unverify,
+    session_verified_until,
+    session_verify,
 )
 
 pytestmark = pytest.mark.usefixtures("two_factor_settings")
@@ -30,7 +31,7 @@ def verified_phone(user) -> PhoneNumber:
 def session(user, verified_phone) -> SessionStore:
     """A session carrying a fresh flag for `user`."""
     store = SessionStore()
-    session_mark_verified(session=store, user=user, number=verified_phone.number)
+    session_verify(session=store, user=user, number=verified_phone.number)
     store.save()
     return store
 
@@ -147,18 +148,18 @@ def test_the_flag_holds_neither_the_number_nor_the_password_hash(session, user):
 
 
 def test_clearing_the_flag_unverifies_the_session(session, user):
-    session_clear_verified(session=session)
+    session_unverify(session=session)
 
     assert SESSION_KEY not in session
     assert not session_is_verified(session=session, user=_fresh(user))
-    session_clear_verified(session=session)  # clearing twice is harmless
+    session_unverify(session=session)  # clearing twice is harmless
 
 
 def test_the_flag_issued_now_uses_the_current_time(user, verified_phone, clock):
     clock.travel_to(1_000_000.0)
     store = SessionStore()
 
-    session_mark_verified(session=store, user=user, number=verified_phone.number)
+    session_verify(session=store, user=user, number=verified_phone.number)
 
     assert store[SESSION_KEY]["at"] == 1_000_000.0
     assert store[SESSION_KEY]["user_id"] == str(user.pk)
@@ -195,3 +196,37 @@ def test_the_page_context_says_whether_the_session_is_verified(voter_client, cli
 
     client.force_login(make_user("bob"))
     assert client.get(reverse("polls:index")).context["two_factor_verified"] is False
+
+
+# --- the writer rotates the key; the predicate knows when the flag ends ---------------------
+
+
+def test_verifying_gives_the_session_a_new_key(user, verified_phone):
+    store = SessionStore()
+    store["kept"] = "yes"
+    store.save()
+    before = store.session_key
+
+    session_verify(session=store, user=user, number=verified_phone.number)
+
+    assert store.session_key != before
+    assert store["kept"] == "yes"
+    assert not SessionStore().exists(before)
+
+
+def test_the_flag_ends_its_maximum_age_after_it_was_issued(user, verified_phone, settings, clock):
+    settings.TWO_FACTOR_VERIFIED_MAX_AGE = 600
+    clock.travel_to(1_000_000.0)
+    store = SessionStore()
+    session_verify(session=store, user=user, number=verified_phone.number)
+
+    assert session_verified_until(session=store, user=_fresh(user)) == 1_000_600.0
+
+
+def test_a_flag_that_cannot_verify_the_user_has_no_end(session, user, make_user):
+    other = make_user("bob")
+    give_phone(other, OTHER_NUMBER, verified=True)
+
+    assert session_verified_until(session=session, user=_fresh(other)) is None
+    assert session_verified_until(session=session, user=AnonymousUser()) is None
+    assert session_verified_until(session=SessionStore(), user=_fresh(user)) is None

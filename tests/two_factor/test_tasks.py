@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import RequestFactory
 
 from tasks import verification as verification_tasks
@@ -108,19 +109,85 @@ def test_task_time_limits_come_from_the_environment_not_the_task_code():
         "import django; django.setup();"
         "from tasks import verification as v;"
         "print([(t.soft_time_limit, t.time_limit) for t in "
-        "(v.send_code, v.check_code, v.next_channel, v.cancel_request, v.advance, v.reconcile)])"
+        "(v.send_code, v.check_code, v.next_channel, v.cancel_request, v.reconcile)])"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == str([(11, 17)] * 6)
+    assert out.strip() == str([(11, 17)] * 5)
 
 
-def test_every_task_the_services_enqueue_by_name_is_registered_under_that_name():
+# --- task names: declared once, beside the tasks; every one in use is registered ------------
+
+
+def _registered_tasks():
+    """The tasks a worker registers: the modules it imports (settings.CELERY_IMPORTS)."""
     from pollstr.celery import app
-    from two_factor.services.delivery import TASK_NAMES
 
-    assert {app.tasks[name] for name in TASK_NAMES.values()} == set(RETRYING_TASKS)
+    app.loader.import_default_modules()
+    return app.tasks
+
+
+def _performed_names() -> dict[str, str]:
+    from two_factor.services.delivery import OPERATIONS, _task
+
+    return {operation: _task(operation).name for operation in OPERATIONS}
+
+
+def test_every_operation_a_service_enqueues_is_performed_by_a_registered_task():
+    registered = _registered_tasks()
+
+    performed = _performed_names()
+
+    assert set(performed) == {"send", "check", "next_channel", "cancel"}
+    assert all(name in registered for name in performed.values()), performed
+    assert {registered[name] for name in performed.values()} == set(RETRYING_TASKS)
+
+
+def test_each_operation_is_performed_by_its_own_task():
+    performed = _performed_names()
+
+    assert len(set(performed.values())) == len(performed)
+
+
+def test_beat_schedules_and_the_routes_name_only_registered_tasks():
+    from pollstr.celery import app
+
+    registered = _registered_tasks()
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+    routed = set(app.conf.task_routes)
+
+    assert scheduled == {"two_factor.reconcile", "two_factor.purge_old_records"}
+    assert routed  # check codes have their own queue
+    assert not (scheduled | routed) - set(registered)
+
+
+def test_every_task_of_ours_is_enqueued_by_a_service_or_scheduled_by_beat():
+    # A task nothing sends is dead code a worker still accepts: it goes.
+    from pollstr.celery import app
+
+    ours = {name for name in _registered_tasks() if not name.startswith("celery.")}
+    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
+
+    assert ours == set(_performed_names().values()) | scheduled
+
+
+def test_an_operation_no_task_performs_is_refused_plainly(monkeypatch):
+    from two_factor.services import delivery
+
+    monkeypatch.setattr(delivery, "_performers", {})
+
+    with pytest.raises(ImproperlyConfigured, match="No task performs the 'send' operation"):
+        delivery._enqueue("send", "an-id")
+
+
+def test_a_second_task_for_the_same_operation_is_refused(monkeypatch):
+    from two_factor.services import delivery
+
+    monkeypatch.setattr(delivery, "_performers", {"send": verification_tasks.send_code})
+
+    with pytest.raises(ImproperlyConfigured, match="Two tasks perform the 'send' operation"):
+        delivery.performs("send")(verification_tasks.check_code)
 
 
 # --- sending with retries ------------------------------------------------------------------
@@ -265,10 +332,10 @@ def test_a_provider_cancel_that_fails_transiently_is_retried(sent):
     assert SandboxGateway().emulator.status(sent.request_id) is None
 
 
-def test_the_deadline_task_moves_a_timed_out_sms_step_to_the_call(sent, clock):
+def test_the_sweep_task_moves_a_timed_out_sms_step_to_the_call(sent, clock):
     clock.advance((sent.channel_deadline - clock.datetime()).total_seconds() + 1)
 
-    verification_tasks.advance.apply(args=(str(sent.pk),))
+    verification_tasks.reconcile.apply()
 
     sent.refresh_from_db()
     assert sent.status == Status.CALLING

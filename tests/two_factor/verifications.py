@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
 
 from tests.phone_numbers import NUMBER, give_phone, unique_number
 from two_factor import services
 from two_factor.models import Status, Verification, VerificationEvent
-from two_factor.session import session_key_hash, session_mark_verified
+from two_factor.session import session_key_hash, session_verify
 
 Capture = Callable[..., Any]  # pytest-django's django_capture_on_commit_callbacks
 
@@ -82,8 +83,10 @@ def wrong_code_for(code: str) -> str:
 def mark_session_verified(
     client: Client, user: AbstractBaseUser, number: str | None = None
 ) -> None:
-    """Give the client's session the verified flag, as the completion view would."""
+    """Give the client's session the verified flag, as the completion view would: a new
+    session key (the client's cookie follows it), then the flag."""
     phone = give_phone(user, number or unique_number(user))
     session = client.session
-    session_mark_verified(session=session, user=user, number=phone.number)
+    session_verify(session=session, user=user, number=phone.number)
     session.save()
+    client.cookies[settings.SESSION_COOKIE_NAME] = session.session_key

@@ -64,7 +64,7 @@ class VerifyGateway(Protocol):
 @dataclass(frozen=True)
 class GatewayConfig:
     """What every gateway sends with a verification. Ranges are settings' business
-    (``pollstr/settings.py`` refuses a bad value at start-up); only the brand, which
+    (``pollstr/settings/`` refuses a bad value at start-up); only the brand, which
     settings take as free text, is checked here."""
 
     brand: str = "Pollstr"

@@ -38,7 +38,6 @@ from two_factor.services.sending import (
 )
 from two_factor.services.steps import (
     CALL_NOT_STARTED,
-    verification_advance,
     verification_call_instead,
     verification_cancel,
     verification_next_channel,
@@ -80,7 +79,6 @@ __all__ = [
     "task_grace",
     "transition",
     "transition_if_allowed",
-    "verification_advance",
     "verification_call_instead",
     "verification_cancel",
     "verification_check",

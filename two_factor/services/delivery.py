@@ -1,11 +1,14 @@
-"""How services reach the outside: Celery tasks (enqueued after commit), the provider
-(instrumented), and the database connection a provider call must not hold."""
+"""How services reach the outside: Celery tasks (enqueued after commit, by the operation
+they perform), the provider (instrumented), and the database connection a provider
+call must not hold."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar, get_args
 from uuid import UUID
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 
 from two_factor import gateways
@@ -34,23 +37,50 @@ def _release_connection() -> None:
         connection.close()
 
 
-# The tasks (tasks/verification.py) by the names they are registered under: services
-# enqueue by name and never import the task layer above them (two_factor.apps loads it).
-TASK_NAMES = {
-    "send": "two_factor.send_code",
-    "check": "two_factor.check_code",
-    "next_channel": "two_factor.next_channel",
-    "cancel": "two_factor.cancel_request",
-}
+# --- the tasks, registered beside themselves ------------------------------------------------
+#
+# Services hand work to the queue without importing the task layer above them
+# (tests/test_layering.py). So each task declares its name once, in its own
+# `@shared_task(name=...)` in tasks/, and registers itself here with `@performs(...)` for
+# the operation it carries out; services enqueue an operation and never spell a task's
+# name. Chosen over a module of name constants that both would import: beside the tasks,
+# that module would be an import of the task layer by every service; here, it would
+# declare the names away from their tasks, twice over in effect. The cost: an operation
+# can be enqueued only once its task module is imported. `two_factor.apps` imports it at
+# start-up in every process, `_task` says so plainly when it was not, and
+# tests/two_factor/test_tasks.py proves every operation is performed by a task the Celery
+# app has registered under that task's name.
+
+Operation = Literal["send", "check", "next_channel", "cancel"]
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
+
+_TaskT = TypeVar("_TaskT")
+_performers: dict[str, Any] = {}
 
 
-def _task(operation: str) -> Any:
-    from celery import current_app
+def performs(operation: Operation) -> Callable[[_TaskT], _TaskT]:
+    """Register the decorated task as the one that carries out `operation`."""
 
-    return current_app.tasks[TASK_NAMES[operation]]
+    def register(task: _TaskT) -> _TaskT:
+        if operation in _performers:
+            raise ImproperlyConfigured(f"Two tasks perform the {operation!r} operation.")
+        _performers[operation] = task
+        return task
+
+    return register
 
 
-def _enqueue(operation: str, *args: Any) -> None:
+def _task(operation: Operation) -> Any:
+    try:
+        return _performers[operation]
+    except KeyError:
+        raise ImproperlyConfigured(
+            f"No task performs the {operation!r} operation: tasks.verification is not "
+            "imported (two_factor.apps imports it when Django starts)."
+        ) from None
+
+
+def _enqueue(operation: Operation, *args: Any) -> None:
     _task(operation).delay(*(str(a) if isinstance(a, UUID) else a for a in args))
 
 

@@ -116,11 +116,6 @@ def verification_refresh(*, verification: Verification) -> Verification:
     return verification
 
 
-def verification_advance(*, verification_id: UUID) -> Verification:
-    verification = Verification.objects.get(pk=verification_id)
-    return verification_refresh(verification=verification)
-
-
 def verification_cancel(*, verification: Verification, ip: str | None) -> None:
     if not verification.is_live:
         return

@@ -1,0 +1,33 @@
+"""Vonage Verify v2: what only the Vonage gateway reads (two_factor/gateways/vonage/).
+
+Which gateway runs is TWO_FACTOR_GATEWAY (pollstr/settings/two_factor.py); these stay
+unused with the sandbox.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ImproperlyConfigured
+
+from pollstr.env import env_int, env_str
+
+# Basic auth for Verify v2.
+VONAGE_API_KEY = env_str("VONAGE_API_KEY")
+VONAGE_API_SECRET = env_str("VONAGE_API_SECRET")
+# JWT auth (needed for callbacks).
+VONAGE_APPLICATION_ID = env_str("VONAGE_APPLICATION_ID")
+VONAGE_PRIVATE_KEY = env_str("VONAGE_PRIVATE_KEY")
+# Verifies the signed status callbacks (and signs the sandbox's own).
+VONAGE_SIGNATURE_SECRET = env_str("VONAGE_SIGNATURE_SECRET")
+# The account's Verify template for the SMS (its text ends "@<TWO_FACTOR_WEBOTP_HOST>
+# #${code}", docs/OPERATIONS.md "WebOTP"); unset: the account's default template.
+VONAGE_VERIFY_TEMPLATE_ID = env_str("VONAGE_VERIFY_TEMPLATE_ID").strip()
+if VONAGE_VERIFY_TEMPLATE_ID and not re.fullmatch(r"[0-9a-fA-F-]{36}", VONAGE_VERIFY_TEMPLATE_ID):
+    raise ImproperlyConfigured(
+        f"VONAGE_VERIFY_TEMPLATE_ID must be a template's UUID; got {VONAGE_VERIFY_TEMPLATE_ID!r}."
+    )
+# The regional API host, or a test double (tests/fakes/verify_server.py).
+VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")
+# Seconds per provider request (the SDK's own default is no timeout at all).
+VONAGE_TIMEOUT = env_int("VONAGE_TIMEOUT", 10, minimum=1, maximum=60)
