@@ -8,6 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+TEST_REDIS_URL_SQLITE ?= redis://127.0.0.1:6379/14
 
 .PHONY: run admin test lint typecheck migrations-check pytest services clean lock
 
@@ -57,13 +58,25 @@ lock: $(VENV)/.dev
 migrations-check: $(VENV)/.runtime
 	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 
+# With PostgreSQL: the whole suite on it, and the unit suite on SQLite (the embedded
+# default) alongside it, niced so the timed multi-process tests keep the CPU they need;
+# each half has its own Redis database and var directory, and the SQLite half's output
+# is printed after the PostgreSQL half's.
 pytest: $(VENV)/.dev services
 	@export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
 	if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr): whole suite"; \
-	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS) || exit $$?; \
-	  echo "make test: database = SQLite: the suite again, without the multi-process tests"; \
-	  $(VENV)/bin/pytest -m "not integration and not e2e" $(PYTEST_ARGS); \
+	  echo "make test: database = SQLite: the suite again, without the multi-process tests, alongside"; \
+	  sqlite_log=$$(mktemp); \
+	  ( TEST_REDIS_URL="$(TEST_REDIS_URL_SQLITE)" POLLSTR_VAR_DIR=$$(mktemp -d) \
+	    nice -n 10 $(VENV)/bin/pytest -p no:cacheprovider -m "not integration and not e2e" \
+	    $(PYTEST_ARGS) >$$sqlite_log 2>&1 ) & sqlite_pid=$$!; \
+	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS); pg_status=$$?; \
+	  wait $$sqlite_pid; sqlite_status=$$?; \
+	  echo "make test: database = SQLite (the unit suite, run alongside):"; cat $$sqlite_log; \
+	  rm -f $$sqlite_log; \
+	  [ $$pg_status -eq 0 ] || { echo "make test: the PostgreSQL run failed"; exit $$pg_status; }; \
+	  [ $$sqlite_status -eq 0 ] || { echo "make test: the SQLite run failed"; exit $$sqlite_status; }; \
 	else \
 	  echo "make test: database = SQLite (PostgreSQL is not reachable on 127.0.0.1:5432;"; \
 	  echo "  the integration and browser tests need it and will say so)"; \
