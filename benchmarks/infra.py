@@ -131,6 +131,7 @@ def configure_django(world: World) -> None:
             "NO_PROXY": loopback,
             "no_proxy": loopback,
             **{name: UNLIMITED for name in _RATE_LIMITS},
+            **_BUDGET,
         }
     )
     import django
@@ -146,7 +147,18 @@ _RATE_LIMITS = (
     "RATE_START_GLOBAL_DAILY",
     "RATE_CHECK_PER_USER",
     "RATE_NUMBER_PER_USER",
+    # Every simulated voter signs up and asks for codes from 127.0.0.1.
+    "RATE_START_PER_NETWORK",
+    "RATE_SIGNUP_PER_IP",
+    "RATE_SIGNUP_PER_NETWORK",
 )
+# The SMS budget's daily caps are checked on every send, as in production, but set above
+# what a run sends (P2 sends about 20 codes a second, all to one region).
+_BUDGET = {
+    "SMS_COUNTRY_DAILY_SENDS": f"*:{UNLIMITED}",
+    "SMS_COUNTRY_DAILY_SPEND": f"*:{UNLIMITED}",
+    "SMS_DAILY_SPEND": UNLIMITED,
+}
 
 
 def use_vonage_double(info: dict[str, str]) -> None:
@@ -167,7 +179,13 @@ def child_env(world: World, **extra: str) -> dict[str, str]:
     the harness's gateway (stack_env defaults children to the sandbox) and limits."""
     kept = {
         name: os.environ[name]
-        for name in (*_RATE_LIMITS, *_GATEWAY, "TWO_FACTOR_RESEND_COOLDOWN", "ALLOWED_HOSTS")
+        for name in (
+            *_RATE_LIMITS,
+            *_BUDGET,
+            *_GATEWAY,
+            "TWO_FACTOR_RESEND_COOLDOWN",
+            "ALLOWED_HOSTS",
+        )
         if name in os.environ
     }
     return stack.stack_env(

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from benchmarks import report, run
+from benchmarks import infra, report, run
 from benchmarks.infra import compose_defaults
 from benchmarks.stats import Figure, Samples, Target, median_of, percentile, ratio
 from benchmarks.verify_double import latest_code
@@ -174,6 +175,20 @@ def test_the_benchmark_measures_what_compose_deploys() -> None:
     assert deployment.web_concurrency >= 1
     assert deployment.worker_concurrency >= 1
     assert deployment.worker_pool in {"prefork", "threads", "solo", "eventlet", "gevent"}
+
+
+def test_the_load_generator_is_refused_by_no_limit_meant_for_one_attacker() -> None:
+    """Every voter of a run signs up and asks for codes from 127.0.0.1 and one region: each
+    limit that counts by address, network, session or region is raised for the run (the
+    checks still run). A new limit of that kind would otherwise make P2 measure 429s."""
+    settings_source = (Path(__file__).parents[1] / "pollstr/settings/two_factor.py").read_text()
+    per_source = set(re.findall(r'"(RATE_(?:START|SIGNUP|CHECK|NUMBER)_[A-Z_]+)"', settings_source))
+    assert "RATE_START_PER_NETWORK" in per_source  # the pattern still reads the settings
+    raised = {*infra._RATE_LIMITS, *infra._BUDGET}
+    assert per_source <= raised, f"not raised for the benchmark: {sorted(per_source - raised)}"
+    caps = set(re.findall(r'"(SMS_(?:COUNTRY_)?DAILY_[A-Z]+)"', settings_source))
+    assert caps
+    assert caps <= raised, f"not raised for the benchmark: {sorted(caps - raised)}"
 
 
 def test_the_voter_reads_the_latest_code_sent_to_their_number() -> None:
