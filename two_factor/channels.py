@@ -59,8 +59,10 @@ class Channel:
     running: Promise
     # The timeline's line for this step, once it has started.
     step_label: Promise
-    # The button that switches to this channel from an earlier step.
+    # The button that switches to this channel from an earlier step, and the status
+    # line once it is pressed, until the step starts.
     offer: Promise
+    switching: Promise
     # The countdown while the step before this one runs, and its words at zero.
     coming: Promise
     coming_now: Promise
@@ -94,6 +96,7 @@ CHANNELS: dict[str, Channel] = {
             running=_("We sent a code by SMS to %(number)s."),
             step_label=_("Sent by SMS"),
             offer=_("Text it to me instead"),
+            switching=_("Sending your code by SMS…"),
             coming=_("No code yet? We'll text it to you in"),
             coming_now=_("No code yet? We're texting it to you now."),
             sends_with={"vonage": vonage.sms},
@@ -106,6 +109,7 @@ CHANNELS: dict[str, Channel] = {
             running=_("We sent a code by WhatsApp to %(number)s."),
             step_label=_("Sent by WhatsApp"),
             offer=_("Send it by WhatsApp instead"),
+            switching=_("Sending your code by WhatsApp…"),
             coming=_("No code yet? We'll send it by WhatsApp in"),
             coming_now=_("No code yet? We're sending it by WhatsApp now."),
             params=_whatsapp_params,
@@ -119,6 +123,7 @@ CHANNELS: dict[str, Channel] = {
             running=_("We're calling %(number)s to read out the code."),
             step_label=_("Calling you with the code"),
             offer=_("Call me instead"),
+            switching=_("Calling you with your code…"),
             coming=_("No code yet? We'll call you in"),
             coming_now=_("No code yet? We're calling you now."),
             sends_with={"vonage": vonage.voice},

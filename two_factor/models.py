@@ -109,6 +109,10 @@ class Verification(models.Model):
     step = models.PositiveSmallIntegerField(default=0)
     # The current step's channel ("" until the code is out).
     channel = models.CharField(max_length=16, blank=True)
+    # The channel the voter asked to switch to while the worker asks the provider ("" for
+    # none): the page says so, and reloads itself without JavaScript, until the step
+    # starts. Every transition clears it, and so does the switch's task when it ends.
+    switching_to = models.CharField(max_length=16, blank=True)
     wrong_codes = models.PositiveSmallIntegerField(default=0)
     send_attempts = models.PositiveSmallIntegerField(default=0)
     # Which task delivery claimed the send (see services.verification_send).

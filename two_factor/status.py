@@ -84,6 +84,10 @@ def _channel_context(verification: Verification) -> dict[str, object]:
     workflow, and the countdown to the next one."""
     if verification.status != Status.SENT:
         return {"channel_said": "", "offers": [], "next_channel": None, "next_in": None}
+    if verification.switching_to in CHANNELS:
+        # Asked for: the provider is being told. Nothing else to offer until it starts.
+        said = str(CHANNELS[verification.switching_to].switching)
+        return {"channel_said": said, "offers": [], "next_channel": None, "next_in": None}
     left: list[Channel] = [channel_get(name) for name in verification.channels_left]
     return {
         "channel_said": _said(verification),
@@ -149,7 +153,9 @@ def _refresh_without_js(verification: Verification, *, resend_in: int) -> str:
     pk = verification.pk
     if verification.status == Status.VERIFIED:
         return f"0;url={reverse('two_factor:complete', args=[pk])}"
-    if verification.status in SELF_REFRESHING:
+    if verification.status in SELF_REFRESHING or (
+        verification.status == Status.SENT and verification.switching_to
+    ):
         seconds: int | None = SELF_REFRESH_SECONDS
     elif verification.is_live:
         due = [resend_in, verification.seconds_until(verification.channel_deadline)]

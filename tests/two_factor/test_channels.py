@@ -174,6 +174,7 @@ def _rcs() -> Channel:
         running=_("We sent a code by RCS to %(number)s."),
         step_label=_("Sent by RCS"),
         offer=_("Send it by RCS instead"),
+        switching=_("Sending your code by RCS…"),
         coming=_("No code yet? We'll send it by RCS in"),
         coming_now=_("No code yet? We're sending it by RCS now."),
         params=lambda: {"from": "Pollstr"},
@@ -207,3 +208,27 @@ def test_a_channel_declared_only_in_the_table_runs_the_whole_flow(
     assert response.status_code == 302
     verification.refresh_from_db()
     assert verification.status == Status.CONSUMED
+
+
+def test_between_the_click_and_the_step_the_page_says_so_and_reloads_itself_without_js(
+    logged_in_client, sent, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):  # the task has not run yet
+        response = logged_in_client.post(_url("switch_channel", sent), {"channel": "voice"})
+    assert response.status_code == 302, response.status_code
+    page = logged_in_client.get(response["Location"])
+
+    assert "Calling you with your code…" in _text(page)
+    assert "Call me instead" not in _text(page)
+    verify = _url("verify", sent)
+    assert f'<meta http-equiv="refresh" content="2;url={verify}">' in _text(page)
+
+    from two_factor import services
+
+    services.verification_next_channel(verification_id=sent.pk, reason="test", channel="voice")
+    page = logged_in_client.get(verify)
+
+    assert f"We're calling {sent.masked_number} to read out the code." in _text(page)
+    assert 'content="2;url=' not in _text(page)
+    sent.refresh_from_db()
+    assert sent.switching_to == ""

@@ -92,6 +92,11 @@ class Migration(migrations.Migration):
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
+            model_name="verification",
+            name="switching_to",
+            field=models.CharField(blank=True, max_length=16),
+        ),
+        migrations.AddField(
             model_name="verificationevent",
             name="channel",
             field=models.CharField(blank=True, max_length=16),

@@ -29,7 +29,7 @@ from two_factor.services.delivery import (
     _release_connection,
 )
 from two_factor.services.refusals import VerificationRefused, _limit
-from two_factor.services.transitions import transition_if_allowed, verification_note
+from two_factor.services.transitions import _publish, transition_if_allowed, verification_note
 
 SWITCH_NOT_DONE = (
     "We couldn't switch just now. Enter the code you have, or wait: the next way of "
@@ -50,6 +50,9 @@ def verification_switch_channel(*, verification: Verification, channel: str) -> 
     if channel not in verification.channels_left:
         raise VerificationRefused("That way of sending the code isn't available now.")
     _limit([("switch_per_user", str(verification.user_id))])
+    Verification.objects.filter(pk=verification.pk, status=Status.SENT).update(switching_to=channel)
+    verification.switching_to = channel
+    transaction.on_commit(lambda: _publish(verification.pk))
     transaction.on_commit(lambda: _enqueue("next_channel", verification.pk, channel))
 
 
@@ -60,16 +63,30 @@ def verification_next_channel(
     None). Verify only moves one step at a time (``next_workflow``), so reaching a later
     channel skips the ones between, and each skipped step may send its message."""
     verification = Verification.objects.get(pk=verification_id)
+    _move_on(verification, channel=channel, reason=reason)
+    # Done, whatever the provider said: the page stops saying "Sending your code by …"
+    # (a transition already cleared it when the step started; an error the task retries
+    # keeps it, and giving up clears it with its notice).
+    if (
+        Verification.objects.filter(pk=verification_id)
+        .exclude(switching_to="")
+        .update(switching_to="")
+    ):
+        _publish(verification_id)
+    return verification
+
+
+def _move_on(verification: Verification, *, channel: str | None, reason: str) -> None:
     left = verification.channels_left
     target = channel or (left[0] if left else None)
     if target is None or target not in left:
-        return verification  # moved on already (its timeout, a callback): nothing to do
+        return  # moved on already (its timeout, a callback): nothing to do
     for _ in range(left.index(target) + 1):
         try:
             _release_connection()
             _provider().next_channel(request_id=verification.request_id)
         except NoMoreChannels:
-            return verification  # the provider ended the workflow by itself: its deadline says
+            return  # the provider ended the workflow by itself: its deadline says so
         except RequestNotFound:
             transition_if_allowed(
                 verification,
@@ -77,18 +94,17 @@ def verification_next_channel(
                 reason="provider: not found or expired",
                 failure_reason=OUTCOMES["expired"].sentence,
             )
-            return verification
+            return
         except PermanentGatewayError as error:
             verification_note(
                 verification,
                 reason=f"switch not done: {error.message}",
                 notice=SWITCH_NOT_DONE,
             )
-            return verification
+            return
         verification_step_started(verification, step=verification.step + 1, reason=reason)
         if verification.status != Status.SENT:
-            break
-    return verification
+            return
 
 
 def verification_next_channel_gave_up(*, verification_id: UUID, error: Exception) -> None:

@@ -76,6 +76,7 @@ def _transition(
     from_status = current.status
     current.status = to
     fields.setdefault("notice", "")
+    fields.setdefault("switching_to", "")
     for name, value in fields.items():
         setattr(current, name, value)
     if "deadline_at" not in fields:
@@ -161,5 +162,5 @@ def verification_note(verification: Verification, *, reason: str, notice: str = 
             reason=reason,
         )
         if notice:
-            Verification.objects.filter(pk=current.pk).update(notice=notice)
+            Verification.objects.filter(pk=current.pk).update(notice=notice, switching_to="")
             transaction.on_commit(lambda: _publish(current.pk))
