@@ -21,6 +21,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
 from tests.phone_numbers import NUMBER, provider_digits
 from tests.two_factor.verifications import default_workflow
+from two_factor.channels import workflow_steps
 from two_factor.gateways import (
     ConcurrentRequest,
     GatewayConfig,
@@ -406,6 +407,61 @@ def test_a_private_key_can_be_a_file_path_or_pkcs1_text_with_escaped_newlines(
 def test_an_unreadable_private_key_is_improperly_configured(tmp_path: Path) -> None:
     with pytest.raises(ImproperlyConfigured, match="VONAGE_PRIVATE_KEY"):
         VonageGateway(CONFIG, application_id="app", private_key=str(tmp_path / "missing.key"))
+
+
+def test_a_whatsapp_step_goes_over_the_wire_with_its_business_number(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer, settings: Any
+) -> None:
+    settings.VONAGE_WHATSAPP_FROM = "447700900001"
+
+    gateway.start(
+        number=NUMBER, client_ref=CLIENT_REF, workflow=workflow_steps(["whatsapp", "sms"])
+    )
+
+    [sent] = fake_verify.requests_for("start")
+    assert sent.json["workflow"] == [
+        {"channel": "whatsapp", "to": provider_digits(NUMBER), "from": "447700900001"},
+        {"channel": "sms", "to": provider_digits(NUMBER)},
+    ]
+    [message] = fake_verify.messages
+    assert (message["channel"], message["from"]) == ("whatsapp", "447700900001")
+
+
+def test_switching_two_steps_ahead_calls_next_workflow_twice_through_the_services(
+    settings: Any,
+    fake_verify: FakeVerifyServer,
+    make_verification: Any,
+    phone: Any,
+    eager_tasks: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from two_factor import services
+    from two_factor.models import Status
+
+    _use_vonage(settings, fake_verify)
+    settings.VONAGE_WHATSAPP_FROM = "447700900001"
+    settings.TWO_FACTOR_WORKFLOW = ("sms", "whatsapp", "voice")
+    verification = make_verification(Status.QUEUED)
+    services.verification_send(verification_id=verification.pk, delivery="task-1")
+    verification.refresh_from_db()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_switch_channel(verification=verification, channel="voice")
+
+    verification.refresh_from_db()
+    assert (verification.channel, verification.step) == ("voice", 2)
+    calls = fake_verify.requests_for("next_workflow")
+    assert [c.path for c in calls] == [f"/v2/verify/{verification.request_id}/next_workflow"] * 2
+    assert [m["channel"] for m in fake_verify.messages] == ["sms", "whatsapp", "voice"]
+
+
+def _use_vonage(settings: Any, fake: FakeVerifyServer) -> None:
+    settings.TWO_FACTOR_GATEWAY_CLASS = "two_factor.gateways.vonage.client.VonageGateway"
+    settings.VONAGE_API_KEY = FAKE_API_KEY
+    settings.VONAGE_API_SECRET = FAKE_API_SECRET
+    settings.VONAGE_APPLICATION_ID = ""
+    settings.VONAGE_PRIVATE_KEY = ""
+    settings.VONAGE_API_HOST = fake.host
 
 
 def test_a_gateway_without_credentials_is_improperly_configured() -> None:
