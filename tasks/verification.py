@@ -127,11 +127,14 @@ def check_code(self: Task, verification_id: str, code: str) -> None:
 
 @performs("next_channel")
 @shared_task(name="two_factor.next_channel", **TASK_OPTIONS)
-def next_channel(self: Task, verification_id: str) -> None:
+def next_channel(self: Task, verification_id: str, channel: str | None = None) -> None:
+    # `channel` None: the next step (messages enqueued before a channel was named).
     _deliver(
         self,
         lambda: services.verification_next_channel(
-            verification_id=UUID(verification_id), reason="you asked for a call"
+            verification_id=UUID(verification_id),
+            reason=f"you asked for {channel or 'the next channel'}",
+            channel=channel,
         ),
         give_up=services.verification_next_channel_gave_up,
         verification_id=verification_id,

@@ -104,6 +104,15 @@ def _load_settings(**env: str) -> subprocess.CompletedProcess[str]:
         ("DATABASE_URL", "mysql://localhost/x"),
         ("TWO_FACTOR_WEBOTP_HOST", "https://polls.example.org/"),
         ("VONAGE_VERIFY_TEMPLATE_ID", "my-template"),
+        ("TWO_FACTOR_WORKFLOW", "sms,pigeon"),
+        ("TWO_FACTOR_WORKFLOW", "sms,voice,sms"),
+        ("TWO_FACTOR_WORKFLOW", ","),
+        ("TWO_FACTOR_WORKFLOW", "sms,,voice"),
+        ("TWO_FACTOR_WORKFLOW_BY_REGION", "BRA=whatsapp,sms"),
+        ("TWO_FACTOR_WORKFLOW_BY_REGION", "BR:whatsapp"),
+        ("TWO_FACTOR_WORKFLOW_BY_REGION", "BR=whatsapp;BR=sms"),
+        ("TWO_FACTOR_WORKFLOW_BY_REGION", "IN=whatsapp,telegram"),
+        ("VONAGE_WHATSAPP_FROM", "+0044 7700"),
     ],
 )
 def test_a_bad_setting_stops_start_up_with_a_clear_message(name, value):
@@ -203,3 +212,50 @@ def test_the_embedded_default_needs_no_service():
         "True",
         "sandbox",
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"TWO_FACTOR_WORKFLOW": "sms,pigeon"}, "unknown channel 'pigeon'"),
+        ({"TWO_FACTOR_WORKFLOW": "voice,sms,voice"}, "'voice' appears twice"),
+        ({"TWO_FACTOR_WORKFLOW": ""}, ""),  # empty: the default
+        ({"TWO_FACTOR_WORKFLOW_BY_REGION": "IN=whatsapp,telegram"}, "(IN): unknown channel"),
+        ({"TWO_FACTOR_WORKFLOW_BY_REGION": "BRA=sms"}, "'BRA=sms' is not REGION=channel"),
+        ({"TWO_FACTOR_WORKFLOW_BY_REGION": "BR=sms;br=voice"}, "region BR appears twice"),
+        (
+            {"TWO_FACTOR_GATEWAY": "vonage", "TWO_FACTOR_WORKFLOW_BY_REGION": "BR=whatsapp,sms"},
+            "set VONAGE_WHATSAPP_FROM",
+        ),
+    ],
+)
+def test_a_bad_workflow_names_the_bad_value(env, said):
+    result = _load_settings(**env, SECRET_KEY="x", VONAGE_WHATSAPP_FROM="")
+    if not said:
+        assert result.returncode == 0, result.stderr
+        return
+    assert result.returncode != 0
+    assert said in result.stderr.splitlines()[-1]
+
+
+def test_workflows_are_read_per_region_and_a_whatsapp_sender_without_plus():
+    code = (
+        "from pollstr import settings as s; "
+        "print(s.TWO_FACTOR_WORKFLOW, s.TWO_FACTOR_WORKFLOW_BY_REGION, s.VONAGE_WHATSAPP_FROM)"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_"))}
+    env = {
+        **clean,
+        "SECRET_KEY": "x",
+        "TWO_FACTOR_GATEWAY": "vonage",
+        "TWO_FACTOR_WORKFLOW": "sms, WhatsApp ,voice",
+        "TWO_FACTOR_WORKFLOW_BY_REGION": "br=whatsapp,sms; IN=whatsapp,voice;",
+        "VONAGE_WHATSAPP_FROM": "+447700900001",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout.strip()
+    assert out == (
+        "('sms', 'whatsapp', 'voice') "
+        "{'BR': ('whatsapp', 'sms'), 'IN': ('whatsapp', 'voice')} 447700900001"
+    )

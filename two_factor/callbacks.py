@@ -18,7 +18,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from two_factor import services
-from two_factor.gateways.base import Channel
 from two_factor.gateways.vonage.callbacks import CallbackRefused
 from two_factor.models import ProviderCallback, Status, Verification
 from two_factor.outcomes import outcome_of
@@ -91,12 +90,13 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     if kind not in ("event", "summary"):
         return f"ignored: {kind} callbacks are not used"
     reason = f"provider callback: {kind} {status}"
-    steps = [verification.status]
+    steps = [_where(verification)]
 
-    if verification.status == Status.SENT and _voice_step_started(payload):
-        services.verification_voice_started(verification, reason=f"{reason}: voice call started")
-        if verification.status == Status.CALLING:
-            steps.append(Status.CALLING)
+    started = _latest_step_started(verification, payload)
+    if verification.status == Status.SENT and started > verification.step:
+        services.verification_step_started(verification, step=started, reason=reason)
+        if verification.step == started:
+            steps.append(_where(verification))
 
     outcome = outcome_of(status)
     if outcome is not None and verification.status != outcome.status:
@@ -115,10 +115,24 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     return " → ".join(str(step) for step in steps)
 
 
-def _voice_step_started(payload: Mapping[str, Any]) -> bool:
+def _where(verification: Verification) -> str:
+    """The status in the callback's result, with the channel of a code that is out."""
+    if verification.status == Status.SENT:
+        return f"{verification.status} ({verification.channel})"
+    return str(verification.status)
+
+
+def _latest_step_started(verification: Verification, payload: Mapping[str, Any]) -> int:
+    """The furthest step of the verification's workflow the callback shows running or
+    run (an event names its step's channel; a summary lists every step it initiated);
+    -1 for none. Whatever the channel: each is a row of two_factor/channels.py."""
     if payload["type"] == "event":
-        return payload.get("channel") == Channel.VOICE
-    return any(
-        step.get("channel") == Channel.VOICE and step.get("initiated_at")
-        for step in payload.get("workflow") or []
-    )
+        named = {payload.get("channel")}
+    else:
+        named = {
+            step.get("channel")
+            for step in payload.get("workflow") or []
+            if isinstance(step, Mapping) and step.get("initiated_at")
+        }
+    indexes = [i for i, channel in enumerate(verification.workflow) if channel in named]
+    return max(indexes, default=-1)

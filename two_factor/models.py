@@ -36,10 +36,13 @@ class PhoneNumber(models.Model):
 
 
 class Status(models.TextChoices):
+    """Where a verification is, whichever channel its code went by (the row's
+    ``channel``, a row of two_factor/channels.py)."""
+
     QUEUED = "queued", "Queued"
     SENDING = "sending", "Sending"
-    SENT = "sent", "Sent by SMS"
-    CALLING = "calling", "Calling"
+    # A code is out, on the row's `channel` (step `step` of its `workflow`).
+    SENT = "sent", "Code sent"
     CHECKING = "checking", "Checking code"
     VERIFIED = "verified", "Verified"
     CONSUMED = "consumed", "Completed"
@@ -54,7 +57,8 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     Status.SENDING: frozenset({Status.SENT, Status.FAILED, Status.CANCELLED}),
     Status.SENT: frozenset(
         {
-            Status.CALLING,
+            # The workflow's next step (its timeout passed, or the voter asked for it).
+            Status.SENT,
             Status.CHECKING,
             Status.VERIFIED,
             Status.EXPIRED,
@@ -62,22 +66,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
             Status.FAILED,
         }
     ),
-    Status.CALLING: frozenset(
-        {Status.CHECKING, Status.VERIFIED, Status.EXPIRED, Status.CANCELLED, Status.FAILED}
-    ),
-    Status.CHECKING: frozenset(
-        {Status.VERIFIED, Status.SENT, Status.CALLING, Status.FAILED, Status.EXPIRED}
-    ),
+    Status.CHECKING: frozenset({Status.VERIFIED, Status.SENT, Status.FAILED, Status.EXPIRED}),
     Status.VERIFIED: frozenset({Status.CONSUMED}),
     Status.CONSUMED: frozenset(),
     Status.FAILED: frozenset(),
     Status.EXPIRED: frozenset(),
     Status.CANCELLED: frozenset(),
 }
-LIVE_STATUSES = frozenset(
-    {Status.QUEUED, Status.SENDING, Status.SENT, Status.CALLING, Status.CHECKING}
-)
-CODE_STATUSES = frozenset({Status.SENT, Status.CALLING})
+LIVE_STATUSES = frozenset({Status.QUEUED, Status.SENDING, Status.SENT, Status.CHECKING})
+CODE_STATUSES = frozenset({Status.SENT})
 TERMINAL_STATUSES = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
 
 
@@ -106,7 +103,16 @@ class Verification(models.Model):
     number = PhoneNumberField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The channels this verification tries, in order (names of two_factor/channels.py),
+    # chosen for the number's region when it starts; and the step it is on.
+    workflow = models.JSONField(default=list, blank=True)
+    step = models.PositiveSmallIntegerField(default=0)
+    # The current step's channel ("" until the code is out).
     channel = models.CharField(max_length=16, blank=True)
+    # The channel the voter asked to switch to while the worker asks the provider ("" for
+    # none): the page says so, and reloads itself without JavaScript, until the step
+    # starts. Every transition clears it, and so does the switch's task when it ends.
+    switching_to = models.CharField(max_length=16, blank=True)
     wrong_codes = models.PositiveSmallIntegerField(default=0)
     send_attempts = models.PositiveSmallIntegerField(default=0)
     # Which task delivery claimed the send (see services.verification_send).
@@ -188,10 +194,12 @@ class Verification(models.Model):
         return number_mask(self.number)
 
     @property
-    def code_step_status(self) -> Status:
-        """The status that takes a code on this verification's current channel: where a
-        check returns to (a wrong code, a check that could not be made)."""
-        return Status.CALLING if self.channel == "voice" else Status.SENT
+    def channels_left(self) -> list[str]:
+        """The workflow's channels after the current step: what the voter may still
+        switch to, and what the step's timeout moves on to."""
+        if self.status != Status.SENT:
+            return []
+        return list(self.workflow[self.step + 1 :])
 
     def resend_available_in(self, *, now: datetime | None = None) -> int:
         """Seconds before a new code may be requested (Verify refuses a cancel sooner, too)."""
@@ -211,6 +219,8 @@ class VerificationEvent(models.Model):
     verification = models.ForeignKey(Verification, on_delete=models.CASCADE, related_name="events")
     from_status = models.CharField(max_length=16, blank=True)
     to_status = models.CharField(max_length=16)
+    # The verification's channel after this event (which channel a `sent` step used).
+    channel = models.CharField(max_length=16, blank=True)
     reason = models.TextField(blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -18,6 +18,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from two_factor.channels import CHANNELS, Channel, channel_get
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
 from two_factor.outcomes import OUTCOMES
@@ -34,7 +35,6 @@ HEADINGS: dict[str, str] = {
     Status.QUEUED: "Sending your code",
     Status.SENDING: "Sending your code",
     Status.SENT: "Enter your code",
-    Status.CALLING: "Enter your code",
     Status.CHECKING: "Enter your code",
     Status.VERIFIED: "Verified",
     Status.CONSUMED: "Verified",
@@ -63,11 +63,7 @@ def status_context(
         "heading": HEADINGS.get(verification.status, "Verify your phone"),
         "timeline": verification_timeline(verification),
         "resend_in": resend_in,
-        "call_in": (
-            verification.seconds_until(verification.channel_deadline)
-            if verification.status == Status.SENT
-            else None
-        ),
+        **_channel_context(verification),
         **_waiting(verification, resend_in=resend_in),
         "wrong_code_event": wrong_code_event,
         "malformed": malformed,
@@ -82,26 +78,47 @@ def status_render(request: HttpRequest, verification: Verification) -> str:
     return render_to_string(STATUS_TEMPLATE, status_context(verification), request=request)
 
 
+def _channel_context(verification: Verification) -> dict[str, object]:
+    """What the page says about channels, all from the table (two_factor/channels.py):
+    the status line of the current step, the offers to switch to a later step of the
+    workflow, and the countdown to the next one."""
+    if verification.status != Status.SENT:
+        return {"channel_said": "", "offers": [], "next_channel": None, "next_in": None}
+    if verification.switching_to in CHANNELS:
+        # Asked for: the provider is being told. Nothing else to offer until it starts.
+        said = str(CHANNELS[verification.switching_to].switching)
+        return {"channel_said": said, "offers": [], "next_channel": None, "next_in": None}
+    left: list[Channel] = [channel_get(name) for name in verification.channels_left]
+    return {
+        "channel_said": _said(verification),
+        "offers": left,
+        "next_channel": left[0] if left else None,
+        "next_in": verification.seconds_until(verification.channel_deadline) if left else None,
+    }
+
+
+def _said(verification: Verification) -> str:
+    if not verification.channel:
+        return ""
+    return str(channel_get(verification.channel).running % {"number": verification.masked_number})
+
+
 def as_shown(verification: Verification, *, now: datetime) -> Verification:
     """The row as the voter should see it now: a step past its deadline shows as the step
-    it turns into. An unsaved copy: the row itself is left to the reconciler."""
+    it turns into (the workflow's next channel, or expired after the last). An unsaved
+    copy: the row itself is left to the reconciler."""
     deadline = verification.channel_deadline
-    if (
-        deadline is None
-        or deadline > now
-        or verification.status
-        not in (
-            Status.SENT,
-            Status.CALLING,
-        )
-    ):
+    if deadline is None or deadline > now or verification.status != Status.SENT:
         return verification
     shown = copy.copy(verification)
-    if verification.status == Status.SENT:
-        shown.status, shown.channel, shown.channel_deadline = Status.CALLING, "voice", None
-    else:
-        expired = OUTCOMES["expired"]
-        shown.status, shown.failure_reason = expired.status, expired.sentence
+    while shown.channel_deadline is not None and shown.channel_deadline <= now:
+        if not shown.channels_left:
+            expired = OUTCOMES["expired"]
+            shown.status, shown.failure_reason = expired.status, expired.sentence
+            break
+        shown.step += 1
+        shown.channel = shown.workflow[shown.step]
+        shown.channel_deadline = channel_get(shown.channel).deadline(now=shown.channel_deadline)
     return shown
 
 
@@ -136,7 +153,9 @@ def _refresh_without_js(verification: Verification, *, resend_in: int) -> str:
     pk = verification.pk
     if verification.status == Status.VERIFIED:
         return f"0;url={reverse('two_factor:complete', args=[pk])}"
-    if verification.status in SELF_REFRESHING:
+    if verification.status in SELF_REFRESHING or (
+        verification.status == Status.SENT and verification.switching_to
+    ):
         seconds: int | None = SELF_REFRESH_SECONDS
     elif verification.is_live:
         due = [resend_in, verification.seconds_until(verification.channel_deadline)]
@@ -162,14 +181,6 @@ def _code_form(*, invalid: bool, typed: str) -> CodeForm:
 
 # --- the timeline ----------------------------------------------------------------------
 
-STEPS: list[tuple[str, str]] = [
-    (Status.QUEUED, "Request received"),
-    (Status.SENDING, "Sending your code"),
-    (Status.SENT, "Sent by SMS"),
-    (Status.CALLING, "Calling you with the code"),
-    (Status.VERIFIED, "Verified"),
-]
-
 
 @dataclass(frozen=True)
 class Step:
@@ -177,35 +188,71 @@ class Step:
     label: str
     state: str  # "done", "current", "failed" or "todo"
     at: datetime | None
+    # The channel of a "sent" step (one per channel the code went by).
+    channel: str = ""
 
 
 def verification_timeline(verification: Verification) -> list[Step]:
+    """Request received, sending, then one step per channel as the code went by it (from
+    the audit trail, in order), then verified; or, once it ended badly, what happened
+    and how it ended."""
     reached: dict[str, datetime] = {}
+    by_channel: dict[str, datetime] = {}
     for event in verification.events.all():
         reached.setdefault(event.to_status, event.created_at)
+        if event.to_status == Status.SENT and event.channel:
+            by_channel.setdefault(event.channel, event.created_at)
     current = verification.status
     if current == Status.CHECKING:
-        current = verification.code_step_status
+        current = Status.SENT
     if current == Status.CONSUMED:
         current = Status.VERIFIED
     ended_badly = current in (Status.FAILED, Status.EXPIRED, Status.CANCELLED)
-    steps = []
-    for status, label in STEPS:
-        at = reached.get(status)
-        if (
-            status == Status.CALLING
-            and at is None
-            and not ended_badly
-            and current != Status.CALLING
-        ):
-            continue  # the call step shows only once it happens
+
+    def state(status: str, at: datetime | None) -> str:
         if status == current:
-            state = "done" if status == Status.VERIFIED else "current"
-        elif at is not None:
-            state = "done"
+            return "done" if status == Status.VERIFIED else "current"
+        return "done" if at is not None else "todo"
+
+    steps = [
+        Step(
+            status=status,
+            label=label,
+            state=state(status, reached.get(status)),
+            at=reached.get(status),
+        )
+        for status, label in (
+            (Status.QUEUED, "Request received"),
+            (Status.SENDING, "Sending your code"),
+        )
+    ]
+    # Each channel the code went by; the shown step (a deadline just passed) even before
+    # its event; before any, the first channel the code will go by.
+    channels = list(by_channel)
+    if current == Status.SENT and verification.channel and verification.channel not in channels:
+        channels.append(verification.channel)
+    if not channels and verification.workflow and not ended_badly:
+        channels.append(verification.workflow[0])
+    for channel in channels:
+        at = by_channel.get(channel)
+        if current == Status.SENT and channel == verification.channel:
+            channel_state = "current"
         else:
-            state = "todo"
-        steps.append(Step(status=status, label=label, state=state, at=at))
+            channel_state = "done" if at is not None else "todo"
+        # A channel since taken out of the table still shows, by its name.
+        row = CHANNELS.get(channel)
+        label = str(row.step_label) if row else channel
+        steps.append(
+            Step(status=Status.SENT, label=label, state=channel_state, at=at, channel=channel)
+        )
+    steps.append(
+        Step(
+            status=Status.VERIFIED,
+            label="Verified",
+            state=state(Status.VERIFIED, reached.get(Status.VERIFIED)),
+            at=reached.get(Status.VERIFIED),
+        )
+    )
     if ended_badly:
         label = {
             Status.FAILED.value: "Failed",

@@ -18,9 +18,11 @@ from django_htmx.middleware import HtmxDetails
 from pollstr.client_ip import client_ip
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
+from two_factor.channels import channel_get, workflow_for
 from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
+from two_factor.numbers import number_destination
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
 from two_factor.session import session_key_hash
@@ -118,6 +120,15 @@ def _start_page(
     context = {
         "form": form,
         "phone": phone,
+        # How the code will go, from the workflow of the number's region.
+        "workflow": (
+            [
+                channel_get(name)
+                for name in workflow_for(country=number_destination(phone.number)[0])
+            ]
+            if phone is not None
+            else []
+        ),
         "error": refusal.message if refusal else "",
         "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
@@ -247,15 +258,19 @@ def resend(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def call_instead(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
+def switch_channel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
+    """ "Call me instead", "Send it by WhatsApp instead": the code by a later channel of
+    the verification's workflow (the form's `channel`, a name of two_factor/channels.py)."""
     verification = _get_own_verification(request, verification_id)
     try:
-        services.verification_call_instead(verification=verification)
+        services.verification_switch_channel(
+            verification=verification, channel=str(request.POST.get("channel", ""))
+        )
     except VerificationRefused as refusal:
         return _refused(request, verification, refusal)
     if request.htmx:
         return render(request, STATUS_TEMPLATE, status_context(verification))
-    # The status line says it: "We're calling you to read out the code."
+    # The status line says it once the step starts ("We're calling …").
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 

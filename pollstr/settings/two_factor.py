@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from pollstr.env import env_bool, env_float, env_int, env_list, env_str, env_table
 from pollstr.settings.django import ALLOWED_HOSTS, DATABASE_URL, DEBUG
+from two_factor.channels import DEFAULT_WORKFLOW, workflow_parse
 
 # --- The gateway (two_factor/gateways/) ---------------------------------------------------
 
@@ -67,8 +68,39 @@ TWO_FACTOR_SANDBOX_FAILURE_RATE = env_float(
 # The name the SMS and the call give (free text; the gateway checks it).
 TWO_FACTOR_BRAND = env_str("TWO_FACTOR_BRAND", "Pollstr")
 TWO_FACTOR_CODE_LENGTH = env_int("TWO_FACTOR_CODE_LENGTH", 6, minimum=4, maximum=10)
-# Seconds a step waits for the code before the next channel (the SMS step becomes a call).
+# Seconds a step waits for the code before the workflow's next channel (Verify's
+# channel_timeout: one value for every step).
 TWO_FACTOR_CHANNEL_TIMEOUT = env_int("TWO_FACTOR_CHANNEL_TIMEOUT", 180, minimum=15, maximum=900)
+
+# --- Channels and workflow (two_factor/channels.py; docs/OPERATIONS.md) --------------------
+# The channels a verification tries, in order, each after the previous one's timeout or
+# when the voter asks for the next ("sms,whatsapp,voice"); at most 3 (Verify's limit).
+TWO_FACTOR_WORKFLOW = workflow_parse(
+    env_str("TWO_FACTOR_WORKFLOW", ",".join(DEFAULT_WORKFLOW)), setting="TWO_FACTOR_WORKFLOW"
+)
+
+
+def _workflows_by_region(value: str) -> dict[str, tuple[str, ...]]:
+    """ "BR=whatsapp,sms;IN=whatsapp,voice": the workflow for numbers of a region (ISO
+    3166 alpha-2), chosen when a verification starts; other regions run
+    TWO_FACTOR_WORKFLOW."""
+    name = "TWO_FACTOR_WORKFLOW_BY_REGION"
+    table: dict[str, tuple[str, ...]] = {}
+    for entry in filter(None, (part.strip() for part in value.split(";"))):
+        region, equals, workflow = entry.partition("=")
+        region = region.strip().upper()
+        if not equals or not re.fullmatch(r"[A-Z]{2}", region):
+            raise ImproperlyConfigured(
+                f"{name}: {entry!r} is not REGION=channel,channel (a region is two letters, "
+                "e.g. BR=whatsapp,sms)."
+            )
+        if region in table:
+            raise ImproperlyConfigured(f"{name}: region {region} appears twice.")
+        table[region] = workflow_parse(workflow, setting=f"{name} ({region})")
+    return table
+
+
+TWO_FACTOR_WORKFLOW_BY_REGION = _workflows_by_region(env_str("TWO_FACTOR_WORKFLOW_BY_REGION"))
 # Wrong codes a verification takes before it fails.
 TWO_FACTOR_MAX_WRONG_CODES = 3
 # Seconds between a voter's requests for a new code.
@@ -106,6 +138,8 @@ TWO_FACTOR_RATE_LIMITS = {
     "start_global_daily": (env_int("RATE_START_GLOBAL_DAILY", 10000, minimum=1), 86400),
     "check_per_user": (env_int("RATE_CHECK_PER_USER", 20, minimum=1), 3600),
     "number_per_user": (env_int("RATE_NUMBER_PER_USER", 10, minimum=1), 3600),
+    # "Call me instead", "Send it by WhatsApp instead": each may send a message or call.
+    "switch_per_user": (env_int("RATE_SWITCH_PER_USER", 10, minimum=1), 3600),
     # Failed sign-ins; a full limit refuses before the password is even checked.
     "login_failures_per_username": (
         env_int("RATE_LOGIN_FAILURES_PER_USERNAME", 10, minimum=1),

@@ -11,6 +11,11 @@ import re
 from django.core.exceptions import ImproperlyConfigured
 
 from pollstr.env import env_int, env_str
+from pollstr.settings.two_factor import (
+    TWO_FACTOR_GATEWAY,
+    TWO_FACTOR_WORKFLOW,
+    TWO_FACTOR_WORKFLOW_BY_REGION,
+)
 
 # Basic auth for Verify v2.
 VONAGE_API_KEY = env_str("VONAGE_API_KEY")
@@ -31,3 +36,23 @@ if VONAGE_VERIFY_TEMPLATE_ID and not re.fullmatch(r"[0-9a-fA-F-]{36}", VONAGE_VE
 VONAGE_API_HOST = env_str("VONAGE_API_HOST", "api.nexmo.com")
 # Seconds per provider request (the SDK's own default is no timeout at all).
 VONAGE_TIMEOUT = env_int("VONAGE_TIMEOUT", 10, minimum=1, maximum=60)
+
+# The account's WhatsApp Business number (E.164, with or without '+'), which Verify
+# requires as the `from` of a WhatsApp step. Needed with the Vonage gateway as soon as a
+# workflow names whatsapp; the sandbox sends from its own name without it.
+VONAGE_WHATSAPP_FROM = env_str("VONAGE_WHATSAPP_FROM").strip().removeprefix("+")
+if VONAGE_WHATSAPP_FROM and not re.fullmatch(r"[1-9]\d{6,14}", VONAGE_WHATSAPP_FROM):
+    raise ImproperlyConfigured(
+        "VONAGE_WHATSAPP_FROM must be a WhatsApp Business number in E.164 "
+        f"(e.g. +447700900001); got {VONAGE_WHATSAPP_FROM!r}."
+    )
+_uses_whatsapp = "whatsapp" in {
+    name
+    for workflow in (TWO_FACTOR_WORKFLOW, *TWO_FACTOR_WORKFLOW_BY_REGION.values())
+    for name in workflow
+}
+if TWO_FACTOR_GATEWAY == "vonage" and _uses_whatsapp and not VONAGE_WHATSAPP_FROM:
+    raise ImproperlyConfigured(
+        "A workflow names whatsapp (TWO_FACTOR_WORKFLOW or TWO_FACTOR_WORKFLOW_BY_REGION): "
+        "set VONAGE_WHATSAPP_FROM to the account's WhatsApp Business number."
+    )

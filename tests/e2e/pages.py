@@ -2,7 +2,7 @@
 order by one browser; a check runs on each (no horizontal overflow, axe-core).
 
 The code page's states come from the real flow where a test can reach them in seconds
-(sent, a wrong code, verified); the others (queued, sending, calling, checking, failed,
+(sent, a wrong code, verified); the others (queued, sending, the call, checking, failed,
 expired, cancelled) are set on the verification's row, and the page is reloaded: what
 is checked is how the page renders a state, and the row is put back before the flow
 goes on.
@@ -26,13 +26,19 @@ Check = Callable[[Page, str], None]
 
 # The row's fields a state needs to look like itself; the rest stays as the flow left it.
 ROW_STATES: dict[str, dict[str, object]] = {
-    Status.QUEUED: {},
-    Status.SENDING: {},
-    Status.CALLING: {"channel": "voice"},
-    Status.CHECKING: {},
-    Status.FAILED: {"failure_reason": "That code was wrong too many times. Ask for a new code."},
-    Status.EXPIRED: {"failure_reason": "This code has expired. Ask for a new code."},
-    Status.CANCELLED: {"failure_reason": ""},
+    Status.QUEUED: {"status": Status.QUEUED},
+    Status.SENDING: {"status": Status.SENDING},
+    "the call": {"status": Status.SENT, "channel": "voice", "step": 1},
+    Status.CHECKING: {"status": Status.CHECKING},
+    Status.FAILED: {
+        "status": Status.FAILED,
+        "failure_reason": "That code was wrong too many times. Ask for a new code.",
+    },
+    Status.EXPIRED: {
+        "status": Status.EXPIRED,
+        "failure_reason": "This code has expired. Ask for a new code.",
+    },
+    Status.CANCELLED: {"status": Status.CANCELLED, "failure_reason": ""},
 }
 
 
@@ -131,13 +137,13 @@ def _signed_in_pages(voter: Voter, inbox: Page, check: Check) -> None:
 
 
 def _row_states(voter: Voter, verification: Verification, url: str, check: Check) -> None:
-    fields = ["status", "channel", "failure_reason"]
+    fields = ["status", "channel", "step", "failure_reason"]
     saved = {name: getattr(verification, name) for name in fields}
-    for status, extra in ROW_STATES.items():
-        Verification.objects.filter(pk=verification.pk).update(status=status, **extra)
+    for name, row in ROW_STATES.items():
+        Verification.objects.filter(pk=verification.pk).update(**row)
         voter.page.goto(url)
-        voter.wait_for_status(status)
-        check(voter.page, f"code page: {status}")
+        voter.wait_for_status(str(row["status"]))
+        check(voter.page, f"code page: {name}")
     Verification.objects.filter(pk=verification.pk).update(**saved)
     voter.page.goto(url)
     voter.wait_for_status(saved["status"])

@@ -113,8 +113,8 @@ def test_with_websockets_blocked_the_page_polls_and_a_failed_code_can_be_replace
 
     # "Call me instead": the provider moves to the voice step and reads the same code.
     voter.page.click("text=Call me instead")
-    voter.wait_for_status("calling")
-    expect(voter.page.locator('.timeline li[data-step="calling"]')).to_contain_text("Calling")
+    voter.wait_for_channel("voice")
+    expect(voter.page.locator('.timeline li[data-channel="voice"]')).to_contain_text("Calling")
     voter.page.screenshot(path=screenshots / "verify-calling.png", full_page=True)
     inbox.goto(f"{base}/2fa/sandbox/")
     voice = inbox.locator(f'#sandbox-inbox tr[data-to="{voter.number[1:]}"]').first

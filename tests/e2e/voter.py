@@ -60,6 +60,11 @@ class Voter:
     def wait_for_status(self, status: str) -> None:
         expect(self.status()).to_have_attribute("data-status", status, timeout=TIMEOUT_MS)
 
+    def wait_for_channel(self, channel: str) -> None:
+        """The code is out on ``channel`` (a row of two_factor/channels.py)."""
+        self.wait_for_status("sent")
+        expect(self.status()).to_have_attribute("data-channel", channel, timeout=TIMEOUT_MS)
+
     def enter_code(self, code: str) -> None:
         """Type the code and press Verify, unless the page submits it by itself (with
         JavaScript, once every digit of the code is typed)."""

@@ -347,7 +347,7 @@ def own_verification(
     )
     now = timezone.now()
     defaults: dict[str, Any] = {"request_id": f"req-{uuid.uuid4()}", "channel": "sms"}
-    if status in (Status.SENT, Status.CALLING, Status.CHECKING):
+    if status in (Status.SENT, Status.CHECKING):
         defaults |= {"sent_at": now, "channel_deadline": now + timedelta(seconds=180)}
     if status in (Status.QUEUED, Status.SENDING):
         defaults["request_id"] = ""
@@ -637,7 +637,7 @@ def test_code_form_takes_anything(
     hypothesis.event(f"verification {verification.status}")  # --hypothesis-show-statistics
 
 
-ACTIONS = ("verify", "submit_code", "resend", "call_instead", "cancel", "complete")
+ACTIONS = ("verify", "submit_code", "resend", "switch_channel", "cancel", "complete")
 
 
 @fuzz(40)
@@ -647,7 +647,7 @@ ACTIONS = ("verify", "submit_code", "resend", "call_instead", "cancel", "complet
     status=st.sampled_from(list(Status)),
     whose=st.sampled_from(["this session", "another session", "another user"]),
     deadline_passed=st.booleans(),
-    body=form_bodies(("code", "next")),
+    body=form_bodies(("code", "next", "channel")),
     query=queries(),
     headers=HTMX_HEADERS,
 )

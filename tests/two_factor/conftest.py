@@ -3,7 +3,7 @@ and the verification factory every suite shares are in tests/conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
@@ -26,7 +26,9 @@ class FailingGateway:
         self.error = error
         self.calls: list[str] = []
 
-    def start(self, *, number: str, client_ref: str) -> str:
+    def start(
+        self, *, number: str, client_ref: str, workflow: Sequence[gateways.WorkflowStep]
+    ) -> str:
         self.calls.append("start")
         raise self.error
 
@@ -63,3 +65,11 @@ def sent(
 ) -> Verification:
     """A verification for the client's session whose SMS the sandbox has sent."""
     return start_verification(client, user, django_capture_on_commit_callbacks)
+
+
+@pytest.fixture
+def three_step_workflow(settings: object) -> tuple[str, ...]:
+    """Every channel of the table in a workflow: SMS, then WhatsApp, then a call."""
+    workflow = ("sms", "whatsapp", "voice")
+    settings.TWO_FACTOR_WORKFLOW = workflow  # type: ignore[attr-defined]
+    return workflow

@@ -189,27 +189,30 @@ def test_cancel_brings_back_the_number_form_with_the_number_typed(logged_in_clie
 # --- 6. the page shows the state it is in ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("action", ["resend", "call_instead"])
+@pytest.mark.parametrize(
+    ("action", "said"),
+    [("resend", "We sent a code by SMS to"), ("switch_channel", "We're calling")],
+)
 def test_a_new_code_or_a_call_is_told_by_the_status_not_a_banner_that_stays(
-    logged_in_client, sent, post, settings, action
+    logged_in_client, sent, post, settings, action, said
 ):
     settings.TWO_FACTOR_RESEND_COOLDOWN = 0
 
-    response = post(logged_in_client, _url(action, sent))
+    response = post(logged_in_client, _url(action, sent), {"channel": "voice"})
     page = logged_in_client.get(response["Location"])
 
     assert b'class="messages"' not in page.content
-    assert "New code sent by SMS." in _text(page) or "We're calling you" in _text(page)
+    assert said in _status_line(page)
 
 
 def test_a_refusal_on_the_code_page_is_said_in_the_status_line(logged_in_client, sent, post):
-    post(logged_in_client, _url("call_instead", sent))
-    response = post(logged_in_client, _url("call_instead", sent))
+    post(logged_in_client, _url("switch_channel", sent), {"channel": "voice"})
+    response = post(logged_in_client, _url("switch_channel", sent), {"channel": "sms"})
 
     page = logged_in_client.get(response["Location"])
 
     assert b'class="messages"' not in page.content
-    assert "We're already calling you." in _status_line(page)
+    assert "That way of sending the code isn't available now." in _status_line(page)
 
 
 def test_a_failed_request_does_not_say_the_code_goes_to_the_number(logged_in_client, sent, post):

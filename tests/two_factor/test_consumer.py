@@ -91,10 +91,12 @@ async def test_own_verification_is_accepted_and_gets_the_current_status(make_use
 async def test_a_committed_transition_is_pushed_to_the_open_page(make_user):
     _client, verification, communicator = await _watching_own_verification(make_user)
 
-    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
+    await sync_to_async(services.transition)(
+        verification, Status.SENT, reason="test", channel="voice", step=1
+    )
 
     html = await communicator.receive_from(timeout=5)
-    assert 'data-status="calling"' in html
+    assert 'data-status="sent" data-channel="voice"' in html
     await communicator.disconnect()
 
 
@@ -152,8 +154,8 @@ async def test_garbage_frames_are_ignored_and_the_socket_stays_useful(make_user)
     await communicator.send_to(bytes_data=b"\xff\xfe")
     assert await communicator.receive_nothing(timeout=0.3)
 
-    await sync_to_async(services.transition)(verification, Status.CALLING, reason="test")
-    assert 'data-status="calling"' in await communicator.receive_from(timeout=5)
+    await sync_to_async(services.transition)(verification, Status.CHECKING, reason="test")
+    assert 'data-status="checking"' in await communicator.receive_from(timeout=5)
     await communicator.disconnect()
 
 

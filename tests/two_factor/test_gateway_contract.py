@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
+from two_factor.channels import CHANNELS, MAX_STEPS, workflow_steps
 from two_factor.gateways import (
-    CHANNELS,
     ConcurrentRequest,
     GatewayConfig,
     GatewayMisconfigured,
@@ -44,6 +44,10 @@ CONFIG = GatewayConfig(
 # double's account holds it.
 VONAGE_TEMPLATE_ID = "8f35a1a7-eb2f-4552-8fdf-fffdaee41bc9"
 VONAGE_SMS_TEMPLATE = "Your ${brand} code is ${code}.\n\n@" + WEBOTP_HOST + " #${code}"
+# Every channel of the table (two_factor/channels.py); a workflow of as many as Verify takes.
+EVERY_CHANNEL = list(CHANNELS)
+WORKFLOW = EVERY_CHANNEL[:MAX_STEPS]
+WHATSAPP_FROM = "447700900001"
 
 
 @dataclass
@@ -56,6 +60,8 @@ class Harness:
     # (request id, channel, text) of the same messages.
     texts: Callable[[], list[tuple[str, str, str]]]
     advance: Callable[[float], None]
+    # The same messages whole, as the provider recorded them (`from` included).
+    messages: Callable[[], list[dict[str, Any]]]
 
     @property
     def gateway(self) -> VerifyGateway:
@@ -110,6 +116,7 @@ def sandbox_harness(settings: Any) -> Harness:
         sent=sent,
         texts=texts,
         advance=clock.advance,
+        messages=lambda: list(reversed(sandbox_inbox(limit=INBOX_SIZE))),
     )
 
 
@@ -132,18 +139,22 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
         sent=sent,
         texts=texts,
         advance=fake.advance,
+        messages=lambda: list(fake.messages),
     )
 
 
 @pytest.fixture(params=["sandbox", "vonage"])
 def provider(request: pytest.FixtureRequest) -> Harness:
+    request.getfixturevalue("settings").VONAGE_WHATSAPP_FROM = WHATSAPP_FROM
     if request.param == "sandbox":
         return sandbox_harness(request.getfixturevalue("settings"))
     return vonage_harness(request.getfixturevalue("fake_verify"))
 
 
-def start(provider: Harness, number: str = NUMBER) -> str:
-    return provider.gateway.start(number=number, client_ref=uuid.uuid4().hex)
+def start(provider: Harness, number: str = NUMBER, workflow: list[str] = WORKFLOW) -> str:
+    return provider.gateway.start(
+        number=number, client_ref=uuid.uuid4().hex, workflow=workflow_steps(workflow)
+    )
 
 
 def test_start_returns_an_id_and_delivers_a_code_by_the_first_channel(
@@ -154,9 +165,42 @@ def test_start_returns_an_id_and_delivers_a_code_by_the_first_channel(
     assert isinstance(provider.gateway, VerifyGateway)
     assert request_id
     [(channel, code)] = provider.delivered(request_id)
-    assert channel == CHANNELS[0]
+    assert channel == WORKFLOW[0]
     assert len(code) == CONFIG.code_length
     assert code.isdigit()
+
+
+@pytest.mark.parametrize("channel", EVERY_CHANNEL)
+def test_every_channel_delivers_the_code_as_the_first_step_and_it_checks(
+    provider: Harness, channel: str
+) -> None:
+    request_id = start(provider, workflow=[channel])
+
+    [(sent_by, code)] = provider.delivered(request_id)
+    assert sent_by == channel
+    provider.gateway.check(request_id=request_id, code=code)
+
+
+@pytest.mark.parametrize("channel", EVERY_CHANNEL)
+def test_every_channel_takes_over_as_a_later_step_with_the_same_code(
+    provider: Harness, channel: str
+) -> None:
+    first = next(other for other in EVERY_CHANNEL if other != channel)
+    request_id = start(provider, workflow=[first, channel])
+
+    provider.gateway.next_channel(request_id=request_id)
+
+    assert [sent_by for sent_by, _ in provider.delivered(request_id)] == [first, channel]
+    assert len({code for _, code in provider.delivered(request_id)}) == 1
+    provider.gateway.check(request_id=request_id, code=provider.code(request_id))
+
+
+def test_whatsapp_goes_from_the_configured_business_number(provider: Harness) -> None:
+    request_id = start(provider, workflow=["whatsapp"])
+
+    [message] = [m for m in provider.messages() if m["request_id"] == request_id]
+    assert message["channel"] == "whatsapp"
+    assert message["from"] == WHATSAPP_FROM
 
 
 def test_the_sms_ends_with_the_line_a_browser_reads_the_code_from(provider: Harness) -> None:
@@ -213,7 +257,7 @@ def test_a_check_after_every_channel_timed_out_raises_request_not_found(
     request_id = start(provider)
     code = provider.code(request_id)
 
-    provider.advance(CHANNEL_TIMEOUT * len(CHANNELS) + 1)
+    provider.advance(CHANNEL_TIMEOUT * len(WORKFLOW) + 1)
 
     with pytest.raises(RequestNotFound):
         provider.gateway.check(request_id=request_id, code=code)
@@ -241,11 +285,11 @@ def test_next_channel_steps_through_the_channels_with_the_same_code_then_no_more
 ) -> None:
     request_id = start(provider)
 
-    for _ in CHANNELS[1:]:
+    for _ in WORKFLOW[1:]:
         provider.gateway.next_channel(request_id=request_id)
 
     sent = provider.delivered(request_id)
-    assert [channel for channel, _ in sent] == list(CHANNELS)
+    assert [channel for channel, _ in sent] == WORKFLOW
     assert len({code for _, code in sent}) == 1
     with pytest.raises(NoMoreChannels):
         provider.gateway.next_channel(request_id=request_id)
@@ -269,7 +313,7 @@ def test_a_malformed_number_raises_invalid_number_and_sends_nothing(
     provider: Harness, number: str
 ) -> None:
     with pytest.raises(InvalidNumber):
-        provider.gateway.start(number=number, client_ref=uuid.uuid4().hex)
+        start(provider, number)
 
     assert provider.sent() == []
 
@@ -280,4 +324,18 @@ def test_settings_the_provider_refuses_raise_gateway_misconfigured(provider: Har
     gateway = provider.make(GatewayConfig(code_length=12, channel_timeout=CHANNEL_TIMEOUT))
 
     with pytest.raises(GatewayMisconfigured):
-        gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
+        gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex, workflow=workflow_steps(WORKFLOW))
+
+
+def test_a_whatsapp_step_without_a_sender_raises_gateway_misconfigured(
+    provider: Harness, settings: Any
+) -> None:
+    # Verify requires WhatsApp's `from`; settings require it with the Vonage gateway.
+    settings.VONAGE_WHATSAPP_FROM = ""
+    if isinstance(provider.gateway, SandboxGateway):
+        pytest.skip("the sandbox sends WhatsApp from its own name (offline, no business number)")
+
+    with pytest.raises(GatewayMisconfigured):
+        start(provider, workflow=["whatsapp"])
+
+    assert provider.sent() == []

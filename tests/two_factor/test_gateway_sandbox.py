@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.phone_numbers import NUMBER, OTHER_NUMBER, provider_digits
-from tests.two_factor.verifications import latest_code
+from tests.two_factor.verifications import default_workflow, latest_code
 from two_factor.gateways import (
     GatewayConfig,
     RequestNotFound,
@@ -69,7 +69,9 @@ def test_start_puts_the_code_in_the_inbox_and_the_server_log(
     gateway: SandboxGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="two_factor.sandbox"):
-        request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        request_id = gateway.start(
+            number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow()
+        )
 
     [message] = sandbox_inbox()
     assert message["request_id"] == request_id
@@ -82,7 +84,7 @@ def test_start_puts_the_code_in_the_inbox_and_the_server_log(
 
 def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out(clock) -> None:
     gateway = SandboxGateway(GatewayConfig(channel_timeout=60), clock=clock)
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     clock.advance(60)
 
@@ -94,7 +96,9 @@ def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out(clock) 
 
 def test_a_request_started_by_one_gateway_is_checked_by_another() -> None:
     # What a Celery worker (start) and a web process (check) do, sharing the cache.
-    request_id = get_gateway().start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = get_gateway().start(
+        number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow()
+    )
 
     get_gateway().check(request_id=request_id, code=latest_code())
 
@@ -106,7 +110,8 @@ def test_the_inbox_keeps_the_newest_50_messages_and_can_be_cleared(
     gateway: SandboxGateway,
 ) -> None:
     request_ids = [
-        gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF) for i in range(55)
+        gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF, workflow=default_workflow())
+        for i in range(55)
     ]
 
     inbox = sandbox_inbox(limit=100)
@@ -118,8 +123,8 @@ def test_the_inbox_keeps_the_newest_50_messages_and_can_be_cleared(
 
 
 def test_messages_for_a_number_leave_out_other_numbers(gateway: SandboxGateway) -> None:
-    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
-    gateway.start(number=OTHER_NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
+    gateway.start(number=OTHER_NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert [m["to"] for m in sandbox_messages_for(OTHER_NUMBER)] == [provider_digits(OTHER_NUMBER)]
     assert [m["to"] for m in sandbox_messages_for(provider_digits(NUMBER))] == [
@@ -134,14 +139,14 @@ def test_fail_next_fails_exactly_that_many_calls_of_that_operation(
 
     for _ in range(2):
         with pytest.raises(TransientGatewayError):
-            gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+            gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     assert sandbox_inbox() == []
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     gateway.check(request_id=request_id, code=latest_code())
 
 
 def test_fail_next_check_leaves_the_code_usable_afterwards(gateway: SandboxGateway) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     sandbox_fail_next("check", times=1)
 
     with pytest.raises(TransientGatewayError) as failed:
@@ -161,7 +166,7 @@ def test_a_failure_rate_of_one_fails_every_call(settings: Any, gateway: SandboxG
 
     for _ in range(5):
         with pytest.raises(TransientGatewayError):
-            gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+            gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
 
 def test_a_failure_rate_of_a_half_fails_some_calls_but_not_all(
@@ -171,7 +176,9 @@ def test_a_failure_rate_of_a_half_fails_some_calls_but_not_all(
     outcomes = []
     for i in range(200):
         try:
-            gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF)
+            gateway.start(
+                number=f"+3361234{i:04d}", client_ref=CLIENT_REF, workflow=default_workflow()
+            )
             outcomes.append(True)
         except TransientGatewayError:
             outcomes.append(False)
@@ -183,7 +190,7 @@ def test_latency_delays_every_call(settings: Any, gateway: SandboxGateway) -> No
     settings.TWO_FACTOR_SANDBOX_LATENCY = 0.2
 
     began = time.monotonic()
-    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert time.monotonic() - began >= 0.2
 
@@ -192,7 +199,11 @@ def test_concurrent_starts_from_threads_lose_no_request(gateway: SandboxGateway)
     request_ids: list[str] = []
 
     def start(i: int) -> None:
-        request_ids.append(gateway.start(number=f"+3361234{i:04d}", client_ref=CLIENT_REF))
+        request_ids.append(
+            gateway.start(
+                number=f"+3361234{i:04d}", client_ref=CLIENT_REF, workflow=default_workflow()
+            )
+        )
 
     threads = [threading.Thread(target=start, args=(i,)) for i in range(20)]
     for thread in threads:
@@ -210,12 +221,13 @@ import sys, django
 django.setup()
 from two_factor.gateways.sandbox import SandboxGateway
 from two_factor.gateways import TransientGatewayError
+from tests.two_factor.verifications import default_workflow
 gateway = SandboxGateway()
 try:
-    gateway.start(number=sys.argv[1], client_ref="worker")
+    gateway.start(number=sys.argv[1], client_ref="worker", workflow=default_workflow())
 except TransientGatewayError:
     print("transient")
-print(gateway.start(number=sys.argv[1], client_ref="worker"))
+print(gateway.start(number=sys.argv[1], client_ref="worker", workflow=default_workflow()))
 """
 
 

@@ -9,7 +9,6 @@ import pytest
 from tests import phone_numbers
 from tests.clock import FakeClock
 from tests.phone_numbers import provider_digits
-from two_factor.gateways.base import CHANNELS
 from two_factor.gateways.sandbox.emulator import (
     COMPLETED,
     EXPIRED,
@@ -321,13 +320,27 @@ def test_a_failing_listener_does_not_undo_the_start(clock: FakeClock) -> None:
     assert emulator.status(request_id) == IN_PROGRESS
 
 
-def test_the_default_workflow_steps_through_the_channel_table_in_order(
+def test_a_workflow_steps_through_its_channels_in_order(
     emulator: VerifyEmulator, sent: Recorder
 ) -> None:
-    request_id = start(emulator)
-    for _ in CHANNELS[1:]:
-        emulator.next_workflow(request_id)
+    workflow = [{"channel": "whatsapp", "from": "447700900001"}, {"channel": "sms"}]
+    request_id = start(emulator, workflow=workflow)
+    emulator.next_workflow(request_id)
 
-    assert [m["channel"] for m in sent.messages] == list(CHANNELS)
+    assert [m["channel"] for m in sent.messages] == ["whatsapp", "sms"]
+    assert sent.messages[0]["from"] == "447700900001"
     with pytest.raises(NoMoreEvents):
         emulator.next_workflow(request_id)
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "rcs"])
+def test_a_channel_sent_from_an_account_sender_needs_its_from(
+    emulator: VerifyEmulator, sent: Recorder, channel: str
+) -> None:
+    with pytest.raises(InvalidParams) as refused:
+        start(emulator, workflow=[{"channel": channel}])
+
+    assert refused.value.invalid_parameters == [
+        {"name": "workflow[0].from", "reason": "is required for this channel"}
+    ]
+    assert sent.messages == []

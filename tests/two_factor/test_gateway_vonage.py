@@ -20,6 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
 from tests.phone_numbers import NUMBER, provider_digits
+from tests.two_factor.verifications import default_workflow
+from two_factor.channels import workflow_steps
 from two_factor.gateways import (
     ConcurrentRequest,
     GatewayConfig,
@@ -78,7 +80,7 @@ def wrong_code(fake: FakeVerifyServer, request_id: str) -> str:
 def test_start_returns_the_request_id_the_server_created(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert fake_verify.emulator.status(request_id) == "in_progress"
     [sent] = fake_verify.requests_for("start")
@@ -100,7 +102,7 @@ def test_start_returns_the_request_id_the_server_created(
 def test_requests_go_to_the_configured_api_host(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
-    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     [sent] = fake_verify.requests_log
     assert sent.headers["Host"] == fake_verify.host
@@ -115,7 +117,7 @@ def test_a_number_the_provider_refuses_raises_invalid_number(
     fake_verify.invalid_numbers.add(provider_digits(NUMBER))
 
     with pytest.raises(InvalidNumber) as refused:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "422" in refused.value.detail
     assert len(fake_verify.requests_for("start")) == 1
@@ -125,7 +127,7 @@ def test_a_malformed_number_is_refused_by_the_sdk_before_anything_is_sent(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
     with pytest.raises(InvalidNumber):
-        gateway.start(number="+0612345678", client_ref=CLIENT_REF)
+        gateway.start(number="+0612345678", client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert fake_verify.requests_log == []
 
@@ -145,7 +147,7 @@ def test_a_422_on_the_brand_raises_gateway_misconfigured(
     )
 
     with pytest.raises(GatewayMisconfigured) as refused:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "brand" in refused.value.detail
 
@@ -162,7 +164,7 @@ def test_a_brand_the_sdk_refuses_raises_gateway_misconfigured(
     )
 
     with pytest.raises(GatewayMisconfigured, match="problem on our side"):
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     assert fake_verify.requests_log == []
 
 
@@ -172,7 +174,7 @@ def test_wrong_credentials_raise_gateway_misconfigured(fake_verify: FakeVerifySe
     )
 
     with pytest.raises(GatewayMisconfigured) as refused:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "401" in refused.value.detail
     assert fake_verify.messages == []
@@ -184,13 +186,13 @@ def test_a_low_balance_raises_insufficient_balance(
     fake_verify.fail_next("start", status=402)
 
     with pytest.raises(InsufficientBalance):
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
 
 def test_a_409_on_check_raises_step_takes_no_code(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     fake_verify.fail_next("check", status=409, body={"title": "Conflict", "detail": "silent"})
 
     with pytest.raises(StepTakesNoCode):
@@ -205,7 +207,7 @@ def test_a_fraud_block_raises_blocked(
     )
 
     with pytest.raises(Blocked):
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
 
 # --- transient failures ---------------------------------------------------------------
@@ -218,12 +220,12 @@ def test_rate_limits_and_server_errors_are_transient(
     fake_verify.fail_next("start", status=status)
 
     with pytest.raises(TransientGatewayError) as failed:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert str(status) in failed.value.detail
     # Only one request: status errors are not retried by the SDK.
     assert len(fake_verify.requests_for("start")) == 1
-    assert gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    assert gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
 
 def test_a_server_slower_than_the_timeout_is_transient_and_its_start_still_lands(
@@ -233,7 +235,7 @@ def test_a_server_slower_than_the_timeout_is_transient_and_its_start_still_lands
 
     began = time.monotonic()
     with pytest.raises(TransientGatewayError) as failed:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert time.monotonic() - began < 1.5
     assert "Timeout" in failed.value.detail
@@ -242,7 +244,7 @@ def test_a_server_slower_than_the_timeout_is_transient_and_its_start_still_lands
     while not fake_verify.messages and time.monotonic() < deadline:
         time.sleep(0.02)
     with pytest.raises(ConcurrentRequest) as conflict:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     assert conflict.value.live_request_id == fake_verify.messages[0]["request_id"]
 
 
@@ -252,7 +254,7 @@ def test_a_lost_start_response_is_resent_by_the_sdk_and_meets_the_live_request(
     fake_verify.drop_next("start", process=True)
 
     with pytest.raises(ConcurrentRequest) as conflict:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert len(fake_verify.requests_for("start")) == 2
     [message] = fake_verify.messages
@@ -263,7 +265,7 @@ def test_a_lost_check_response_is_resent_and_reports_not_found(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
     # The first check verified the code; the SDK's re-send finds nothing live.
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     fake_verify.drop_next("check", process=True)
 
     with pytest.raises(RequestNotFound):
@@ -279,7 +281,7 @@ def test_connections_dropped_on_every_attempt_are_transient_after_one_resend(
     fake_verify.drop_next("start", times=5, process=False)
 
     with pytest.raises(TransientGatewayError) as failed:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "RemoteDisconnected" in failed.value.detail
     assert len(fake_verify.requests_for("start")) == 2
@@ -295,7 +297,7 @@ def test_a_refused_connection_is_transient(fake_verify: FakeVerifyServer) -> Non
     )
 
     with pytest.raises(TransientGatewayError) as failed:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "ConnectionError" in failed.value.detail
 
@@ -314,7 +316,7 @@ def test_a_server_outside_the_trusted_ca_bundle_fails_tls(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other_ca))
 
     with pytest.raises(GatewayMisconfigured) as refused:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "CERTIFICATE_VERIFY_FAILED" in refused.value.detail
     assert fake_verify.requests_log == []
@@ -326,7 +328,7 @@ def test_a_missing_ca_bundle_is_gateway_misconfigured(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
 
     with pytest.raises(GatewayMisconfigured) as refused:
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert "missing.pem" in refused.value.detail
 
@@ -334,7 +336,7 @@ def test_a_missing_ca_bundle_is_gateway_misconfigured(
 def test_key_and_secret_are_sent_as_basic_auth(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:
-    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     expected = base64.b64encode(f"{FAKE_API_KEY}:{FAKE_API_SECRET}".encode()).decode()
     assert fake_verify.requests_log[0].headers["Authorization"] == f"Basic {expected}"
@@ -352,7 +354,7 @@ def test_an_application_and_private_key_are_sent_as_a_signed_bearer_jwt(
         api_host=fake_verify.host,
     )
 
-    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
     gateway.check(request_id=request_id, code=fake_verify.code_for(request_id))
 
     scheme, token = fake_verify.requests_log[0].headers["Authorization"].split(" ")
@@ -374,7 +376,7 @@ def test_a_jwt_signed_by_another_key_is_refused(
     )
 
     with pytest.raises(GatewayMisconfigured):
-        gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
 
 def test_a_private_key_can_be_a_file_path_or_pkcs1_text_with_escaped_newlines(
@@ -394,7 +396,9 @@ def test_a_private_key_can_be_a_file_path_or_pkcs1_text_with_escaped_newlines(
             private_key=private_key,
             api_host=fake_verify.host,
         )
-        request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+        request_id = gateway.start(
+            number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow()
+        )
         gateway.cancel(request_id=request_id)
 
     assert [r.operation for r in fake_verify.requests_log] == ["start", "cancel"] * 2
@@ -403,6 +407,61 @@ def test_a_private_key_can_be_a_file_path_or_pkcs1_text_with_escaped_newlines(
 def test_an_unreadable_private_key_is_improperly_configured(tmp_path: Path) -> None:
     with pytest.raises(ImproperlyConfigured, match="VONAGE_PRIVATE_KEY"):
         VonageGateway(CONFIG, application_id="app", private_key=str(tmp_path / "missing.key"))
+
+
+def test_a_whatsapp_step_goes_over_the_wire_with_its_business_number(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer, settings: Any
+) -> None:
+    settings.VONAGE_WHATSAPP_FROM = "447700900001"
+
+    gateway.start(
+        number=NUMBER, client_ref=CLIENT_REF, workflow=workflow_steps(["whatsapp", "sms"])
+    )
+
+    [sent] = fake_verify.requests_for("start")
+    assert sent.json["workflow"] == [
+        {"channel": "whatsapp", "to": provider_digits(NUMBER), "from": "447700900001"},
+        {"channel": "sms", "to": provider_digits(NUMBER)},
+    ]
+    [message] = fake_verify.messages
+    assert (message["channel"], message["from"]) == ("whatsapp", "447700900001")
+
+
+def test_switching_two_steps_ahead_calls_next_workflow_twice_through_the_services(
+    settings: Any,
+    fake_verify: FakeVerifyServer,
+    make_verification: Any,
+    phone: Any,
+    eager_tasks: Any,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    from two_factor import services
+    from two_factor.models import Status
+
+    _use_vonage(settings, fake_verify)
+    settings.VONAGE_WHATSAPP_FROM = "447700900001"
+    settings.TWO_FACTOR_WORKFLOW = ("sms", "whatsapp", "voice")
+    verification = make_verification(Status.QUEUED)
+    services.verification_send(verification_id=verification.pk, delivery="task-1")
+    verification.refresh_from_db()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.verification_switch_channel(verification=verification, channel="voice")
+
+    verification.refresh_from_db()
+    assert (verification.channel, verification.step) == ("voice", 2)
+    calls = fake_verify.requests_for("next_workflow")
+    assert [c.path for c in calls] == [f"/v2/verify/{verification.request_id}/next_workflow"] * 2
+    assert [m["channel"] for m in fake_verify.messages] == ["sms", "whatsapp", "voice"]
+
+
+def _use_vonage(settings: Any, fake: FakeVerifyServer) -> None:
+    settings.TWO_FACTOR_GATEWAY_CLASS = "two_factor.gateways.vonage.client.VonageGateway"
+    settings.VONAGE_API_KEY = FAKE_API_KEY
+    settings.VONAGE_API_SECRET = FAKE_API_SECRET
+    settings.VONAGE_APPLICATION_ID = ""
+    settings.VONAGE_PRIVATE_KEY = ""
+    settings.VONAGE_API_HOST = fake.host
 
 
 def test_a_gateway_without_credentials_is_improperly_configured() -> None:
@@ -426,7 +485,7 @@ def test_get_gateway_builds_a_vonage_gateway_from_settings(
     settings.VONAGE_TIMEOUT = 2
 
     gateway = get_gateway()
-    gateway.start(number=NUMBER, client_ref=CLIENT_REF)
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
 
     assert isinstance(gateway, VonageGateway)
     assert gateway.config.request_timeout == 2
@@ -493,7 +552,7 @@ def _fresh_gateway(fake_verify: FakeVerifyServer) -> VonageGateway:
 def test_calls_from_one_thread_reuse_one_tls_connection(fake_verify: FakeVerifyServer) -> None:
     for index in range(3):
         request_id = _fresh_gateway(fake_verify).start(
-            number=f"+3361234567{index}", client_ref=CLIENT_REF
+            number=f"+3361234567{index}", client_ref=CLIENT_REF, workflow=default_workflow()
         )
         _fresh_gateway(fake_verify).check(
             request_id=request_id, code=fake_verify.code_for(request_id)
@@ -509,7 +568,9 @@ def test_each_thread_has_its_own_client_and_connection(fake_verify: FakeVerifySe
 
     def work(index: int) -> None:
         gateway = _fresh_gateway(fake_verify)
-        gateway.start(number=f"+3361234568{index}", client_ref=CLIENT_REF)
+        gateway.start(
+            number=f"+3361234568{index}", client_ref=CLIENT_REF, workflow=default_workflow()
+        )
         clients.append(gateway._client())
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]

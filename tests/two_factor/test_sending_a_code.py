@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.phone_numbers import NUMBER
+from tests.two_factor.verifications import default_workflow
 from two_factor import services
 from two_factor.gateways import (
     Blocked,
@@ -73,7 +74,9 @@ def test_a_redelivery_after_the_request_id_is_set_sends_nothing(phone, make_veri
 def test_a_live_request_at_the_provider_is_adopted_not_resent(phone, make_verification):
     verification = make_verification()
     # Our earlier try reached the provider but its answer was lost.
-    live_id = SandboxGateway().start(number=NUMBER, client_ref=verification.pk.hex)
+    live_id = SandboxGateway().start(
+        number=NUMBER, client_ref=verification.pk.hex, workflow=default_workflow()
+    )
 
     services.verification_send(verification_id=verification.pk, delivery="task-1")
 

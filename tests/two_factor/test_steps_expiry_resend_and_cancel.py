@@ -1,4 +1,4 @@
-"""Moving between the steps of a verification: calling instead of the SMS, deadlines
+"""Moving between the steps of a verification: another channel instead, deadlines
 that move it on or end it, asking for a new code, and cancelling."""
 
 from __future__ import annotations
@@ -17,35 +17,47 @@ from two_factor.services import VerificationRefused
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
 
-def test_call_instead_moves_to_calling_and_the_provider_calls(
+def test_switching_to_the_call_moves_the_row_to_the_voice_step_and_the_provider_calls(
     sent, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent)
+        services.verification_switch_channel(verification=sent, channel="voice")
 
     sent.refresh_from_db()
-    assert sent.status == Status.CALLING
-    assert sent.channel == "voice"
+    assert (sent.status, sent.channel, sent.step) == (Status.SENT, "voice", 1)
     assert sent.channel_deadline > timezone.now()
     assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["voice", "sms"]
+    assert sent.events.last().channel == "voice"
 
 
-def test_call_instead_while_calling_is_refused(phone, make_verification):
-    verification = make_verification(Status.CALLING, request_id="r", channel="voice")
+def test_switching_to_the_channel_already_running_is_refused_with_what_it_does(
+    phone, make_verification
+):
+    verification = make_verification(Status.SENT, request_id="r", channel="voice")
 
-    with pytest.raises(VerificationRefused, match="We're already calling you"):
-        services.verification_call_instead(verification=verification)
+    with pytest.raises(VerificationRefused, match=r"We.re calling .* to read out the code"):
+        services.verification_switch_channel(verification=verification, channel="voice")
+
+
+@pytest.mark.parametrize("channel", ["whatsapp", "pigeon", ""])
+def test_switching_to_a_channel_not_left_in_the_workflow_is_refused(
+    phone, make_verification, channel
+):
+    verification = make_verification(Status.SENT, request_id="r", channel="sms")
+
+    with pytest.raises(VerificationRefused, match="isn't available now"):
+        services.verification_switch_channel(verification=verification, channel=channel)
 
 
 @pytest.mark.parametrize("status", [Status.QUEUED, Status.VERIFIED, Status.EXPIRED])
-def test_call_instead_without_a_code_on_its_way_is_refused(phone, make_verification, status):
+def test_switching_without_a_code_on_its_way_is_refused(phone, make_verification, status):
     verification = make_verification(status)
 
     with pytest.raises(VerificationRefused, match="no code on its way"):
-        services.verification_call_instead(verification=verification)
+        services.verification_switch_channel(verification=verification, channel="voice")
 
 
-def test_refresh_moves_sent_to_calling_then_expired_as_deadlines_pass(phone, make_verification):
+def test_refresh_moves_to_the_next_step_then_expired_as_deadlines_pass(phone, make_verification):
     past = timezone.now() - timedelta(seconds=1)
     verification = make_verification(Status.SENT, request_id="r", channel="sms")
     Verification.objects.filter(pk=verification.pk).update(channel_deadline=past)
@@ -53,8 +65,11 @@ def test_refresh_moves_sent_to_calling_then_expired_as_deadlines_pass(phone, mak
 
     services.verification_refresh(verification=verification)
 
-    assert verification.status == Status.CALLING
-    assert verification.channel == "voice"
+    assert (verification.status, verification.channel, verification.step) == (
+        Status.SENT,
+        "voice",
+        1,
+    )
     assert verification.channel_deadline > timezone.now()
 
     Verification.objects.filter(pk=verification.pk).update(channel_deadline=past)
@@ -80,7 +95,7 @@ def test_refresh_before_the_deadline_changes_nothing(phone, make_verification):
 def test_a_code_submitted_after_the_call_timed_out_is_refused(phone, make_verification):
     past = timezone.now() - timedelta(seconds=1)
     verification = make_verification(
-        Status.CALLING, request_id="r", channel="voice", channel_deadline=past
+        Status.SENT, request_id="r", channel="voice", channel_deadline=past
     )
 
     with pytest.raises(VerificationRefused, match="has ended"):

@@ -10,6 +10,7 @@ from tasks import verification as verification_tasks
 from tasks.verification import retry_countdown
 from tests.phone_numbers import NUMBER
 from tests.two_factor.verifications import (
+    default_workflow,
     latest_code,
     start_verification,
     submit_code,
@@ -246,7 +247,9 @@ def test_a_send_task_redelivered_after_a_crash_adopts_the_providers_request(
 ):
     # The first delivery claimed the send and reached the provider, then its worker died.
     verification = make_verification(Status.SENDING, send_claim="task-1", send_attempts=1)
-    live_id = SandboxGateway().start(number=NUMBER, client_ref=verification.pk.hex)
+    live_id = SandboxGateway().start(
+        number=NUMBER, client_ref=verification.pk.hex, workflow=default_workflow()
+    )
 
     verification_tasks.send_code.apply(args=(str(verification.pk),), task_id="task-1")
 
@@ -256,7 +259,7 @@ def test_a_send_task_redelivered_after_a_crash_adopts_the_providers_request(
     assert len(sandbox_messages_for(NUMBER)) == 1
 
 
-# --- checking, calling, cancelling with retries --------------------------------------------
+# --- checking, switching channels, cancelling with retries ---------------------------------
 
 
 def test_a_check_that_fails_transiently_is_retried_to_a_verdict(
@@ -304,10 +307,10 @@ def test_a_call_request_that_fails_transiently_is_retried(sent, django_capture_o
     sandbox_fail_next("next_channel", 2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent)
+        services.verification_switch_channel(verification=sent, channel="voice")
 
     sent.refresh_from_db()
-    assert sent.status == Status.CALLING
+    assert (sent.status, sent.channel) == (Status.SENT, "voice")
     assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["voice", "sms"]
 
 
@@ -317,10 +320,10 @@ def test_a_call_request_that_keeps_failing_leaves_the_sms_step(
     sandbox_fail_next("next_channel", MAX_RETRIES + 1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent)
+        services.verification_switch_channel(verification=sent, channel="voice")
 
     sent.refresh_from_db()
-    assert sent.status == Status.SENT
+    assert (sent.status, sent.channel) == (Status.SENT, "sms")
     assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["sms"]
 
 
@@ -338,7 +341,7 @@ def test_the_sweep_task_moves_a_timed_out_sms_step_to_the_call(sent, clock):
     verification_tasks.reconcile.apply()
 
     sent.refresh_from_db()
-    assert sent.status == Status.CALLING
+    assert (sent.status, sent.channel) == (Status.SENT, "voice")
 
 
 def test_a_call_that_cannot_be_started_after_retries_is_said_not_silent(
@@ -347,14 +350,15 @@ def test_a_call_that_cannot_be_started_after_retries_is_said_not_silent(
     sandbox_fail_next("next_channel", MAX_RETRIES + 1)
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.verification_call_instead(verification=sent)
+        services.verification_switch_channel(verification=sent, channel="voice")
 
     sent.refresh_from_db()
-    assert sent.status == Status.SENT  # the SMS step's deadline still brings the call
-    assert sent.notice == services.CALL_NOT_STARTED
+    # The SMS step's deadline still brings the call.
+    assert (sent.status, sent.channel) == (Status.SENT, "sms")
+    assert sent.notice == services.SWITCH_NOT_DONE
     last = sent.events.last()
     assert (last.from_status, last.to_status) == (Status.SENT, Status.SENT)
-    assert last.reason.startswith("call not started")
+    assert last.reason.startswith("switch not done")
 
 
 def test_a_provider_cancel_that_keeps_failing_is_recorded_on_the_trail(

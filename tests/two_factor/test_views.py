@@ -17,6 +17,7 @@ from tests.two_factor.verifications import (
     client_session_key,
     create_verification,
     latest_code,
+    start_verification,
     wrong_code_for,
 )
 from two_factor.gateways.sandbox import sandbox_inbox, sandbox_messages_for
@@ -95,7 +96,7 @@ def test_a_voter_verifies_their_phone_and_comes_back_to_the_poll(client, user, q
     assert response.status_code == 200
     assert b"Sent by SMS" in response.content
     assert 'data-status="sent"' in _text(response)
-    assert "Code sent by SMS." in _text(response)
+    assert "We sent a code by SMS to +44 " in _text(response)
     assert b"+44 \xe2\x80\xa2" in response.content  # the number is shown masked
     assert NUMBER.encode() not in response.content
 
@@ -243,7 +244,7 @@ def test_a_second_click_on_continue_still_lands_on_the_next_page(logged_in_clien
 # --- whose verification ------------------------------------------------------------------------
 
 OWN_ONLY_GETS = ["verify", "complete"]
-OWN_ONLY_POSTS = ["submit_code", "resend", "call_instead", "cancel"]
+OWN_ONLY_POSTS = ["submit_code", "resend", "switch_channel", "cancel"]
 
 
 @pytest.mark.parametrize("stranger", ["another user", "the same user in another session"])
@@ -320,8 +321,9 @@ def test_a_passed_deadline_is_shown_but_showing_writes_nothing(logged_in_client,
     polled = logged_in_client.get(_url("verify", sent), **HTMX)
     page = logged_in_client.get(_url("verify", sent))
 
-    assert 'data-status="calling"' in polled.content.decode()
-    assert 'data-status="calling"' in page.content.decode()
+    # The SMS step's time is up: shown as the voice step it becomes.
+    assert 'data-status="sent" data-channel="voice"' in polled.content.decode()
+    assert 'data-status="sent" data-channel="voice"' in page.content.decode()
     sent.refresh_from_db()
     # The row moves when the reconciler (or a code, or a callback) applies the deadline.
     assert sent.status == Status.SENT
@@ -439,21 +441,62 @@ def test_resend_after_the_cooldown_sends_a_new_code(logged_in_client, sent, post
     assert len(sandbox_messages_for(NUMBER)) == 2
 
 
-def test_call_instead_moves_to_the_call(logged_in_client, sent, post):
-    response = post(logged_in_client, _url("call_instead", sent))
+def test_call_me_instead_moves_to_the_call(logged_in_client, sent, post):
+    page = logged_in_client.get(_url("verify", sent))
+    assert "Call me instead" in _text(page)
+
+    response = post(logged_in_client, _url("switch_channel", sent), {"channel": "voice"})
     page = logged_in_client.get(response["Location"])
 
-    assert "We're calling you to read out the code." in _text(page)
+    assert f"We're calling {sent.masked_number} to read out the code." in _text(page)
+    assert "Call me instead" not in _text(page)
     assert sandbox_messages_for(NUMBER)[0]["channel"] == "voice"
 
 
-def test_call_instead_twice_over_htmx_says_so_in_the_fragment(logged_in_client, sent, post):
-    post(logged_in_client, _url("call_instead", sent), **HTMX)
+def test_call_me_instead_twice_over_htmx_says_so_in_the_fragment(logged_in_client, sent, post):
+    post(logged_in_client, _url("switch_channel", sent), {"channel": "voice"}, **HTMX)
 
-    response = post(logged_in_client, _url("call_instead", sent), **HTMX)
+    response = post(logged_in_client, _url("switch_channel", sent), {"channel": "voice"}, **HTMX)
 
     assert response.status_code == 200
-    assert "We're already calling you." in _text(response)
+    assert "We're calling" in _text(response)
+    assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["voice", "sms"]
+
+
+@pytest.mark.parametrize("channel", ["", "pigeon", "sms", "x" * 5000])
+def test_a_switch_to_a_channel_the_workflow_does_not_offer_is_refused_with_a_sentence(
+    logged_in_client, sent, post, channel
+):
+    response = post(logged_in_client, _url("switch_channel", sent), {"channel": channel})
+
+    assert response.status_code == 302
+    page = logged_in_client.get(response["Location"])
+    assert page.status_code == 200
+    assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["sms"]
+
+
+def test_switching_is_rate_limited_per_voter(
+    three_step_workflow,
+    user,
+    phone,
+    logged_in_client,
+    post,
+    settings,
+    django_capture_on_commit_callbacks,
+):
+    settings.TWO_FACTOR_RATE_LIMITS = {
+        **settings.TWO_FACTOR_RATE_LIMITS,
+        "switch_per_user": (1, 3600),
+    }
+    sent = start_verification(logged_in_client, user, django_capture_on_commit_callbacks)
+    post(logged_in_client, _url("switch_channel", sent), {"channel": "whatsapp"})
+
+    response = post(logged_in_client, _url("switch_channel", sent), {"channel": "voice"}, **HTMX)
+
+    assert "Too many attempts. Try again in" in _text(response)
+    sent.refresh_from_db()
+    assert sent.channel == "whatsapp"
+    assert [m["channel"] for m in sandbox_messages_for(NUMBER)] == ["whatsapp", "sms"]
 
 
 def test_cancel_ends_the_verification_and_goes_back_to_start(logged_in_client, sent, post):

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from tests.fakes.verify_server import FakeVerifyServer
 from tests.phone_numbers import NUMBER, give_phone
-from tests.two_factor.verifications import create_verification
+from tests.two_factor.verifications import create_verification, default_workflow
 from two_factor.gateways.base import GatewayConfig
 from two_factor.gateways.errors import Blocked
 from two_factor.gateways.sandbox import SandboxGateway
@@ -56,7 +56,10 @@ def verification(user: User) -> Verification:
 
 
 def sms_sent(
-    user: User, status: Status = Status.SENT, request_id: str = REQUEST_ID
+    user: User,
+    status: Status = Status.SENT,
+    request_id: str = REQUEST_ID,
+    workflow: list[str] | None = None,
 ) -> Verification:
     """A verification whose SMS step the provider runs as REQUEST_ID, moved to `status`."""
     now = timezone.now()
@@ -64,6 +67,7 @@ def sms_sent(
         user=user,
         status=status,
         request_id=request_id,
+        workflow=workflow or ["sms", "voice"],
         channel="sms",
         sent_at=now,
         channel_deadline=now + timedelta(seconds=180),
@@ -140,7 +144,7 @@ def test_signed_summary_completed_verifies_a_sent_verification(
     response = send(client, summary("completed"))
 
     assert response.status_code == 200
-    assert response.json() == {"result": "sent → verified"}
+    assert response.json() == {"result": "sent (sms) → verified"}
     verification.refresh_from_db()
     assert verification.status == Status.VERIFIED
     assert verification.verified_at is not None
@@ -150,7 +154,7 @@ def test_signed_summary_completed_verifies_a_sent_verification(
     assert (record.request_id, record.type, record.status) == (REQUEST_ID, "summary", "completed")
     assert record.verification == verification
     assert record.body == summary("completed")
-    assert record.result == "sent → verified"
+    assert record.result == "sent (sms) → verified"
 
 
 def test_repeated_summary_with_a_new_token_changes_nothing_the_second_time(
@@ -452,7 +456,7 @@ def test_each_final_status_maps_onto_the_state_machine(
 def test_blocked_is_named_in_the_stored_result(client: Client, verification: Verification) -> None:
     send(client, summary("blocked"))
 
-    assert ProviderCallback.objects.get().result == "sent → failed (blocked)"
+    assert ProviderCallback.objects.get().result == "sent (sms) → failed (blocked)"
 
 
 def test_a_callback_while_checking_a_code_settles_it(client: Client, user: User) -> None:
@@ -463,7 +467,7 @@ def test_a_callback_while_checking_a_code_settles_it(client: Client, user: User)
     assert snapshot(verification)[:2] == (Status.VERIFIED, 1)
 
 
-def test_a_summary_showing_the_voice_step_started_moves_sent_to_calling(
+def test_a_summary_showing_the_voice_step_started_moves_the_row_to_the_voice_step(
     client: Client, verification: Verification, settings: Any
 ) -> None:
     payload = summary("completed")
@@ -476,10 +480,13 @@ def test_a_summary_showing_the_voice_step_started_moves_sent_to_calling(
 
     response = send(client, payload)
 
-    assert response.json() == {"result": "sent → calling"}
+    assert response.json() == {"result": "sent (sms) → sent (voice)"}
     verification.refresh_from_db()
-    assert verification.status == Status.CALLING
-    assert verification.channel == "voice"
+    assert (verification.status, verification.channel, verification.step) == (
+        Status.SENT,
+        "voice",
+        1,
+    )
     # The same deadline as the voice step the services start themselves.
     expected = started + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT)
     assert verification.channel_deadline is not None
@@ -491,12 +498,35 @@ def test_a_voice_event_shows_the_call_before_its_outcome(
 ) -> None:
     response = send(client, event("completed", channel="voice"))
 
-    assert response.json() == {"result": "sent → calling → verified"}
-    assert list(verification.events.values_list("to_status", flat=True)) == [
-        Status.SENT,  # created
-        Status.CALLING,
-        Status.VERIFIED,
+    assert response.json() == {"result": "sent (sms) → sent (voice) → verified"}
+    assert list(verification.events.values_list("to_status", "channel")) == [
+        (Status.SENT, "sms"),  # created
+        (Status.SENT, "voice"),
+        (Status.VERIFIED, "voice"),
     ]
+
+
+def test_a_whatsapp_event_is_handled_like_any_other_step(client: Client, user: User) -> None:
+    verification = sms_sent(user, workflow=["sms", "whatsapp", "voice"])
+
+    response = send(client, event("completed", channel="whatsapp"))
+
+    assert response.json() == {"result": "sent (sms) → sent (whatsapp) → verified"}
+    verification.refresh_from_db()
+    assert (verification.status, verification.channel, verification.step) == (
+        Status.VERIFIED,
+        "whatsapp",
+        1,
+    )
+
+
+def test_an_event_for_a_channel_outside_the_workflow_moves_no_step(
+    client: Client, verification: Verification
+) -> None:
+    response = send(client, event("failed", channel="whatsapp"))
+
+    assert response.json()["result"].startswith("sent (sms) → failed")
+    assert verification.events.filter(to_status=Status.SENT).count() == 1
 
 
 def test_a_voice_step_while_checking_a_code_leaves_the_check_alone(
@@ -566,7 +596,9 @@ def test_the_sandbox_posts_nothing_unless_a_webhook_base_url_is_set(
         "two_factor.gateways.sandbox.callbacks.callback_post", lambda *a, **k: posted.append(a)
     )
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
-    request_id = gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
+    request_id = gateway.start(
+        number=NUMBER, client_ref=uuid.uuid4().hex, workflow=default_workflow()
+    )
 
     gateway.check(request_id=request_id, code=gateway.inbox(1)[0]["code"])
 
@@ -576,7 +608,9 @@ def test_the_sandbox_posts_nothing_unless_a_webhook_base_url_is_set(
 def test_the_sandbox_survives_an_unreachable_webhook(db: None, settings: Any) -> None:
     settings.TWO_FACTOR_WEBHOOK_BASE_URL = "http://127.0.0.1:9"  # discard port: nobody there
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
-    request_id = gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex)
+    request_id = gateway.start(
+        number=NUMBER, client_ref=uuid.uuid4().hex, workflow=default_workflow()
+    )
 
     gateway.check(request_id=request_id, code=gateway.inbox(1)[0]["code"])
 
@@ -589,7 +623,9 @@ def test_the_sandbox_posts_a_signed_callback_that_the_webhook_applies(
     settings.TWO_FACTOR_WEBHOOK_BASE_URL = live_server.url
     gateway = SandboxGateway(GatewayConfig(), store=MemoryStore())
     verification = sms_sent(user, status=Status.SENDING, request_id="")
-    request_id = gateway.start(number=NUMBER, client_ref=verification.pk.hex)
+    request_id = gateway.start(
+        number=NUMBER, client_ref=verification.pk.hex, workflow=default_workflow()
+    )
     Verification.objects.filter(pk=verification.pk).update(
         status=Status.SENT, request_id=request_id
     )
@@ -604,7 +640,7 @@ def test_the_sandbox_posts_a_signed_callback_that_the_webhook_applies(
         ("summary", "completed"),
     ]
     assert [r.result for r in records] == [
-        "sent → verified",
+        "sent (sms) → verified",
         "no change: the verification is verified",
     ]
     assert {r.body["client_ref"] for r in records} == {verification.pk.hex[:16]}

@@ -13,6 +13,8 @@ from django.test import Client
 
 from tests.phone_numbers import NUMBER, give_phone, unique_number
 from two_factor import services
+from two_factor.channels import workflow_steps
+from two_factor.gateways.base import WorkflowStep
 from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.session import session_key_hash, session_verify
 
@@ -29,7 +31,11 @@ def create_verification(
     **fields: Any,
 ) -> Verification:
     """A Verification row in any status with its creation event, as if it had got there
-    (no tasks run, nothing sent). `fields` are any other model fields."""
+    (no tasks run, nothing sent). `fields` are any other model fields; the workflow is
+    the configured one unless given, and a row with a `channel` is on that step of it."""
+    fields.setdefault("workflow", list(settings.TWO_FACTOR_WORKFLOW))
+    if fields.get("channel") in fields["workflow"]:
+        fields.setdefault("step", fields["workflow"].index(fields["channel"]))
     verification = Verification.objects.create(
         user=user,
         session_key_hash=session_key_hash(session_key),
@@ -37,8 +43,18 @@ def create_verification(
         status=status,
         **fields,
     )
-    VerificationEvent.objects.create(verification=verification, to_status=status, reason=reason)
+    VerificationEvent.objects.create(
+        verification=verification,
+        to_status=status,
+        channel=verification.channel,
+        reason=reason,
+    )
     return verification
+
+
+def default_workflow() -> list[WorkflowStep]:
+    """The configured workflow as a gateway is handed it (two_factor/channels.py)."""
+    return workflow_steps(settings.TWO_FACTOR_WORKFLOW)
 
 
 def client_session_key(client: Client) -> str:

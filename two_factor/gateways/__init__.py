@@ -1,5 +1,5 @@
-"""Phone verification gateways: one interface, one error hierarchy, one sequence of
-channels; each provider in its own package (``sandbox``, ``vonage``).
+"""Phone verification gateways: one interface, one error hierarchy, one shape of a
+workflow step; each provider in its own package (``sandbox``, ``vonage``).
 
 Nothing here imports from the rest of the project: only Django's settings and
 utilities, the provider SDK and the standard library.
@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .base import CHANNELS, Channel, GatewayConfig, VerifyGateway
+from .base import GatewayConfig, VerifyGateway, WorkflowStep
 from .errors import (
     Blocked,
     ConcurrentRequest,
@@ -53,9 +53,7 @@ def get_gateway() -> VerifyGateway:
 
 
 __all__ = [
-    "CHANNELS",
     "Blocked",
-    "Channel",
     "ConcurrentRequest",
     "GatewayConfig",
     "GatewayError",
@@ -70,5 +68,6 @@ __all__ = [
     "TooManyAttempts",
     "TransientGatewayError",
     "VerifyGateway",
+    "WorkflowStep",
     "get_gateway",
 ]

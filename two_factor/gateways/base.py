@@ -1,12 +1,16 @@
 """The one interface every verification gateway implements, its configuration, and the
-sequence of channels a verification steps through."""
+shape of one workflow step as a gateway receives it.
+
+Which channels exist and in which order a verification tries them is not decided here:
+``two_factor/channels.py`` is the table, and hands a gateway the steps of one
+verification's workflow."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Protocol, Self, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Self, runtime_checkable
 
 # Verify v2 rejects these in `brand`; the Python SDK caps it at 16 characters.
 _BRAND_FORBIDDEN = re.compile(r"[/{}:$]")
@@ -15,20 +19,20 @@ BRAND_MAX_LENGTH = 16
 CLIENT_REF_MAX_LENGTH = 16
 
 
-class Channel(StrEnum):
-    """How a code reaches the voter, in the order a verification steps through them.
+@dataclass(frozen=True)
+class WorkflowStep:
+    """One step of a verification's workflow, as the gateway sends it to the provider.
 
-    The first channel sends the code; each next one takes over when the previous step's
-    channel timeout passes or the voter asks for it (``next_channel``), with the same
-    code. Adding a step (WhatsApp, say) is one member here plus the gateways' way of
-    sending it (the Vonage gateway's ``_WORKFLOW_STEPS``).
+    ``channel`` is Verify v2's channel string; ``params`` the step's fields besides
+    ``to`` (WhatsApp's ``from``, silent auth's ``redirect_url``), in Verify's names;
+    ``sends_with`` how each gateway that needs its own way builds the step, by gateway
+    name (the Vonage gateway: a function returning the SDK's step model). Built by the
+    channel table (``two_factor/channels.py``), never by a gateway.
     """
 
-    SMS = "sms"
-    VOICE = "voice"
-
-
-CHANNELS: tuple[Channel, ...] = tuple(Channel)
+    channel: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sends_with: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -45,9 +49,10 @@ class VerifyGateway(Protocol):
         """A gateway configured from Django settings (what ``get_gateway`` returns)."""
         ...
 
-    def start(self, *, number: str, client_ref: str) -> str:
-        """Send a code to ``number`` (E.164 with '+') by the first of :data:`CHANNELS`;
-        return the provider's request id."""
+    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
+        """Send a code to ``number`` (E.164 with '+') by the first step of ``workflow``
+        (the next steps follow on the provider's channel timeout); return the provider's
+        request id."""
         ...
 
     def check(self, *, request_id: str, code: str) -> None:
@@ -57,7 +62,7 @@ class VerifyGateway(Protocol):
     def cancel(self, *, request_id: str) -> None: ...
 
     def next_channel(self, *, request_id: str) -> None:
-        """Move to the next of :data:`CHANNELS` now ("call me instead")."""
+        """Move to the workflow's next step now ("Call me instead")."""
         ...
 
 

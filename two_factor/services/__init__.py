@@ -2,7 +2,7 @@
 these functions; nothing else changes a verification, a number or a session's flag.
 
 Split by sub-domain (docs/ARCHITECTURE.md, "Layers"): `transitions` (the one status-change
-path), `phone_numbers`, `sending`, `checking`, `steps` (call, expiry, cancel),
+path), `phone_numbers`, `sending`, `checking`, `steps` (next channel, expiry, cancel),
 `reconciler`, `completion`, `budget` (the SMS caps and the conversion governor),
 `devices` (remembered devices), with `refusals` and `delivery` (tasks, provider) beneath.
 This package re-exports the public functions, so callers write `services.verification_start`.
@@ -37,15 +37,15 @@ from two_factor.services.sending import (
     verification_start,
 )
 from two_factor.services.steps import (
-    CALL_NOT_STARTED,
-    verification_call_instead,
+    SWITCH_NOT_DONE,
     verification_cancel,
     verification_next_channel,
     verification_next_channel_gave_up,
     verification_provider_cancel,
     verification_provider_cancel_gave_up,
     verification_refresh,
-    verification_voice_started,
+    verification_step_started,
+    verification_switch_channel,
 )
 from two_factor.services.transitions import (
     IllegalTransition,
@@ -58,11 +58,11 @@ from two_factor.services.transitions import (
 from two_factor.session import session_key_hash
 
 __all__ = [
-    "CALL_NOT_STARTED",
     "CHECK_AGAIN",
     "NUMBER_MOVED",
     "SEND_GAVE_UP",
     "SEND_UNCONFIRMED",
+    "SWITCH_NOT_DONE",
     "AlreadyCompleted",
     "IllegalTransition",
     "MalformedCode",
@@ -79,7 +79,6 @@ __all__ = [
     "task_grace",
     "transition",
     "transition_if_allowed",
-    "verification_call_instead",
     "verification_cancel",
     "verification_check",
     "verification_check_gave_up",
@@ -97,6 +96,7 @@ __all__ = [
     "verification_send",
     "verification_send_gave_up",
     "verification_start",
+    "verification_step_started",
     "verification_submit_code",
-    "verification_voice_started",
+    "verification_switch_channel",
 ]

@@ -81,7 +81,8 @@ def verification_check(*, verification_id: UUID, code: str) -> Verification:
     verification = Verification.objects.get(pk=verification_id)
     if verification.status != Status.CHECKING:
         return verification  # redelivered after it was settled
-    back_to = verification.code_step_status
+    # Back to the step the code was typed on (the row's channel stays as it was).
+    back_to = Status.SENT
     try:
         _release_connection()
         _provider().check(request_id=verification.request_id, code=code)
@@ -140,10 +141,9 @@ def verification_check_gave_up(*, verification_id: UUID, error: Exception) -> No
     verification = Verification.objects.get(pk=verification_id)
     if verification.status != Status.CHECKING:
         return
-    back_to = verification.code_step_status
     transition_if_allowed(
         verification,
-        back_to,
+        Status.SENT,
         reason=f"check not possible now: {_describe(error)}",
         notice=CHECK_AGAIN,
     )

@@ -69,9 +69,8 @@ def _reconcile_one(verification_id: UUID, *, now: Any) -> None:
             _reconcile_sending(verification, now=now)
         elif verification.status == Status.CHECKING:
             # The code travelled only in the lost task: ask for it again, uncounted.
-            back_to = verification.code_step_status
             transition(
-                verification, back_to, reason="check task lost (reconciler)", notice=CHECK_AGAIN
+                verification, Status.SENT, reason="check task lost (reconciler)", notice=CHECK_AGAIN
             )
         else:
             verification_refresh(verification=verification)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from pollstr.client_ip import client_network
+from two_factor.channels import channel_get, workflow_for, workflow_steps
 from two_factor.gateways.errors import (
     ConcurrentRequest,
     PermanentGatewayError,
@@ -130,6 +131,9 @@ def _start_locked(
         session_key_hash=key_hash,
         number=number,
         is_resend=bool(live),
+        # Chosen now, for the number's region, and kept: a setting changed meanwhile
+        # never changes the steps of a verification already on its way.
+        workflow=list(workflow_for(country=country)),
         country=country,
         prefix=prefix,
         created_at=now,
@@ -217,9 +221,11 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     _release_connection()
     try:
         request_id = gateway.start(
-            number=verification.number.as_e164, client_ref=verification.pk.hex
+            number=verification.number.as_e164,
+            client_ref=verification.pk.hex,
+            workflow=workflow_steps(verification.workflow),
         )
-        reason = f"sent by SMS via {gateway.name}"
+        reason = f"sent via {gateway.name}"
     except ConcurrentRequest as conflict:
         if not conflict.live_request_id:
             raise TransientGatewayError(conflict.message) from conflict
@@ -235,14 +241,16 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         )
         return verification
     now = timezone.now()
+    first = verification.workflow[0]
     transition_if_allowed(
         verification,
         Status.SENT,
         reason=reason,
         request_id=request_id,
-        channel="sms",
+        step=0,
+        channel=first,
         sent_at=now,
-        channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
+        channel_deadline=channel_get(first).deadline(now=now),
     )
     return verification
 

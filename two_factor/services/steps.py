@@ -1,15 +1,16 @@
-"""The steps after the SMS: a call (asked for, or when the SMS step times out), expiry,
-cancelling, and the provider cancel behind it."""
+"""Moving along a verification's workflow (the next channel, asked for or when a step
+times out), expiry, cancelling, and the provider cancel behind it. Which channels there
+are and what they are called is two_factor/channels.py's business."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime
 from uuid import UUID
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from two_factor.channels import channel_get
 from two_factor.gateways.errors import (
     NoMoreChannels,
     PermanentGatewayError,
@@ -27,92 +28,142 @@ from two_factor.services.delivery import (
     _provider,
     _release_connection,
 )
-from two_factor.services.refusals import VerificationRefused
-from two_factor.services.transitions import transition_if_allowed, verification_note
+from two_factor.services.refusals import VerificationRefused, _limit
+from two_factor.services.transitions import _publish, transition_if_allowed, verification_note
 
-CALL_NOT_STARTED = (
-    "We couldn't start the call just now. Enter the code from the SMS, or wait: "
-    "we'll call you when the SMS step ends."
+SWITCH_NOT_DONE = (
+    "We couldn't switch just now. Enter the code you have, or wait: the next way of "
+    "sending it starts by itself when this one's time is up."
 )
 
 
-def verification_call_instead(*, verification: Verification) -> None:
+def verification_switch_channel(*, verification: Verification, channel: str) -> None:
+    """The voter asked for the code by ``channel`` instead ("Call me instead"): one of
+    the channels the verification's workflow still has after its current step."""
     verification_refresh(verification=verification)
     if verification.status != Status.SENT:
+        raise VerificationRefused("There is no code on its way to send another way.")
+    if channel == verification.channel:
         raise VerificationRefused(
-            "We're already calling you."
-            if verification.status == Status.CALLING
-            else "There is no code on its way to switch to a call."
+            str(channel_get(channel).running % {"number": verification.masked_number})
         )
-    transaction.on_commit(lambda: _enqueue("next_channel", verification.pk))
+    if channel not in verification.channels_left:
+        raise VerificationRefused("That way of sending the code isn't available now.")
+    _limit([("switch_per_user", str(verification.user_id))])
+    Verification.objects.filter(pk=verification.pk, status=Status.SENT).update(switching_to=channel)
+    verification.switching_to = channel
+    transaction.on_commit(lambda: _publish(verification.pk))
+    transaction.on_commit(lambda: _enqueue("next_channel", verification.pk, channel))
 
 
-def verification_next_channel(*, verification_id: UUID, reason: str) -> Verification:
-    """Worker side of "call me instead"."""
+def verification_next_channel(
+    *, verification_id: UUID, reason: str, channel: str | None = None
+) -> Verification:
+    """Worker side of a switch: move the provider on to ``channel`` (the next step when
+    None). Verify only moves one step at a time (``next_workflow``), so reaching a later
+    channel skips the ones between, and each skipped step may send its message."""
     verification = Verification.objects.get(pk=verification_id)
-    if verification.status != Status.SENT:
-        return verification
-    try:
-        _release_connection()
-        _provider().next_channel(request_id=verification.request_id)
-    except NoMoreChannels:
-        pass  # the provider moved on by itself already: show the call
-    except RequestNotFound:
-        transition_if_allowed(
-            verification,
-            Status.EXPIRED,
-            reason="provider: not found or expired",
-            failure_reason=OUTCOMES["expired"].sentence,
-        )
-        return verification
-    except PermanentGatewayError as error:
-        verification_note(
-            verification, reason=f"call not started: {error.message}", notice=CALL_NOT_STARTED
-        )
-        return verification
-    verification_voice_started(verification, reason=reason)
+    _move_on(verification, channel=channel, reason=reason)
+    # Done, whatever the provider said: the page stops saying "Sending your code by …"
+    # (a transition already cleared it when the step started; an error the task retries
+    # keeps it, and giving up clears it with its notice).
+    if (
+        Verification.objects.filter(pk=verification_id)
+        .exclude(switching_to="")
+        .update(switching_to="")
+    ):
+        _publish(verification_id)
     return verification
 
 
+def _move_on(verification: Verification, *, channel: str | None, reason: str) -> None:
+    left = verification.channels_left
+    target = channel or (left[0] if left else None)
+    if target is None or target not in left:
+        return  # moved on already (its timeout, a callback): nothing to do
+    for _ in range(left.index(target) + 1):
+        try:
+            _release_connection()
+            _provider().next_channel(request_id=verification.request_id)
+        except NoMoreChannels:
+            return  # the provider ended the workflow by itself: its deadline says so
+        except RequestNotFound:
+            transition_if_allowed(
+                verification,
+                Status.EXPIRED,
+                reason="provider: not found or expired",
+                failure_reason=OUTCOMES["expired"].sentence,
+            )
+            return
+        except PermanentGatewayError as error:
+            verification_note(
+                verification,
+                reason=f"switch not done: {error.message}",
+                notice=SWITCH_NOT_DONE,
+            )
+            return
+        verification_step_started(verification, step=verification.step + 1, reason=reason)
+        if verification.status != Status.SENT:
+            return
+
+
 def verification_next_channel_gave_up(*, verification_id: UUID, error: Exception) -> None:
-    """The call could not be asked for after retries: say so; the SMS step's own deadline
-    still moves the verification to the call."""
+    """The switch could not be asked for after retries: say so; the step's own deadline
+    still moves the verification on."""
     verification = Verification.objects.get(pk=verification_id)
     if verification.status == Status.SENT:
         verification_note(
-            verification, reason=f"call not started: {_describe(error)}", notice=CALL_NOT_STARTED
+            verification, reason=f"switch not done: {_describe(error)}", notice=SWITCH_NOT_DONE
         )
 
 
-def verification_voice_started(verification: Verification, *, reason: str) -> None:
-    now = timezone.now()
+def verification_step_started(
+    verification: Verification, *, step: int, reason: str, at: datetime | None = None
+) -> None:
+    """The workflow's ``step`` has started (we asked, its timeout passed, or the provider
+    said so), at ``at`` (now by default): the row moves to it. Never backwards, never
+    past the workflow."""
+    if verification.status != Status.SENT or not (
+        verification.step < step < len(verification.workflow)
+    ):
+        return
+    channel = verification.workflow[step]
     transition_if_allowed(
         verification,
-        Status.CALLING,
-        reason=reason,
-        channel="voice",
-        channel_deadline=now + timedelta(seconds=settings.TWO_FACTOR_CHANNEL_TIMEOUT),
+        Status.SENT,
+        reason=f"{reason}: {channel} step started",
+        step=step,
+        channel=channel,
+        channel_deadline=channel_get(channel).deadline(now=at or timezone.now()),
     )
 
 
 def verification_refresh(*, verification: Verification) -> Verification:
-    """Apply the deadlines that have passed: SMS step → voice call → expired.
+    """Apply the deadlines that have passed: the next step of the workflow, and after
+    the last one, expired.
 
     Verify moves to the next step by itself when a step's channel timeout passes; we
     mirror that from our own clock so the page never shows a stale step.
     """
-    deadline = verification.channel_deadline
-    if deadline is None or deadline > timezone.now():
-        return verification
-    if verification.status == Status.SENT:
-        verification_voice_started(verification, reason="no code entered in time: calling instead")
-    elif verification.status == Status.CALLING:
-        transition_if_allowed(
-            verification,
-            Status.EXPIRED,
-            reason="voice step timed out",
-            failure_reason=OUTCOMES["expired"].sentence,
+    while verification.status == Status.SENT:
+        deadline = verification.channel_deadline
+        if deadline is None or deadline > timezone.now():
+            break
+        if not verification.channels_left:
+            transition_if_allowed(
+                verification,
+                Status.EXPIRED,
+                reason=f"{verification.channel} step timed out",
+                failure_reason=OUTCOMES["expired"].sentence,
+            )
+            break
+        step = verification.step + 1
+        # Verify started the next step when this one's time was up, not when we looked.
+        verification_step_started(
+            verification, step=step, reason="no code entered in time", at=deadline
         )
+        if verification.step != step:
+            break
     return verification
 
 

@@ -76,6 +76,7 @@ def _transition(
     from_status = current.status
     current.status = to
     fields.setdefault("notice", "")
+    fields.setdefault("switching_to", "")
     for name, value in fields.items():
         setattr(current, name, value)
     if "deadline_at" not in fields:
@@ -83,7 +84,12 @@ def _transition(
     # Only what changed: the UPDATE stays small whatever the row holds.
     current.save(update_fields=["status", "deadline_at", "updated_at", *fields])
     VerificationEvent.objects.create(
-        verification=current, from_status=from_status, to_status=to, reason=reason, ip=ip
+        verification=current,
+        from_status=from_status,
+        to_status=to,
+        channel=current.channel,
+        reason=reason,
+        ip=ip,
     )
     transaction.on_commit(lambda: _publish(current.pk))
     transaction.on_commit(
@@ -116,7 +122,7 @@ def deadline_for(verification: Verification, *, now: Any) -> Any:
         return now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE)
     if verification.status in (Status.SENDING, Status.CHECKING):
         return now + task_grace()
-    if verification.status in (Status.SENT, Status.CALLING):
+    if verification.status == Status.SENT:
         return verification.channel_deadline
     return None
 
@@ -152,8 +158,9 @@ def verification_note(verification: Verification, *, reason: str, notice: str = 
             verification=current,
             from_status=current.status,
             to_status=current.status,
+            channel=current.channel,
             reason=reason,
         )
         if notice:
-            Verification.objects.filter(pk=current.pk).update(notice=notice)
+            Verification.objects.filter(pk=current.pk).update(notice=notice, switching_to="")
             transaction.on_commit(lambda: _publish(current.pk))

@@ -23,8 +23,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from two_factor.gateways.base import CHANNELS
-
 from .store import MemoryStore, Store
 
 logger = logging.getLogger(__name__)
@@ -32,8 +30,15 @@ logger = logging.getLogger(__name__)
 Record = dict[str, Any]
 Sink = Callable[[dict[str, Any]], None]
 
-PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp"})
+# Verify v2's channels (its API reference): which take a phone number, which take a
+# code, and which need a `from` (a sender of the account: WhatsApp Business, RCS agent).
+PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp", "rcs"})
 CODE_CHANNELS = PHONE_CHANNELS | {"email"}
+NEEDS_FROM = frozenset({"whatsapp", "rcs"})
+# A step's fields besides `channel` and `to` that the emulator keeps (and shows).
+_STEP_FIELDS = ("from",)
+# The workflow of Verify's own examples, for callers that name none (tests).
+EXAMPLE_CHANNELS = ("sms", "voice")
 _TO_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
 _BRAND_FORBIDDEN = re.compile(r"[/{}:$]")
 _CLIENT_REF_PATTERN = re.compile(r"^[A-Za-z0-9]{1,40}$")
@@ -192,7 +197,8 @@ class VerifyEmulator:
         *,
         to: str,
         brand: str,
-        channels: Sequence[str] = CHANNELS,
+        channels: Sequence[str] = EXAMPLE_CHANNELS,
+        workflow: Sequence[Mapping[str, Any]] | None = None,
         code_length: int = 4,
         channel_timeout: int = 180,
         locale: str = "en-us",
@@ -201,7 +207,9 @@ class VerifyEmulator:
     ) -> str:
         body: dict[str, Any] = {
             "brand": brand,
-            "workflow": [{"channel": str(channel), "to": to} for channel in channels],
+            "workflow": [
+                {**step, "to": to} for step in (workflow or [{"channel": str(c)} for c in channels])
+            ],
             "code_length": code_length,
             "channel_timeout": channel_timeout,
             "locale": locale,
@@ -342,8 +350,13 @@ class VerifyEmulator:
                     problems.append((f"workflow[{i}].to", "is not a valid phone number"))
                 elif channel == "email" and not (isinstance(to, str) and "@" in to):
                     problems.append((f"workflow[{i}].to", "is not a valid email address"))
+                elif channel in NEEDS_FROM and not (
+                    isinstance(step.get("from"), str) and step["from"]
+                ):
+                    problems.append((f"workflow[{i}].from", "is required for this channel"))
                 else:
-                    steps.append({"channel": channel, "to": to})
+                    extra = {k: step[k] for k in _STEP_FIELDS if step.get(k) is not None}
+                    steps.append({"channel": channel, "to": to, **extra})
 
         code_length = body.get("code_length", 4)
         if not _is_int_between(code_length, 4, 10):
@@ -417,6 +430,7 @@ class VerifyEmulator:
                 "request_id": record["request_id"],
                 "to": step["to"],
                 "channel": step["channel"],
+                "from": step.get("from", ""),
                 "code": record["code"],
                 "brand": record["brand"],
                 "text": self._text(record, step["channel"]),

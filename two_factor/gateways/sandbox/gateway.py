@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -28,6 +28,7 @@ from django.core.cache import caches
 
 from two_factor.gateways.base import (
     GatewayConfig,
+    WorkflowStep,
     provider_client_ref,
     provider_number,
     webotp_line,
@@ -36,7 +37,7 @@ from two_factor.gateways.errors import TransientGatewayError
 from two_factor.gateways.vonage.problems import error_from_problem
 
 from .callbacks import callback_send
-from .emulator import RuleViolation, VerifyEmulator
+from .emulator import NEEDS_FROM, RuleViolation, VerifyEmulator
 from .store import CacheStore, Store, StoreLockTimeout
 
 logger = logging.getLogger("two_factor.sandbox")
@@ -48,6 +49,7 @@ INBOX_SIZE = 50
 # has a host for it.
 SMS_TEMPLATE_ID = "00000000-0000-4000-8000-00000000f00d"
 _PREFIX = "sandbox:"
+SANDBOX_SENDER = "Sandbox"
 
 
 def sandbox_store() -> CacheStore:
@@ -88,11 +90,13 @@ class SandboxGateway:
             max_wrong_codes=int(settings.TWO_FACTOR_MAX_WRONG_CODES),
         )
 
-    def start(self, *, number: str, client_ref: str) -> str:
+    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
         self._inject_faults("start")
         with _translated("start"):
             return self.emulator.start(
                 to=provider_number(number),
+                # Every channel the sandbox sends the same way: to the dev inbox.
+                workflow=[_sandbox_step(step) for step in workflow],
                 brand=self.config.brand,
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
@@ -144,6 +148,17 @@ class SandboxGateway:
         rate = float(settings.TWO_FACTOR_SANDBOX_FAILURE_RATE)
         if rate and random.random() < rate:
             raise TransientGatewayError(detail=f"{operation}: sandbox failure rate {rate}")
+
+
+def _sandbox_step(step: WorkflowStep) -> dict[str, Any]:
+    """The step as the emulator takes it. A channel Verify sends from an account's
+    sender (WhatsApp) goes from the sandbox's own when none is configured: the sandbox
+    runs offline, without a WhatsApp Business number."""
+    body: dict[str, Any] = {"channel": step.channel}
+    body.update({name: value for name, value in step.params.items() if value})
+    if step.channel in NEEDS_FROM:
+        body.setdefault("from", SANDBOX_SENDER)
+    return body
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """The real gateway: Vonage Verify v2 through the official SDK (v4), one workflow step
-per channel of ``gateways.base.CHANNELS``.
+per step of the verification's workflow, each built the way its channel's row says
+(``sends_with["vonage"]``, from ``steps.py``).
 
 SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -33,12 +34,11 @@ from django.core.exceptions import ImproperlyConfigured
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError
 from vonage_utils.errors import VonageError
-from vonage_verify import SmsChannel, VerifyRequest, VoiceChannel
+from vonage_verify import VerifyRequest
 
 from two_factor.gateways.base import (
-    CHANNELS,
-    Channel,
     GatewayConfig,
+    WorkflowStep,
     provider_client_ref,
     provider_number,
 )
@@ -63,13 +63,6 @@ class _TemplatedVerifyRequest(VerifyRequest):
     lacks: the account's template whose SMS text ends with the WebOTP line."""
 
     template_id: str | None = None
-
-
-# The SDK's workflow step for each of our channels; a new channel needs its entry here.
-_WORKFLOW_STEPS: dict[Channel, type[SmsChannel] | type[VoiceChannel]] = {
-    Channel.SMS: SmsChannel,
-    Channel.VOICE: VoiceChannel,
-}
 
 
 class VonageGateway:
@@ -126,12 +119,12 @@ class VonageGateway:
             template_id=settings.VONAGE_VERIFY_TEMPLATE_ID or None,
         )
 
-    def start(self, *, number: str, client_ref: str) -> str:
+    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
         with _translated("start"):
             to = provider_number(number)
             request = _TemplatedVerifyRequest(
                 brand=self.config.brand,
-                workflow=[_WORKFLOW_STEPS[channel](to=to) for channel in CHANNELS],
+                workflow=[_sdk_step(step, to) for step in workflow],
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
                 locale=self.config.locale,
@@ -172,6 +165,15 @@ class VonageGateway:
             pool_maxsize=SEND_ATTEMPTS,
         )
         return Vonage(self._auth, options)
+
+
+def _sdk_step(step: WorkflowStep, to: str) -> Any:
+    build = step.sends_with.get(VonageGateway.name)
+    if build is None:
+        raise GatewayMisconfigured(
+            detail=f"start: the {step.channel!r} channel has no way to send it by Vonage"
+        )
+    return build(to, step.params)
 
 
 # One client per thread (see the module docstring); keyed by the gateway's settings.
