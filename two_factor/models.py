@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 
@@ -36,16 +37,16 @@ class PhoneNumber(models.Model):
 
 
 class Status(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent by SMS"
-    CALLING = "calling", "Calling"
-    CHECKING = "checking", "Checking code"
-    VERIFIED = "verified", "Verified"
-    CONSUMED = "consumed", "Completed"
-    FAILED = "failed", "Failed"
-    EXPIRED = "expired", "Expired"
-    CANCELLED = "cancelled", "Cancelled"
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
+    SENT = "sent", _("Sent by SMS")
+    CALLING = "calling", _("Calling")
+    CHECKING = "checking", _("Checking code")
+    VERIFIED = "verified", _("Verified")
+    CONSUMED = "consumed", _("Completed")
+    FAILED = "failed", _("Failed")
+    EXPIRED = "expired", _("Expired")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 # The state machine of docs/ARCHITECTURE.md. Anything not listed here is refused by transition().

@@ -17,6 +17,8 @@ from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django_stubs_ext import StrOrPromise
 
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
@@ -30,17 +32,17 @@ STATUS_TEMPLATE = "two_factor/verify.html#status"
 SLOW_AFTER = 5
 STUCK_AFTER = 20
 
-HEADINGS: dict[str, str] = {
-    Status.QUEUED: "Sending your code",
-    Status.SENDING: "Sending your code",
-    Status.SENT: "Enter your code",
-    Status.CALLING: "Enter your code",
-    Status.CHECKING: "Enter your code",
-    Status.VERIFIED: "Verified",
-    Status.CONSUMED: "Verified",
-    Status.FAILED: "Code request failed",
-    Status.EXPIRED: "This code expired",
-    Status.CANCELLED: "Cancelled",
+HEADINGS: dict[str, StrOrPromise] = {
+    Status.QUEUED: _("Sending your code"),
+    Status.SENDING: _("Sending your code"),
+    Status.SENT: _("Enter your code"),
+    Status.CALLING: _("Enter your code"),
+    Status.CHECKING: _("Enter your code"),
+    Status.VERIFIED: _("Verified"),
+    Status.CONSUMED: _("Verified"),
+    Status.FAILED: _("Code request failed"),
+    Status.EXPIRED: _("This code expired"),
+    Status.CANCELLED: _("Cancelled"),
 }
 # States that change by themselves within seconds: without JavaScript the page reloads.
 SELF_REFRESHING = frozenset({Status.QUEUED, Status.SENDING, Status.CHECKING})
@@ -60,7 +62,7 @@ def status_context(
     code_error = "malformed" if malformed else "wrong" if wrong_code_event else ""
     return {
         "verification": verification,
-        "heading": HEADINGS.get(verification.status, "Verify your phone"),
+        "heading": HEADINGS.get(verification.status, _("Verify your phone")),
         "timeline": verification_timeline(verification),
         "resend_in": resend_in,
         "call_in": (
@@ -162,19 +164,19 @@ def _code_form(*, invalid: bool, typed: str) -> CodeForm:
 
 # --- the timeline ----------------------------------------------------------------------
 
-STEPS: list[tuple[str, str]] = [
-    (Status.QUEUED, "Request received"),
-    (Status.SENDING, "Sending your code"),
-    (Status.SENT, "Sent by SMS"),
-    (Status.CALLING, "Calling you with the code"),
-    (Status.VERIFIED, "Verified"),
+STEPS: list[tuple[str, StrOrPromise]] = [
+    (Status.QUEUED, _("Request received")),
+    (Status.SENDING, _("Sending your code")),
+    (Status.SENT, _("Sent by SMS")),
+    (Status.CALLING, _("Calling you with the code")),
+    (Status.VERIFIED, _("Verified")),
 ]
 
 
 @dataclass(frozen=True)
 class Step:
     status: str
-    label: str
+    label: StrOrPromise
     state: str  # "done", "current", "failed" or "todo"
     at: datetime | None
 
@@ -208,9 +210,9 @@ def verification_timeline(verification: Verification) -> list[Step]:
         steps.append(Step(status=status, label=label, state=state, at=at))
     if ended_badly:
         label = {
-            Status.FAILED.value: "Failed",
-            Status.EXPIRED.value: "Expired",
-            Status.CANCELLED.value: "Cancelled",
+            Status.FAILED.value: _("Failed"),
+            Status.EXPIRED.value: _("Expired"),
+            Status.CANCELLED.value: _("Cancelled"),
         }[current]
         steps = [step for step in steps if step.at is not None]
         steps.append(Step(status=current, label=label, state="failed", at=reached.get(current)))

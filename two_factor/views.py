@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
@@ -70,9 +71,9 @@ def _refused(
 ) -> HttpResponse:
     if request.htmx:
         verification.refresh_from_db()  # show the state as it is now, not as we read it
-        context = status_context(verification, error=refusal.message)
+        context = status_context(verification, error=gettext(refusal.message))
         return render(request, STATUS_TEMPLATE, context, status=200)
-    messages.error(request, refusal.message)
+    messages.error(request, gettext(refusal.message))
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
@@ -118,7 +119,7 @@ def _start_page(
     context = {
         "form": form,
         "phone": phone,
-        "error": refusal.message if refusal else "",
+        "error": gettext(refusal.message) if refusal else "",
         "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
         "pending": Verification.objects.of_session(
@@ -160,10 +161,10 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
         elif form.is_valid():
             verification = _start(request, raw_number=form.cleaned_data["number"])
         else:
-            raise VerificationRefused("Enter your mobile number.")
+            raise VerificationRefused(gettext_noop("Enter your mobile number."))
     except VerificationRefused as refusal:
         if form.is_bound:
-            form.add_error("number", refusal.message)
+            form.add_error("number", gettext(refusal.message))
         return _start_page(request, form=form, phone=phone, refusal=refusal)
     request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
     return redirect("two_factor:verify", verification_id=verification.pk)
@@ -182,7 +183,7 @@ def change_number(request: HtmxHttpRequest) -> HttpResponse:
         try:
             verification = _start(request, raw_number=form.cleaned_data["number"])
         except VerificationRefused as refusal:
-            form.add_error("number", refusal.message)
+            form.add_error("number", gettext(refusal.message))
         else:
             request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
             return redirect("two_factor:verify", verification_id=verification.pk)
@@ -267,7 +268,9 @@ def wrong_number(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
     verification = _get_own_verification(request, verification_id)
     if verification.status in (Status.VERIFIED, Status.CONSUMED):
         return _refused(
-            request, verification, VerificationRefused("This number is already verified.")
+            request,
+            verification,
+            VerificationRefused(gettext_noop("This number is already verified.")),
         )
     services.verification_cancel(verification=verification, ip=client_ip(request))
     request.session[NUMBER_DRAFT_SESSION_KEY] = verification.number.as_e164
@@ -279,7 +282,7 @@ def wrong_number(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
 def cancel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     services.verification_cancel(verification=verification, ip=client_ip(request))
-    messages.info(request, "Cancelled. You can ask for a new code at any time.")
+    messages.info(request, gettext("Cancelled. You can ask for a new code at any time."))
     # A number typed for this code waits in the number form (the account's own number
     # is offered by the start page anyway).
     phone = _phone_of(request)
@@ -319,9 +322,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
             return _go(request, target)
         except VerificationRefused as refusal:
             return _refused(request, verification, refusal)
-        messages.success(request, "Your phone is verified. You can vote now.")
+        messages.success(request, gettext("Your phone is verified. You can vote now."))
         if verification.notice:
-            messages.info(request, verification.notice)
+            messages.info(request, gettext(verification.notice))
         remembered = _remember_device(request, verification)
     request.session.pop(NEXT_SESSION_KEY, None)
     response = _go(request, target)

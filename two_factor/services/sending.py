@@ -11,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop, ngettext
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from pollstr.client_ip import client_network
@@ -45,7 +46,7 @@ from two_factor.services.transitions import (
 )
 from two_factor.session import session_key_hash
 
-SEND_GAVE_UP = (
+SEND_GAVE_UP = gettext_noop(
     "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
 )
 
@@ -70,7 +71,8 @@ def verification_start(
             verification = _start_locked(user=user, key_hash=key_hash, ip=ip, number=number)
     except IntegrityError:
         raise VerificationRefused(
-            "A code is already on its way. Wait a moment, then try again.", retry_after=5
+            gettext_noop("A code is already on its way. Wait a moment, then try again."),
+            retry_after=5,
         ) from None
     return verification
 
@@ -87,19 +89,24 @@ def _start_locked(
         # Not `user.phone_number`: a cached relation may predate a bind in this request.
         phone = PhoneNumber.objects.filter(user=user).first()
         if phone is None:
-            raise VerificationRefused("Add your mobile number first.")
+            raise VerificationRefused(gettext_noop("Add your mobile number first."))
         number = phone.number
     live = list(Verification.objects.select_for_update().filter(user=user).live())
     if any(old.status == Status.CHECKING for old in live):
         raise VerificationRefused(
-            "We're checking the code you entered. Wait a moment, then try again.",
+            gettext_noop("We're checking the code you entered. Wait a moment, then try again."),
             retry_after=2,
         )
     wait = live[0].resend_available_in() if live else 0
     if wait:
         # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
         raise VerificationRefused(
-            f"A code is on its way. You can ask for a new one in {wait} seconds.",
+            ngettext(
+                "A code is on its way. You can ask for a new one in %(wait)d second.",
+                "A code is on its way. You can ask for a new one in %(wait)d seconds.",
+                wait,
+            )
+            % {"wait": wait},
             retry_after=wait,
         )
     country, prefix = number_destination(number)

@@ -9,6 +9,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from two_factor.gateways.errors import (
     NoMoreChannels,
@@ -30,7 +31,7 @@ from two_factor.services.delivery import (
 from two_factor.services.refusals import VerificationRefused
 from two_factor.services.transitions import transition_if_allowed, verification_note
 
-CALL_NOT_STARTED = (
+CALL_NOT_STARTED = gettext_noop(
     "We couldn't start the call just now. Enter the code from the SMS, or wait: "
     "we'll call you when the SMS step ends."
 )
@@ -40,9 +41,9 @@ def verification_call_instead(*, verification: Verification) -> None:
     verification_refresh(verification=verification)
     if verification.status != Status.SENT:
         raise VerificationRefused(
-            "We're already calling you."
+            gettext_noop("We're already calling you.")
             if verification.status == Status.CALLING
-            else "There is no code on its way to switch to a call."
+            else gettext_noop("There is no code on its way to switch to a call.")
         )
     transaction.on_commit(lambda: _enqueue("next_channel", verification.pk))
 
