@@ -135,6 +135,10 @@ class Verification(models.Model):
     # ("GB") and the mobile prefix ("+44791"). Written once, at the start.
     country = models.CharField(max_length=2, blank=True)
     prefix = models.CharField(max_length=16, blank=True)
+    # The voter's language when they asked for the code (one of LANGUAGES): the SMS and
+    # the call speak it (Verify's locale, pollstr/languages.py). Pages show each viewer
+    # their own language; stored sentences stay English and are translated when shown.
+    locale = models.CharField(max_length=8, default="en")
 
     objects = VerificationQuerySet.as_manager()
 

@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from pollstr.client_ip import client_ip
+from pollstr.languages import request_language
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
 from two_factor.device_cookie import device_cookie_set
@@ -98,7 +99,11 @@ def _start(request: HtmxHttpRequest, *, raw_number: str | None) -> Verification:
         else None
     )
     return services.verification_start(
-        user=request.user, session_key=_session_key(request), ip=client_ip(request), number=number
+        user=request.user,
+        session_key=_session_key(request),
+        ip=client_ip(request),
+        number=number,
+        locale=request_language(request),
     )
 
 

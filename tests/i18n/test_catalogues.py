@@ -72,9 +72,7 @@ def test_every_sentence_is_translated(language: str, project_msgids: set[str]) -
     entries = catalogue(ROOT / "locale" / language / "LC_MESSAGES" / "django.po")
     missing = sorted(project_msgids - set(entries))
     assert not missing, f"{language}: run `make messages` and translate: {missing[:10]}"
-    untranslated = sorted(
-        msgid for msgid in project_msgids if not all(entries[msgid]["msgstr"])
-    )
+    untranslated = sorted(msgid for msgid in project_msgids if not all(entries[msgid]["msgstr"]))
     assert not untranslated, f"{language}: untranslated: {untranslated[:10]}"
     fuzzy = sorted(msgid for msgid, entry in entries.items() if entry["fuzzy"])
     assert not fuzzy, f"{language}: fuzzy entries (check, then drop the flag): {fuzzy[:10]}"

@@ -26,7 +26,7 @@ class FailingGateway:
         self.error = error
         self.calls: list[str] = []
 
-    def start(self, *, number: str, client_ref: str) -> str:
+    def start(self, *, number: str, client_ref: str, locale: str | None = None) -> str:
         self.calls.append("start")
         raise self.error
 

@@ -56,6 +56,8 @@ class Harness:
     # (request id, channel, text) of the same messages.
     texts: Callable[[], list[tuple[str, str, str]]]
     advance: Callable[[float], None]
+    # (request id, Verify locale) of the same messages, as the provider recorded them.
+    locales: Callable[[], list[tuple[str, str]]]
 
     @property
     def gateway(self) -> VerifyGateway:
@@ -105,11 +107,16 @@ def sandbox_harness(settings: Any) -> Harness:
         inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
         return [(m["request_id"], m["channel"], m["text"]) for m in inbox]
 
+    def locales() -> list[tuple[str, str]]:
+        inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
+        return [(m["request_id"], m["locale"]) for m in inbox]
+
     return Harness(
         make=lambda config: SandboxGateway(config, clock=clock),
         sent=sent,
         texts=texts,
         advance=clock.advance,
+        locales=locales,
     )
 
 
@@ -132,6 +139,7 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
         sent=sent,
         texts=texts,
         advance=fake.advance,
+        locales=lambda: [(m["request_id"], m["locale"]) for m in fake.messages],
     )
 
 
@@ -167,6 +175,19 @@ def test_the_sms_ends_with_the_line_a_browser_reads_the_code_from(provider: Harn
     # WebOTP's origin-bound format: the last line is "@<host> #<code>".
     assert channel == "sms"
     assert text.splitlines()[-1] == f"@{WEBOTP_HOST} #{provider.code(request_id)}"
+
+
+@pytest.mark.parametrize("locale", ["fr-fr", "es-es"])
+def test_the_code_goes_out_in_the_locale_asked_for(provider: Harness, locale: str) -> None:
+    request_id = provider.gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex, locale=locale)
+
+    assert [loc for rid, loc in provider.locales() if rid == request_id] == [locale]
+
+
+def test_without_a_locale_the_configured_one_goes_out(provider: Harness) -> None:
+    request_id = start(provider)
+
+    assert [loc for rid, loc in provider.locales() if rid == request_id] == [CONFIG.locale]
 
 
 def test_the_right_code_checks_once(provider: Harness) -> None:

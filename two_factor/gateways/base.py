@@ -45,9 +45,10 @@ class VerifyGateway(Protocol):
         """A gateway configured from Django settings (what ``get_gateway`` returns)."""
         ...
 
-    def start(self, *, number: str, client_ref: str) -> str:
-        """Send a code to ``number`` (E.164 with '+') by the first of :data:`CHANNELS`;
-        return the provider's request id."""
+    def start(self, *, number: str, client_ref: str, locale: str | None = None) -> str:
+        """Send a code to ``number`` (E.164 with '+') by the first of :data:`CHANNELS`,
+        worded in Verify's ``locale`` ("fr-fr"; None: the configured one); return the
+        provider's request id."""
         ...
 
     def check(self, *, request_id: str, code: str) -> None:

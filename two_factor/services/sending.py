@@ -10,11 +10,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_noop, ngettext
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from pollstr.client_ip import client_network
+from pollstr.languages import supported_language, verify_locale
 from two_factor.gateways.errors import (
     ConcurrentRequest,
     PermanentGatewayError,
@@ -57,9 +58,11 @@ def verification_start(
     session_key: str,
     ip: str | None,
     number: ParsedNumber | None = None,
+    locale: str | None = None,
 ) -> Verification:
     """Queue a new verification for this session: of `number` (typed, accepted by
-    `number_accept`, pending until verified) or else of the account's number.
+    `number_accept`, pending until verified) or else of the account's number, whose code
+    speaks `locale` (one of LANGUAGES; None: the active language).
 
     One start at a time per user: the user's row is locked first, so parallel clicks
     queue up here and each sees the verification the one before it created (the
@@ -68,7 +71,13 @@ def verification_start(
     key_hash = session_key_hash(session_key)
     try:
         with transaction.atomic():
-            verification = _start_locked(user=user, key_hash=key_hash, ip=ip, number=number)
+            verification = _start_locked(
+                user=user,
+                key_hash=key_hash,
+                ip=ip,
+                number=number,
+                locale=supported_language(locale or translation.get_language()),
+            )
     except IntegrityError:
         raise VerificationRefused(
             gettext_noop("A code is already on its way. Wait a moment, then try again."),
@@ -83,6 +92,7 @@ def _start_locked(
     key_hash: str,
     ip: str | None,
     number: ParsedNumber | None,
+    locale: str,
 ) -> Verification:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
     if number is None:
@@ -139,6 +149,7 @@ def _start_locked(
         is_resend=bool(live),
         country=country,
         prefix=prefix,
+        locale=locale,
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
     )
@@ -224,7 +235,9 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     _release_connection()
     try:
         request_id = gateway.start(
-            number=verification.number.as_e164, client_ref=verification.pk.hex
+            number=verification.number.as_e164,
+            client_ref=verification.pk.hex,
+            locale=verify_locale(verification.locale),
         )
         reason = f"sent by SMS via {gateway.name}"
     except ConcurrentRequest as conflict:

@@ -126,7 +126,7 @@ class VonageGateway:
             template_id=settings.VONAGE_VERIFY_TEMPLATE_ID or None,
         )
 
-    def start(self, *, number: str, client_ref: str) -> str:
+    def start(self, *, number: str, client_ref: str, locale: str | None = None) -> str:
         with _translated("start"):
             to = provider_number(number)
             request = _TemplatedVerifyRequest(
@@ -134,7 +134,7 @@ class VonageGateway:
                 workflow=[_WORKFLOW_STEPS[channel](to=to) for channel in CHANNELS],
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
-                locale=self.config.locale,
+                locale=locale or self.config.locale,
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=self.template_id,
             )
