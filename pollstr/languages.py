@@ -59,3 +59,9 @@ def scope_language(scope: Mapping[str, Any]) -> str:
 def verify_locale(language: str | None) -> str:
     """Verify's `locale` for one of our languages (en-us for anything unknown)."""
     return VERIFY_LOCALES.get(supported_language(language), VERIFY_LOCALES["en"])
+
+
+def language_group(group: str, language: str | None) -> str:
+    """The channel group of `group`'s pages in `language` ("verification-<id>.fr"): live
+    fragments are rendered once per language whose group has members."""
+    return f"{group}.{supported_language(language)}"
