@@ -211,3 +211,19 @@ def test_a_stored_failure_is_english_and_read_in_each_readers_language(
 def test_the_default_language_stays_english() -> None:
     assert settings.LANGUAGE_CODE == "en"
     assert translation.get_language() == "en"
+
+
+def test_a_task_stores_sentences_in_english_whichever_thread_runs_it() -> None:
+    """An eager task runs in the French request's thread: what it stores (a governor's
+    refusal, say) must still be the catalogues' English source."""
+    from tasks.verification import _deliver
+
+    said: list[str] = []
+    with translation.override("fr"):
+        _deliver(
+            object(),  # type: ignore[arg-type]  # (only read when the work fails)
+            lambda: said.append(translation.gettext("Enter your code")),
+        )
+        assert translation.get_language() == "fr"  # the request's language is back
+
+    assert said == ["Enter your code"]
