@@ -54,7 +54,7 @@ def test_every_page_header_offers_the_language_switch(client: Client, db: None) 
     form = switch.group(0)
     assert 'name="csrfmiddlewaretoken"' in form
     assert '<input name="next" type="hidden" value="/?a=1">' in form
-    assert '<label for="id_language">Language</label>' in form
+    assert '<label for="id_language" class="visually-hidden">Language</label>' in form
     # Each language named in itself, the current one chosen.
     assert '<option value="en" lang="en" selected>English</option>' in form
     assert '<option value="fr" lang="fr">Français</option>' in form
