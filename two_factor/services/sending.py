@@ -47,6 +47,10 @@ from two_factor.services.transitions import (
 )
 from two_factor.session import session_key_hash
 
+GOVERNOR_PAUSED = gettext_noop(
+    "Codes to numbers like yours are paused for a while because of unusual traffic. "
+    "Please ask for a new code later."
+)
 SEND_GAVE_UP = gettext_noop(
     "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
 )
@@ -224,11 +228,13 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         try:
             governor_check(country=verification.country, prefix=verification.prefix)
         except VerificationRefused as paused:
+            # Stored without the wait (a sentence with a number in it has no msgid, so
+            # it could not be shown in the voter's language); the audit keeps it.
             transition_if_allowed(
                 verification,
                 Status.FAILED,
-                reason="paused by the conversion governor",
-                failure_reason=paused.message,
+                reason=f"paused by the conversion governor: {paused.message}",
+                failure_reason=GOVERNOR_PAUSED,
             )
             return verification
     gateway = _provider()
