@@ -100,3 +100,15 @@ def test_catalogues_compile_cleanly(language: str, tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_make_compiles_the_catalogues_for_run_and_for_the_tests() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    prerequisites = {
+        target: rest.split()
+        for target, rest in re.findall(r"^([\w.$()/-]+):(?!=)(.*)$", makefile, re.M)
+    }
+    assert "translations" in prerequisites["run"]
+    assert "translations" in prerequisites["pytest"]
+    assert "compilemessages" in makefile
+    assert "*.mo" in (ROOT / ".gitignore").read_text().splitlines()
