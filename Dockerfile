@@ -13,14 +13,21 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 pollstr \
     && useradd --system --uid 10001 --gid pollstr --home-dir /app --no-create-home pollstr
 
+# gettext's msgfmt compiles the translation catalogues below (locale/).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gettext \
+    && rm -rf /var/lib/apt/lists/*
+
 # Dependencies first: this layer is rebuilt only when the pins change.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
 
-# A throwaway key for this step only: settings refuse to load without one.
+# A throwaway key for these steps only: settings refuse to load without one. The
+# translation catalogues are compiled here (never committed compiled).
 RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --noinput -v0 \
+    && SECRET_KEY=compilemessages-only-not-a-secret python manage.py compilemessages -v0 \
     && mkdir -p /app/var \
     && chown pollstr:pollstr /app/var
 

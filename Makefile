@@ -9,8 +9,10 @@ PORT ?= 8000
 PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 TEST_REDIS_URL_SQLITE ?= redis://127.0.0.1:6379/14
+# The translated languages (settings.LANGUAGES, English being the source).
+LANGS ?= fr es
 
-.PHONY: run admin test lint typecheck migrations-check pytest services clean lock
+.PHONY: run admin test lint typecheck migrations-check pytest services clean lock messages translations
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,25 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PY) -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-run: $(VENV)/.runtime
+# The translation catalogues (locale/<lang>/LC_MESSAGES/django.po) compiled to the .mo files
+# Django reads; never committed compiled. Needs GNU gettext's msgfmt
+# (scripts/ensure-services.sh installs it when it can).
+# Without msgfmt the site still runs, in English only, and says so.
+translations: $(VENV)/.runtime
+	@if command -v msgfmt >/dev/null; then \
+	  POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py compilemessages -v0 --ignore='.venv/*' --ignore='var/*'; \
+	else \
+	  echo "make: msgfmt is missing, so pages stay in English: apt-get install gettext"; \
+	fi
+
+# Refresh the catalogues' msgids from the code and templates after changing a sentence;
+# then translate what is new or changed (docs/OPERATIONS.md, "Languages").
+MESSAGES_ARGS := --no-location --no-obsolete --ignore='.venv/*' --ignore='tests/*' \
+	--ignore='benchmarks/*' --ignore='staticfiles/*' --ignore='var/*' --ignore='deploy/*'
+messages: $(VENV)/.runtime
+	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemessages $(foreach lang,$(LANGS),-l $(lang)) $(MESSAGES_ARGS)
+
+run: $(VENV)/.runtime translations
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	$(PY) manage.py collectstatic --noinput -v0
@@ -62,7 +82,7 @@ migrations-check: $(VENV)/.runtime
 # default) alongside it, niced so the timed multi-process tests keep the CPU they need;
 # each half has its own Redis database and var directory, and the SQLite half's output
 # is printed after the PostgreSQL half's.
-pytest: $(VENV)/.dev services
+pytest: $(VENV)/.dev services translations
 	@export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
 	if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr): whole suite"; \
@@ -100,3 +120,4 @@ bench-quick: $(VENV)/.bench services
 
 clean:
 	rm -rf $(VENV) var staticfiles
+	find locale -name '*.mo' -delete

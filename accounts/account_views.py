@@ -17,6 +17,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -63,7 +64,10 @@ def _unless_password_confirmed(request: AccountRequest, template: str) -> HttpRe
     except RateLimited as limited:
         form = PasswordConfirmForm(data={}, user=request.user)
         form.errors.clear()
-        form.add_error(None, f"Too many wrong passwords. Try again in {limited.wait}.")
+        form.add_error(
+            None,
+            gettext("Too many wrong passwords. Try again in %(wait)s.") % {"wait": limited.wait},
+        )
         response = render(request, template, {"form": form}, status=429)
         response["Retry-After"] = str(limited.retry_after)
         return response
@@ -95,7 +99,7 @@ def device_forget(request: AccountRequest, device_id: int) -> HttpResponse:
         user_id=request.user.pk, device_id=device_id, reason=FORGOTTEN
     )
     if forgotten:
-        messages.success(request, "Forgotten. That device will ask for a code next time.")
+        messages.success(request, gettext("Forgotten. That device will ask for a code next time."))
     return _forgotten(request)
 
 
@@ -103,7 +107,9 @@ def device_forget(request: AccountRequest, device_id: int) -> HttpResponse:
 @require_POST
 def devices_forget_all(request: AccountRequest) -> HttpResponse:
     two_factor_services.devices_forget(user_id=request.user.pk, reason=FORGOTTEN)
-    messages.success(request, "All your devices are forgotten. Each will ask for a code next time.")
+    messages.success(
+        request, gettext("All your devices are forgotten. Each will ask for a code next time.")
+    )
     return _forgotten(request)
 
 
@@ -143,5 +149,7 @@ def account_delete(request: AccountRequest) -> HttpResponse:
     # Signed out first, while the account still exists to say whose session ended.
     logout(request)
     account_erase(user=user, ip=ip)
-    messages.success(request, "Your account is deleted. Your votes stay counted, anonymously.")
+    messages.success(
+        request, gettext("Your account is deleted. Your votes stay counted, anonymously.")
+    )
     return redirect("polls:index")

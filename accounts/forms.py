@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.models import User
+from django.utils.translation import gettext, gettext_lazy
 
 
 class PasswordConfirmForm(forms.Form):
@@ -11,7 +12,7 @@ class PasswordConfirmForm(forms.Form):
     out the full phone number: a session left open on a shared computer is not enough."""
 
     password = forms.CharField(
-        label="Your password",
+        label=gettext_lazy("Your password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
@@ -23,5 +24,5 @@ class PasswordConfirmForm(forms.Form):
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
         if not self.user.check_password(password):
-            raise forms.ValidationError("That isn't your password. Try again.")
+            raise forms.ValidationError(gettext("That isn't your password. Try again."))
         return password

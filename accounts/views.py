@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
@@ -37,14 +38,20 @@ def signup(request: HttpRequest) -> HttpResponse:
                 throttle_hit(events=events)
                 user = form.save()
                 login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-                messages.success(request, f"Welcome, {user.get_username()}! Your account is ready.")
+                messages.success(
+                    request,
+                    gettext("Welcome, %(name)s! Your account is ready.")
+                    % {"name": user.get_username()},
+                )
                 return redirect(safe_next_url(request, next_url, reverse("polls:index")))
         except RateLimited as limited:
             # Bound without the passwords, so the page keeps the name and nothing else.
             form = UserCreationForm(data={"username": request.POST.get("username", "")})
             form.errors.clear()
             form.add_error(
-                None, f"Too many new accounts from your network. Try again in {limited.wait}."
+                None,
+                gettext("Too many new accounts from your network. Try again in %(wait)s.")
+                % {"wait": limited.wait},
             )
             response = render(
                 request, "registration/signup.html", {"form": form, "next": next_url}, status=429
@@ -92,7 +99,10 @@ class LoginView(auth_views.LoginView):
             self.request, data={"username": self.request.POST.get("username", "")}
         )
         form.errors.clear()
-        form.add_error(None, f"Too many sign-in attempts. Try again in {limited.wait}.")
+        form.add_error(
+            None,
+            gettext("Too many sign-in attempts. Try again in %(wait)s.") % {"wait": limited.wait},
+        )
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(limited.retry_after)
         return response

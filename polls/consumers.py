@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
+from django.utils import translation
 
 from polls.live import RESULTS_TEMPLATE, results_group
 from polls.models import Question
@@ -21,7 +22,7 @@ class ResultsConsumer(SessionBoundConsumer):
     relayed = True  # thousands of pages may watch one poll
 
     def live_group(self) -> str:
-        return results_group(self._question_id())
+        return results_group(self._question_id(), self.language)
 
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         # The same rule as the results page: a logged-in, phone-verified session.
@@ -52,4 +53,5 @@ class ResultsConsumer(SessionBoundConsumer):
     @database_sync_to_async
     def _render(self) -> str:
         question = Question.objects.get(pk=self._question_id())
-        return render_to_string(RESULTS_TEMPLATE, question.results())
+        with translation.override(self.language or None):
+            return render_to_string(RESULTS_TEMPLATE, question.results())

@@ -9,6 +9,7 @@ import phonenumbers
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from polls.live import results_publish
 from polls.models import Choice, Question, Vote
@@ -43,14 +44,14 @@ class PhoneNotVerified(VoteRefused):
 def vote_cast(*, user: User, question: Question, choice_id: object) -> Vote:
     """One vote per account and per verified phone on each question."""
     if question.is_closed or not question.is_published:
-        raise PollClosed("This poll is closed; you can still see its results.")
+        raise PollClosed(gettext("This poll is closed; you can still see its results."))
     try:
         choice = question.choices.get(pk=int(str(choice_id)))
     except (ValueError, TypeError, OverflowError, Choice.DoesNotExist):
-        raise InvalidChoice("Please pick one of the choices below.") from None
+        raise InvalidChoice(gettext("Please pick one of the choices below.")) from None
     phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
     if phone is None:
-        raise PhoneNotVerified("Verify your phone number to vote.")
+        raise PhoneNotVerified(gettext("Verify your phone number to vote."))
     # A vote stored under an older key of VOTE_HASH_KEYS still counts; between two votes
     # under the newest key, the unique constraints, not this SELECT, decide a race.
     if _phone_vote(question=question, number=phone.number):
@@ -82,10 +83,12 @@ def _phone_vote(*, question: Question, number: phonenumbers.PhoneNumber) -> Vote
 
 def _refuse_second_vote(*, user: User, question: Question) -> NoReturn:
     if Vote.objects.filter(user=user, question=question).exists():
-        raise AlreadyVoted("You have already voted on this poll. Here are the results.")
+        raise AlreadyVoted(gettext("You have already voted on this poll. Here are the results."))
     raise PhoneAlreadyVoted(
-        "Your phone number has already voted on this poll (from another account). "
-        "Here are the results."
+        gettext(
+            "Your phone number has already voted on this poll (from another account). "
+            "Here are the results."
+        )
     )
 
 

@@ -4,6 +4,7 @@ from django.contrib import messages
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -60,7 +61,7 @@ def vote(request: VoterRequest, question_id: int) -> HttpResponse:
             return redirect("polls:results", question_id=question.pk)
         context = {"question": question, "past_vote": None, "error_message": str(refusal)}
         return render(request, "polls/detail.html", context, status=400)
-    messages.success(request, "Thanks, your vote is counted.")
+    messages.success(request, gettext("Thanks, your vote is counted."))
     return redirect("polls:results", question_id=question.pk)
 
 

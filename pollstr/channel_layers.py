@@ -56,30 +56,40 @@ def group_send(group: str, message: dict[str, Any]) -> None:
     future.result(timeout=PUBLISH_TIMEOUT)
 
 
-def group_size(group: str) -> int | None:
-    """How many channels are in `group` now, or None when the layer can't tell.
-
-    Lets a publisher skip rendering what nobody would receive: most verifications have
-    no page open while their worker sends. channels_redis keeps a group as a sorted set
-    of channels by join time (its `_group_key`/`connection`, pinned in requirements.txt);
-    the in-memory layers keep a dict.
-    """
+def groups_present(groups: list[str]) -> list[str]:
+    """Those of `groups` that have members now (all of them when the layer can't tell), in
+    one round trip to Redis: the per-language groups of one page tell a publisher which
+    languages to render (pollstr/languages.py), and whether to render at all (most
+    verifications have no page open while their worker sends). A group's members expire
+    with the layer's group_expiry, so a language whose pages are gone stops being rendered
+    by itself. channels_redis keeps a group as a sorted set of channels by join time (its
+    `_group_key`/`connection`, pinned in requirements.txt); the in-memory layers keep a
+    dict."""
     layer = get_channel_layer()
     if layer is None:
-        return 0
-    groups = getattr(layer, "groups", None)
-    if isinstance(groups, dict):
-        return len(groups.get(group) or {})
+        return []
+    held = getattr(layer, "groups", None)
+    if isinstance(held, dict):
+        return [group for group in groups if held.get(group)]
     if not all(hasattr(layer, name) for name in ("_group_key", "connection", "consistent_hash")):
-        return None
-    future = asyncio.run_coroutine_threadsafe(_redis_group_size(layer, group), _loop())
-    return int(future.result(timeout=PUBLISH_TIMEOUT))
+        return list(groups)
+    future = asyncio.run_coroutine_threadsafe(_redis_groups_present(layer, groups), _loop())
+    return list(future.result(timeout=PUBLISH_TIMEOUT))
 
 
-async def _redis_group_size(layer: Any, group: str) -> int:
-    connection = layer.connection(layer.consistent_hash(group))
+async def _redis_groups_present(layer: Any, groups: list[str]) -> list[str]:
     alive_since = time.time() - layer.group_expiry
-    return int(await connection.zcount(layer._group_key(group), alive_since, "+inf"))
+    by_connection: dict[int, list[str]] = {}
+    for group in groups:
+        by_connection.setdefault(layer.consistent_hash(group), []).append(group)
+    present: set[str] = set()
+    for index, some in by_connection.items():
+        pipeline = layer.connection(index).pipeline(transaction=False)
+        for group in some:
+            pipeline.zcount(layer._group_key(group), alive_since, "+inf")
+        counts = await pipeline.execute()
+        present.update(group for group, count in zip(some, counts, strict=True) if count)
+    return [group for group in groups if group in present]
 
 
 def _loop() -> asyncio.AbstractEventLoop:

@@ -10,64 +10,80 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import Resolver404, resolve
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from pollstr.safe_redirect import safe_next_url
 from two_factor.limits import RateLimited
 from two_factor.models import TERMINAL_STATUSES, Status, Verification
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # types only: a development dependency
 
 TEMPLATE = "errors/page.html"
 
 
 @dataclass(frozen=True)
 class ErrorPage:
-    title: str
-    message: str
+    # Lazy: said in the language of the request that fails.
+    title: StrOrPromise
+    message: StrOrPromise
 
 
 PAGES: dict[int, ErrorPage] = {
     400: ErrorPage(
-        "That request didn't make sense",
-        "Something in the request was malformed. Go back and try again.",
+        _("That request didn't make sense"),
+        _("Something in the request was malformed. Go back and try again."),
     ),
     403: ErrorPage(
-        "You can't open this page",
-        "Your account doesn't have access to it. If you think it should, sign in with "
-        "the account that does.",
+        _("You can't open this page"),
+        _(
+            "Your account doesn't have access to it. If you think it should, sign in with "
+            "the account that does."
+        ),
     ),
     404: ErrorPage(
-        "Page not found",
-        "There's nothing at this address. The link may be mistyped, or the page may have "
-        "been removed.",
+        _("Page not found"),
+        _(
+            "There's nothing at this address. The link may be mistyped, or the page may "
+            "have been removed."
+        ),
     ),
-    429: ErrorPage("Too many attempts", "Please wait a little, then try again."),
+    429: ErrorPage(_("Too many attempts"), _("Please wait a little, then try again.")),
     500: ErrorPage(
-        "Something went wrong on our side",
-        "It isn't anything you did, and we've been told about it. Please try again in a "
-        "few minutes.",
+        _("Something went wrong on our side"),
+        _(
+            "It isn't anything you did, and we've been told about it. Please try again in "
+            "a few minutes."
+        ),
     ),
 }
 CSRF_PAGE = ErrorPage(
-    "This form has expired",
-    "The page you sent it from was open too long, or your browser blocked our cookie. "
-    "Go back, reload the page and send the form again.",
+    _("This form has expired"),
+    _(
+        "The page you sent it from was open too long, or your browser blocked our cookie. "
+        "Go back, reload the page and send the form again."
+    ),
 )
 # Back to a code page after the code was used (the session key was rotated then, so the
 # page is no longer this session's): say what happened instead of "not found".
 FINISHED_CODE_PAGE = ErrorPage(
-    "This code page has closed",
-    "You already verified your phone with this code, so there is nothing left to do "
-    "here. Carry on voting.",
+    _("This code page has closed"),
+    _(
+        "You already verified your phone with this code, so there is nothing left to do "
+        "here. Carry on voting."
+    ),
 )
 ENDED_CODE_PAGE = ErrorPage(
-    "This code request has ended",
-    "That code can no longer be used. Ask for a new code if you still need one.",
+    _("This code request has ended"),
+    _("That code can no longer be used. Ask for a new code if you still need one."),
 )
 
 
@@ -119,7 +135,9 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
 
 
 def too_many_requests(request: HttpRequest, limited: RateLimited) -> HttpResponse:
-    page = ErrorPage(PAGES[429].title, f"Please wait {limited.wait}, then try again.")
+    page = ErrorPage(
+        PAGES[429].title, gettext("Please wait %(wait)s, then try again.") % {"wait": limited.wait}
+    )
     response = _render(request, page, status=429)
     response["Retry-After"] = str(limited.retry_after)
     return response

@@ -22,13 +22,14 @@ from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext, gettext_noop
 from django_htmx.http import trigger_client_event
 
 from pollstr.safe_redirect import safe_next_url
 
 logger = logging.getLogger(__name__)
 
-MESSAGE = "We're busy right now. Please try again in a moment."
+MESSAGE = gettext_noop("We're busy right now. Please try again in a moment.")
 RETRY_AFTER = 5  # seconds
 # Sent with the htmx fragment: htmx swaps no 5xx body by default, a page script can
 # listen for this event and show the message where it fits.
@@ -58,13 +59,14 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
     """The 503 a person (or, for htmx, the page) sees; renders nothing from the database."""
     htmx = request.headers.get("HX-Request") == "true"
     template = "503.html#message" if htmx else "503.html"
-    context = {"message": MESSAGE, "retry_after": RETRY_AFTER, "again_url": _again_url(request)}
+    message = gettext(MESSAGE)
+    context = {"message": message, "retry_after": RETRY_AFTER, "again_url": _again_url(request)}
     body = render_to_string(template, context)
     response = HttpResponse(body, status=503)
     response["Retry-After"] = str(RETRY_AFTER)
     add_never_cache_headers(response)
     if htmx:
-        trigger_client_event(response, HTMX_EVENT, {"message": MESSAGE, "retryAfter": RETRY_AFTER})
+        trigger_client_event(response, HTMX_EVENT, {"message": message, "retryAfter": RETRY_AFTER})
     return response
 
 

@@ -10,6 +10,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("2fa/", include("two_factor.urls")),
     path("admin/", admin.site.urls),
+    # The language switch posts here (templates/includes/language_switch.html).
+    path("i18n/", include("django.conf.urls.i18n")),
     # Also answered by health.OperatorEndpointsMiddleware, before host validation.
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

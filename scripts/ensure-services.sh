@@ -97,3 +97,6 @@ install_debian_package() {  # program package purpose
 }
 install_debian_package nginx nginx "the proxy tests"
 install_debian_package promtool prometheus "the alert rule checks"
+# GNU gettext's msgfmt compiles the translation catalogues (make's `translations` target,
+# the tests' catalogue fixture).
+install_debian_package msgfmt gettext "compiling the translations"

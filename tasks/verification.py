@@ -30,6 +30,7 @@ from celery import Task, shared_task
 from celery.exceptions import Retry
 from django.conf import settings
 from django.db import close_old_connections, connection
+from django.utils import translation
 
 from two_factor import services
 from two_factor.gateways.errors import PermanentGatewayError
@@ -55,9 +56,15 @@ def _deliver(
     verification_id: str | None = None,
 ) -> None:
     """Run `work`; retry what may pass (transient provider errors, a database that is
-    down or slow, a soft time limit), give up cleanly when retries run out."""
+    down or slow, a soft time limit), give up cleanly when retries run out.
+
+    The work runs in the default language whichever thread runs it (an eager task runs in
+    the request's): a sentence it stores stays in English, the catalogues' source, and is
+    translated for whoever reads it; the voter's SMS speaks `Verification.locale`, and
+    live pushes are rendered per language (two_factor.live)."""
     try:
-        work()
+        with translation.override(settings.LANGUAGE_CODE):
+            work()
     except (Retry, PermanentGatewayError):
         raise  # permanent errors are settled by the services; Retry is Celery's own
     except Exception as error:

@@ -80,6 +80,37 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     return FakeClock().install(monkeypatch)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_translations() -> None:
+    """The catalogues Django reads (locale/*/LC_MESSAGES/django.mo), compiled once per
+    session from the committed .po files: compiled files are never committed, and
+    compilemessages skips a catalogue whose .mo is already newer than its .po."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.utils.translation import trans_real
+
+    call_command(
+        "compilemessages",
+        verbosity=0,
+        locale=[code for code, _name in settings.LANGUAGES if code != "en"],
+        ignore_patterns=[".venv", "var", "staticfiles", "node_modules"],
+    )
+    # Catalogues read before they were compiled would stay empty for the whole session.
+    trans_real._translations = {}
+    trans_real._default = None
+
+
+@pytest.fixture(autouse=True)
+def _default_language() -> Iterator[None]:
+    """Every test starts and ends in the default language (English): a request the test
+    client made in French leaves French active in this thread otherwise."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Every test starts with empty rate-limit and budget counters (the sign-up limit

@@ -10,7 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from pollstr.channel_layers import group_send, group_size
+from pollstr.channel_layers import group_send, groups_present
 from tests.two_factor.verifications import create_verification
 from two_factor import live
 from two_factor.live import verification_group, verification_publish
@@ -36,25 +36,25 @@ def redis_layer(settings):
 def test_the_redis_layer_counts_a_groups_members(redis_layer):
     group = "publish-test-group"
     channel = async_to_sync(redis_layer.new_channel)()
-    assert group_size(group) == 0
+    assert groups_present([group]) == []
 
     async_to_sync(redis_layer.group_add)(group, channel)
-    assert group_size(group) == 1
+    assert groups_present([group]) == [group]
 
     group_send(group, {"type": "hello"})
     assert async_to_sync(redis_layer.receive)(channel) == {"type": "hello"}
 
     async_to_sync(redis_layer.group_discard)(group, channel)
-    assert group_size(group) == 0
+    assert groups_present([group]) == []
 
 
 def test_the_in_process_layer_counts_a_groups_members():
     layer = get_channel_layer()
     group = f"publish-{uuid.uuid4().hex}"
     channel = async_to_sync(layer.new_channel)()
-    assert group_size(group) == 0
+    assert groups_present([group]) == []
     async_to_sync(layer.group_add)(group, channel)
-    assert group_size(group) == 1
+    assert groups_present([group]) == [group]
 
 
 @pytest.mark.django_db

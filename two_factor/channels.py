@@ -19,14 +19,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from two_factor.gateways.base import WorkflowStep
 from two_factor.gateways.vonage import steps as vonage
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # types only: a development dependency
 
 # Verify v2 takes one to three workflow steps.
 MAX_STEPS = 3
@@ -51,21 +53,21 @@ class Channel:
 
     name: str
     # The start page: what the code goes by (the number follows), and its button.
-    promise: Promise
-    ask: Promise
+    promise: StrOrPromise
+    ask: StrOrPromise
     # The start page, when this channel is the second step.
-    fallback: Promise
+    fallback: StrOrPromise
     # The status line while this step is the current one.
-    running: Promise
+    running: StrOrPromise
     # The timeline's line for this step, once it has started.
-    step_label: Promise
+    step_label: StrOrPromise
     # The button that switches to this channel from an earlier step, and the status
     # line once it is pressed, until the step starts.
-    offer: Promise
-    switching: Promise
+    offer: StrOrPromise
+    switching: StrOrPromise
     # The countdown while the step before this one runs, and its words at zero.
-    coming: Promise
-    coming_now: Promise
+    coming: StrOrPromise
+    coming_now: StrOrPromise
     timeout: int | None = None
     params: Callable[[], Mapping[str, Any]] = _no_params
     sends_with: Mapping[str, Callable[..., Any]] = field(default_factory=dict)

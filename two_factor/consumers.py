@@ -33,10 +33,12 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
+from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
 from pollstr.fanout import relay
+from pollstr.languages import scope_language
 from two_factor.live import CSRF_PLACEHOLDER, user_sockets_group, verification_group
 from two_factor.models import Verification
 from two_factor.session import session_key_hash
@@ -160,6 +162,9 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
     relayed = False
     _groups: tuple[str, ...] = ()
     _relayed_group: str | None = None
+    # The page's language, as LocaleMiddleware chose it for the page (its cookie or
+    # Accept-Language): the socket joins its live group in that language and renders in it.
+    language = ""
     _ended = False
     _valid_until: float | None = None  # when access ends by the clock alone
     _recheck: asyncio.Task[None] | None = None
@@ -184,6 +189,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def connect(self) -> None:
+        self.language = scope_language(self.scope)
         if not await self._may_watch_at_connect():
             await self.close(code=CLOSE_FORBIDDEN)
             return
@@ -324,7 +330,7 @@ class VerificationConsumer(SessionBoundConsumer):
     def live_group(self) -> str:
         verification_id = self._verification_id()
         assert verification_id is not None  # connect refused the socket otherwise
-        return verification_group(verification_id)
+        return verification_group(verification_id, self.language)
 
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         verification_id = self._verification_id()
@@ -362,4 +368,5 @@ class VerificationConsumer(SessionBoundConsumer):
         )
         if verification is None:
             return None
-        return status_render(scope_request(self.scope), verification)
+        with translation.override(self.language or None):
+            return status_render(scope_request(self.scope), verification)

@@ -4,13 +4,16 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 
 class PhoneNumberForm(forms.Form):
     number = forms.CharField(
-        label="Mobile number",
+        label=gettext_lazy("Mobile number"),
         max_length=32,
-        help_text="In international format, e.g. +44 7911 123456. We'll text you a code.",
+        help_text=gettext_lazy(
+            "In international format, e.g. +44 7911 123456. We'll text you a code."
+        ),
         widget=forms.TextInput(
             attrs={"autocomplete": "tel", "inputmode": "tel", "placeholder": "+44 7911 123456"}
         ),
@@ -19,7 +22,7 @@ class PhoneNumberForm(forms.Form):
 
 class CodeForm(forms.Form):
     code = forms.CharField(
-        label="Code",
+        label=gettext_lazy("Code"),
         max_length=16,
         widget=forms.TextInput(
             attrs={
@@ -37,12 +40,18 @@ class CodeForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         length = settings.TWO_FACTOR_CODE_LENGTH
-        self.fields["code"].help_text = f"The {length}-digit code from the SMS or the call."
+        self.fields["code"].help_text = gettext(
+            "The %(length)d-digit code from the SMS or the call."
+        ) % {"length": length}
         self.fields["code"].widget.attrs["pattern"] = rf"[0-9\s\-]{{{length},16}}"
         # live.js submits the form when this many digits are typed.
         self.fields["code"].widget.attrs["data-code-length"] = str(length)
         days = settings.TWO_FACTOR_REMEMBER_DAYS
         if days:
-            self.fields["remember"].label = f"Remember this device for {days} days"
+            self.fields["remember"].label = ngettext(
+                "Remember this device for %(days)d day",
+                "Remember this device for %(days)d days",
+                days,
+            ) % {"days": days}
         else:
             del self.fields["remember"]

@@ -36,6 +36,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext, ngettext
 from redis.exceptions import RedisError
 
 __all__ = [
@@ -63,7 +64,7 @@ class RateLimited(Exception):
         self.name = name
         self.retry_after = max(1, retry_after)
         self.wait = _human_duration(self.retry_after)  # "5 minutes"
-        self.message = f"Too many attempts. Try again in {self.wait}."
+        self.message = gettext("Too many attempts. Try again in %(wait)s.") % {"wait": self.wait}
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -73,12 +74,12 @@ class RateLimited(Exception):
 def _human_duration(seconds: int) -> str:
     # Round up: telling someone to come back sooner than they may is worse than later.
     if seconds < 90:
-        amount, unit = seconds, "second"
-    elif seconds < 90 * 60:
-        amount, unit = math.ceil(seconds / 60), "minute"
-    else:
-        amount, unit = math.ceil(seconds / 3600), "hour"
-    return f"{amount} {unit}" if amount == 1 else f"{amount} {unit}s"
+        return ngettext("%(amount)d second", "%(amount)d seconds", seconds) % {"amount": seconds}
+    if seconds < 90 * 60:
+        minutes = math.ceil(seconds / 60)
+        return ngettext("%(amount)d minute", "%(amount)d minutes", minutes) % {"amount": minutes}
+    hours = math.ceil(seconds / 3600)
+    return ngettext("%(amount)d hour", "%(amount)d hours", hours) % {"amount": hours}
 
 
 def _limit(name: str) -> tuple[int, int]:

@@ -1,6 +1,6 @@
-"""Live status: every transition renders the status partial once and sends it to the
-verification's group; each connected page gets it with its own CSRF token filled in
-(so its forms post) and swaps it in."""
+"""Live status: every transition renders the status partial once per language whose
+pages are open and sends it to the verification's group in that language; each connected
+page gets it with its own CSRF token filled in (so its forms post) and swaps it in."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from typing import Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
+from django.utils import translation
 
-from pollstr.channel_layers import group_send, group_size
+from pollstr.channel_layers import group_send, groups_present
+from pollstr.languages import language_codes, language_group
 
 logger = logging.getLogger(__name__)
 
 
-def verification_group(verification_id: UUID | str) -> str:
-    return f"verification-{UUID(str(verification_id)).hex}"
+def verification_group(verification_id: UUID | str, language: str | None = None) -> str:
+    """The group of the verification's pages in `language` (None: the default one)."""
+    return language_group(f"verification-{UUID(str(verification_id)).hex}", language)
 
 
 # Stands where a form's CSRF token goes in the fragment rendered once for every socket;
@@ -24,8 +27,9 @@ def verification_group(verification_id: UUID | str) -> str:
 CSRF_PLACEHOLDER = "pollstr-csrf-token-placeholder"
 
 
-def verification_render(*, verification_id: UUID | str) -> str | None:
-    """The status fragment as every socket of this verification should see it."""
+def verification_render(*, verification_id: UUID | str, language: str | None = None) -> str | None:
+    """The status fragment as every socket of this verification in `language` (None: the
+    active one) should see it."""
     from django.template.loader import render_to_string
 
     from two_factor.models import Verification
@@ -34,24 +38,25 @@ def verification_render(*, verification_id: UUID | str) -> str | None:
     verification = Verification.objects.filter(pk=verification_id).first()
     if verification is None:
         return None
-    context = {**status_context(verification), "csrf_token": CSRF_PLACEHOLDER}
-    return render_to_string(STATUS_TEMPLATE, context)
+    with translation.override(language or translation.get_language()):
+        context = {**status_context(verification), "csrf_token": CSRF_PLACEHOLDER}
+        return render_to_string(STATUS_TEMPLATE, context)
 
 
 def verification_publish(*, verification_id: UUID | str) -> None:
-    """Render the status once and send it to the verification's sockets."""
+    """Render the status once per language whose pages are open, and send each rendering
+    to the sockets of that language."""
     if get_channel_layer() is None:
         return
-    group = verification_group(verification_id)
-    if group_size(group) == 0:
-        # No page is open on it (the usual case while a worker sends): nothing to render.
-        # A page that opens later gets the current state when its socket connects.
-        return
-    event: dict[str, str] = {"type": "verification.changed"}
-    html = verification_render(verification_id=verification_id)
-    if html is not None:
-        event["html"] = html
-    group_send(group, event)
+    groups = {verification_group(verification_id, code): code for code in language_codes()}
+    # No page open on it (the usual case while a worker sends): nothing to render. A page
+    # that opens later gets the current state when its socket connects.
+    for group in groups_present(list(groups)):
+        event: dict[str, str] = {"type": "verification.changed"}
+        html = verification_render(verification_id=verification_id, language=groups[group])
+        if html is not None:
+            event["html"] = html
+        group_send(group, event)
 
 
 # --- the user's sessions changed: tell their sockets -------------------------------------

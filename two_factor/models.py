@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 
@@ -39,16 +40,16 @@ class Status(models.TextChoices):
     """Where a verification is, whichever channel its code went by (the row's
     ``channel``, a row of two_factor/channels.py)."""
 
-    QUEUED = "queued", "Queued"
-    SENDING = "sending", "Sending"
+    QUEUED = "queued", _("Queued")
+    SENDING = "sending", _("Sending")
     # A code is out, on the row's `channel` (step `step` of its `workflow`).
-    SENT = "sent", "Code sent"
-    CHECKING = "checking", "Checking code"
-    VERIFIED = "verified", "Verified"
-    CONSUMED = "consumed", "Completed"
-    FAILED = "failed", "Failed"
-    EXPIRED = "expired", "Expired"
-    CANCELLED = "cancelled", "Cancelled"
+    SENT = "sent", _("Code sent")
+    CHECKING = "checking", _("Checking code")
+    VERIFIED = "verified", _("Verified")
+    CONSUMED = "consumed", _("Completed")
+    FAILED = "failed", _("Failed")
+    EXPIRED = "expired", _("Expired")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 # The state machine of docs/ARCHITECTURE.md. Anything not listed here is refused by transition().
@@ -140,6 +141,10 @@ class Verification(models.Model):
     # ("GB") and the mobile prefix ("+44791"). Written once, at the start.
     country = models.CharField(max_length=2, blank=True)
     prefix = models.CharField(max_length=16, blank=True)
+    # The voter's language when they asked for the code (one of LANGUAGES): the SMS and
+    # the call speak it (Verify's locale, pollstr/languages.py). Pages show each viewer
+    # their own language; stored sentences stay English and are translated when shown.
+    locale = models.CharField(max_length=8, default="en")
 
     objects = VerificationQuerySet.as_manager()
 

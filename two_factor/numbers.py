@@ -32,7 +32,9 @@ import re
 
 import phonenumbers
 from django.conf import settings
+from django.utils import translation
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext, gettext_noop
 from phonenumber_field.phonenumber import PhoneNumber
 from phonenumbers import PhoneNumberFormat, PhoneNumberType, geocoder
 
@@ -52,31 +54,37 @@ _ACCEPTED_TYPES = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_
 # How each refused type is named to the person; a type missing here (e.g. UNKNOWN,
 # TOLL_FREE) gets the generic sentence.
 _TYPE_NAMES = {
-    PhoneNumberType.PREMIUM_RATE: "premium-rate numbers",
-    PhoneNumberType.SHARED_COST: "shared-cost numbers",
-    PhoneNumberType.VOIP: "internet (VoIP) numbers",
-    PhoneNumberType.PERSONAL_NUMBER: "personal forwarding numbers",
-    PhoneNumberType.PAGER: "pagers",
-    PhoneNumberType.UAN: "company switchboard numbers",
-    PhoneNumberType.VOICEMAIL: "voicemail numbers",
-    PhoneNumberType.TOLL_FREE: "freephone numbers",
+    PhoneNumberType.PREMIUM_RATE: gettext_noop("premium-rate numbers"),
+    PhoneNumberType.SHARED_COST: gettext_noop("shared-cost numbers"),
+    PhoneNumberType.VOIP: gettext_noop("internet (VoIP) numbers"),
+    PhoneNumberType.PERSONAL_NUMBER: gettext_noop("personal forwarding numbers"),
+    PhoneNumberType.PAGER: gettext_noop("pagers"),
+    PhoneNumberType.UAN: gettext_noop("company switchboard numbers"),
+    PhoneNumberType.VOICEMAIL: gettext_noop("voicemail numbers"),
+    PhoneNumberType.TOLL_FREE: gettext_noop("freephone numbers"),
 }
 
-_EXAMPLE = "e.g. +44 7911 123456"
-ENTER_INTERNATIONAL = f"Enter your mobile number in international format, {_EXAMPLE}."
-NOT_A_NUMBER = (
-    f"That doesn't look like a phone number. Enter it in international format, {_EXAMPLE}."
+# In English (the catalogues' msgids); NumberRefused says them in the active language.
+ENTER_INTERNATIONAL = gettext_noop(
+    "Enter your mobile number in international format, e.g. +44 7911 123456."
 )
-NEEDS_COUNTRY_CODE = f"Start your number with + and the country code, {_EXAMPLE}."
-NOT_VALID = (
+NOT_A_NUMBER = gettext_noop(
+    "That doesn't look like a phone number. Enter it in international format, e.g. +44 7911 123456."
+)
+NEEDS_COUNTRY_CODE = gettext_noop(
+    "Start your number with + and the country code, e.g. +44 7911 123456."
+)
+NOT_VALID = gettext_noop(
     "That doesn't look like a valid phone number. Check it and enter it in international "
-    f"format, {_EXAMPLE}."
+    "format, e.g. +44 7911 123456."
 )
-LANDLINE = (
+LANDLINE = gettext_noop(
     "That looks like a landline, which can't receive text messages. Enter a mobile number instead."
 )
-NO_EXTENSION = "Text messages can't reach an extension. Enter a mobile number without one."
-INTERNATIONAL_NETWORK = (
+NO_EXTENSION = gettext_noop(
+    "Text messages can't reach an extension. Enter a mobile number without one."
+)
+INTERNATIONAL_NETWORK = gettext_noop(
     "We can't send codes to satellite or international network numbers. "
     "Enter a mobile number from a country network instead."
 )
@@ -85,9 +93,11 @@ NON_GEOGRAPHIC_REGION = "001"
 
 
 class NumberRefused(Exception):
-    """A number we won't send a code to; ``message`` is safe to show to the person."""
+    """A number we won't send a code to; ``message`` is safe to show to the person, in
+    the active language (the request's)."""
 
     def __init__(self, message: str) -> None:
+        message = gettext(message)
         super().__init__(message)
         self.message = message
 
@@ -107,9 +117,11 @@ def number_parse(*, raw: str, default_region: str | None = None) -> PhoneNumber:
     if not text:
         raise NumberRefused(ENTER_INTERNATIONAL)
     if len(text) > MAX_INPUT_LENGTH:
-        raise NumberRefused(f"That's too long for a phone number. {ENTER_INTERNATIONAL}")
+        too_long = gettext("That's too long for a phone number.")
+        raise NumberRefused(f"{too_long} {gettext(ENTER_INTERNATIONAL)}")
     if not _ALLOWED_INPUT.fullmatch(text):
-        raise NumberRefused(f"Use only digits, spaces and +. {ENTER_INTERNATIONAL}")
+        only_digits = gettext("Use only digits, spaces and +.")
+        raise NumberRefused(f"{only_digits} {gettext(ENTER_INTERNATIONAL)}")
     try:
         return PhoneNumber.from_string(text, region=default_region)
     except phonenumbers.NumberParseException as exc:
@@ -129,8 +141,16 @@ def number_check(*, number: phonenumbers.PhoneNumber) -> None:
     if allowed_regions:
         region = phonenumbers.region_code_for_number(number)
         if region not in allowed_regions:
-            place = geocoder.country_name_for_number(number, "en") or region or "that country"
-            raise NumberRefused(f"We can't send codes to numbers in {place} yet.")
+            language = translation.to_locale(translation.get_language() or "en")
+            place = (
+                geocoder.country_name_for_number(number, language)
+                or geocoder.country_name_for_number(number, "en")
+                or region
+                or gettext("that country")
+            )
+            raise NumberRefused(
+                gettext("We can't send codes to numbers in %(place)s yet.") % {"place": place}
+            )
 
     if settings.TWO_FACTOR_ALLOW_RISKY_NUMBER_TYPES:
         return
@@ -144,10 +164,15 @@ def number_check(*, number: phonenumbers.PhoneNumber) -> None:
     kind = _TYPE_NAMES.get(number_type)
     if kind is None:
         raise NumberRefused(
-            "We can't tell whether that number can receive text messages. "
-            "Enter a mobile number instead."
+            gettext_noop(
+                "We can't tell whether that number can receive text messages. "
+                "Enter a mobile number instead."
+            )
         )
-    raise NumberRefused(f"We can't send codes to {kind}. Enter a mobile number instead.")
+    raise NumberRefused(
+        gettext("We can't send codes to %(kind)s. Enter a mobile number instead.")
+        % {"kind": gettext(kind)}
+    )
 
 
 def number_mask(number: phonenumbers.PhoneNumber) -> str:

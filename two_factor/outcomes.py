@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_noop
+
 from two_factor.gateways.errors import (
     Blocked,
     GatewayError,
@@ -21,26 +23,32 @@ from two_factor.models import Status
 @dataclass(frozen=True)
 class Outcome:
     status: Status
-    sentence: str  # what the voter reads; empty for success
+    # What the voter reads, stored in English and translated when shown; empty for success.
+    sentence: str
 
 
-EXPIRED = "This code has expired. Ask for a new code."
-TOO_MANY_WRONG = "That code was wrong too many times. Ask for a new code."
+EXPIRED = gettext_noop("This code has expired. Ask for a new code.")
+TOO_MANY_WRONG = gettext_noop("That code was wrong too many times. Ask for a new code.")
 
 OUTCOMES: dict[str, Outcome] = {
     "completed": Outcome(Status.VERIFIED, ""),
     "failed": Outcome(
-        Status.FAILED, "We couldn't confirm your code. Ask for a new code to try again."
+        Status.FAILED,
+        gettext_noop("We couldn't confirm your code. Ask for a new code to try again."),
     ),
     "too_many_attempts": Outcome(Status.FAILED, TOO_MANY_WRONG),
     "user_rejected": Outcome(
         Status.FAILED,
-        "This code request was declined on your phone. If that wasn't you, ask for a new code.",
+        gettext_noop(
+            "This code request was declined on your phone. If that wasn't you, ask for a new code."
+        ),
     ),
     "rejected": Outcome(
         Status.FAILED,
-        "Our SMS provider refused to send a code to this number. "
-        "Check the number, then ask for a new code.",
+        gettext_noop(
+            "Our SMS provider refused to send a code to this number. "
+            "Check the number, then ask for a new code."
+        ),
     ),
     "blocked": Outcome(Status.FAILED, Blocked.default_message),
     "expired": Outcome(Status.EXPIRED, EXPIRED),

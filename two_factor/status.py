@@ -12,16 +12,21 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from two_factor.channels import CHANNELS, Channel, channel_get
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
 from two_factor.outcomes import OUTCOMES
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise  # types only: a development dependency
 
 STATUS_TEMPLATE = "two_factor/verify.html#status"
 
@@ -31,16 +36,16 @@ STATUS_TEMPLATE = "two_factor/verify.html#status"
 SLOW_AFTER = 5
 STUCK_AFTER = 20
 
-HEADINGS: dict[str, str] = {
-    Status.QUEUED: "Sending your code",
-    Status.SENDING: "Sending your code",
-    Status.SENT: "Enter your code",
-    Status.CHECKING: "Enter your code",
-    Status.VERIFIED: "Verified",
-    Status.CONSUMED: "Verified",
-    Status.FAILED: "Code request failed",
-    Status.EXPIRED: "This code expired",
-    Status.CANCELLED: "Cancelled",
+HEADINGS: dict[str, StrOrPromise] = {
+    Status.QUEUED: _("Sending your code"),
+    Status.SENDING: _("Sending your code"),
+    Status.SENT: _("Enter your code"),
+    Status.CHECKING: _("Enter your code"),
+    Status.VERIFIED: _("Verified"),
+    Status.CONSUMED: _("Verified"),
+    Status.FAILED: _("Code request failed"),
+    Status.EXPIRED: _("This code expired"),
+    Status.CANCELLED: _("Cancelled"),
 }
 # States that change by themselves within seconds: without JavaScript the page reloads.
 SELF_REFRESHING = frozenset({Status.QUEUED, Status.SENDING, Status.CHECKING})
@@ -60,7 +65,7 @@ def status_context(
     code_error = "malformed" if malformed else "wrong" if wrong_code_event else ""
     return {
         "verification": verification,
-        "heading": HEADINGS.get(verification.status, "Verify your phone"),
+        "heading": HEADINGS.get(verification.status, _("Verify your phone")),
         "timeline": verification_timeline(verification),
         "resend_in": resend_in,
         **_channel_context(verification),
@@ -185,7 +190,7 @@ def _code_form(*, invalid: bool, typed: str) -> CodeForm:
 @dataclass(frozen=True)
 class Step:
     status: str
-    label: str
+    label: StrOrPromise
     state: str  # "done", "current", "failed" or "todo"
     at: datetime | None
     # The channel of a "sent" step (one per channel the code went by).
@@ -222,8 +227,8 @@ def verification_timeline(verification: Verification) -> list[Step]:
             at=reached.get(status),
         )
         for status, label in (
-            (Status.QUEUED, "Request received"),
-            (Status.SENDING, "Sending your code"),
+            (Status.QUEUED, _("Request received")),
+            (Status.SENDING, _("Sending your code")),
         )
     ]
     # Each channel the code went by; the shown step (a deadline just passed) even before
@@ -241,23 +246,23 @@ def verification_timeline(verification: Verification) -> list[Step]:
             channel_state = "done" if at is not None else "todo"
         # A channel since taken out of the table still shows, by its name.
         row = CHANNELS.get(channel)
-        label = str(row.step_label) if row else channel
+        label: StrOrPromise = row.step_label if row else channel
         steps.append(
             Step(status=Status.SENT, label=label, state=channel_state, at=at, channel=channel)
         )
     steps.append(
         Step(
             status=Status.VERIFIED,
-            label="Verified",
+            label=_("Verified"),
             state=state(Status.VERIFIED, reached.get(Status.VERIFIED)),
             at=reached.get(Status.VERIFIED),
         )
     )
     if ended_badly:
         label = {
-            Status.FAILED.value: "Failed",
-            Status.EXPIRED.value: "Expired",
-            Status.CANCELLED.value: "Cancelled",
+            Status.FAILED.value: _("Failed"),
+            Status.EXPIRED.value: _("Expired"),
+            Status.CANCELLED.value: _("Cancelled"),
         }[current]
         steps = [step for step in steps if step.at is not None]
         steps.append(Step(status=current, label=label, state="failed", at=reached.get(current)))

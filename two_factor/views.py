@@ -10,12 +10,14 @@ from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from pollstr.client_ip import client_ip
+from pollstr.languages import request_language
 from pollstr.safe_redirect import safe_next_url
 from two_factor import services
 from two_factor.channels import channel_get, workflow_for
@@ -72,9 +74,9 @@ def _refused(
 ) -> HttpResponse:
     if request.htmx:
         verification.refresh_from_db()  # show the state as it is now, not as we read it
-        context = status_context(verification, error=refusal.message)
+        context = status_context(verification, error=gettext(refusal.message))
         return render(request, STATUS_TEMPLATE, context, status=200)
-    messages.error(request, refusal.message)
+    messages.error(request, gettext(refusal.message))
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
@@ -99,7 +101,11 @@ def _start(request: HtmxHttpRequest, *, raw_number: str | None) -> Verification:
         else None
     )
     return services.verification_start(
-        user=request.user, session_key=_session_key(request), ip=client_ip(request), number=number
+        user=request.user,
+        session_key=_session_key(request),
+        ip=client_ip(request),
+        number=number,
+        locale=request_language(request),
     )
 
 
@@ -129,7 +135,7 @@ def _start_page(
             if phone is not None
             else []
         ),
-        "error": refusal.message if refusal else "",
+        "error": gettext(refusal.message) if refusal else "",
         "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
         "pending": Verification.objects.of_session(
@@ -171,10 +177,10 @@ def start(request: HtmxHttpRequest) -> HttpResponse:
         elif form.is_valid():
             verification = _start(request, raw_number=form.cleaned_data["number"])
         else:
-            raise VerificationRefused("Enter your mobile number.")
+            raise VerificationRefused(gettext_noop("Enter your mobile number."))
     except VerificationRefused as refusal:
         if form.is_bound:
-            form.add_error("number", refusal.message)
+            form.add_error("number", gettext(refusal.message))
         return _start_page(request, form=form, phone=phone, refusal=refusal)
     request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
     return redirect("two_factor:verify", verification_id=verification.pk)
@@ -193,7 +199,7 @@ def change_number(request: HtmxHttpRequest) -> HttpResponse:
         try:
             verification = _start(request, raw_number=form.cleaned_data["number"])
         except VerificationRefused as refusal:
-            form.add_error("number", refusal.message)
+            form.add_error("number", gettext(refusal.message))
         else:
             request.session.pop(NUMBER_DRAFT_SESSION_KEY, None)
             return redirect("two_factor:verify", verification_id=verification.pk)
@@ -282,7 +288,9 @@ def wrong_number(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
     verification = _get_own_verification(request, verification_id)
     if verification.status in (Status.VERIFIED, Status.CONSUMED):
         return _refused(
-            request, verification, VerificationRefused("This number is already verified.")
+            request,
+            verification,
+            VerificationRefused(gettext_noop("This number is already verified.")),
         )
     services.verification_cancel(verification=verification, ip=client_ip(request))
     request.session[NUMBER_DRAFT_SESSION_KEY] = verification.number.as_e164
@@ -294,7 +302,7 @@ def wrong_number(request: HtmxHttpRequest, verification_id: UUID) -> HttpRespons
 def cancel(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     verification = _get_own_verification(request, verification_id)
     services.verification_cancel(verification=verification, ip=client_ip(request))
-    messages.info(request, "Cancelled. You can ask for a new code at any time.")
+    messages.info(request, gettext("Cancelled. You can ask for a new code at any time."))
     # A number typed for this code waits in the number form (the account's own number
     # is offered by the start page anyway).
     phone = _phone_of(request)
@@ -334,9 +342,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
             return _go(request, target)
         except VerificationRefused as refusal:
             return _refused(request, verification, refusal)
-        messages.success(request, "Your phone is verified. You can vote now.")
+        messages.success(request, gettext("Your phone is verified. You can vote now."))
         if verification.notice:
-            messages.info(request, verification.notice)
+            messages.info(request, gettext(verification.notice))
         remembered = _remember_device(request, verification)
     request.session.pop(NEXT_SESSION_KEY, None)
     response = _go(request, target)

@@ -4,7 +4,12 @@
   // While the websocket is open the page gets pushes; polling only runs when it is not,
   // and #live-notice (base.html) says so once the socket has been gone a few seconds (a
   // reconnect in passing says nothing). The server refuses sockets while Redis is down.
-  var LIVE_LOST = "Live updates are paused: this page checks for changes every few seconds.";
+  // The page's own sentences come in the page's language from base.html (data-text-* on
+  // <body>); the English here is only a fallback.
+  function text(name, fallback) {
+    return (document.body && document.body.getAttribute("data-text-" + name)) || fallback;
+  }
+  var LIVE_LOST = text("live-lost", "Live updates are paused: this page checks for changes every few seconds.");
   // htmx retries a lost socket with a jittered back-off that grows to a minute; capped at
   // 8 s here, so the page is live again within seconds of the server being back.
   if (window.htmx) {
@@ -62,8 +67,8 @@
   // 503 (database or Redis busy: pollstr/unavailable.py) carries a sentence to show; a
   // network failure gets ours. #connection-notice (base.html) is a live region present
   // from the start, so screen readers announce what appears in it.
-  var UNREACHABLE = "We couldn't reach the server. Check your connection; the page keeps trying.";
-  var UNREACHABLE_CODE = "We couldn't reach the server. We'll send your code again as soon as the connection is back.";
+  var UNREACHABLE = text("unreachable", "We couldn't reach the server. Check your connection; the page keeps trying.");
+  var UNREACHABLE_CODE = text("unreachable-code", "We couldn't reach the server. We'll send your code again as soon as the connection is back.");
 
   function notice(text) {
     var box = document.getElementById("connection-notice");
@@ -111,13 +116,13 @@
       var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
       var said = doc.querySelector(".service-unavailable");
       notice(said ? said.textContent.trim()
-                  : "Something went wrong on our side. Please try again in a moment.");
+                  : text("server-error", "Something went wrong on our side. Please try again in a moment."));
       var busy = xhr.status === 502 || xhr.status === 503 || xhr.status === 504;
       if (busy && codeFormOf(event.detail.elt)) {
         retryLater(parseInt(xhr.getResponseHeader("Retry-After") || "0", 10) || 0);
       }
     } else if (xhr.status >= 400) {
-      notice("That didn't work. Reload the page and try again.");
+      notice(text("refused", "That didn't work. Reload the page and try again."));
     } else {
       notice("");
       if (codeFormOf(event.detail.elt)) { retryCancel(); }

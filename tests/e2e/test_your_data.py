@@ -140,7 +140,9 @@ def test_error_pages_keep_the_header_offer_a_way_back_and_pass_axe(
 
     # A form whose CSRF token no longer matches (a page left open across a new session).
     page.goto(f"{base}/accounts/login/")
-    page.evaluate("document.querySelector('[name=csrfmiddlewaretoken]').value = 'x'.repeat(64)")
+    page.evaluate(
+        "document.querySelector('main [name=csrfmiddlewaretoken]').value = 'x'.repeat(64)"
+    )
     page.fill("#id_username", "someone")
     page.fill("#id_password", "whatever-it-is")
     page.click("main button[type=submit]")

@@ -197,6 +197,13 @@ def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
     assert not missing, f"docker-compose.yml reads {missing}, which .env.example doesn't document"
 
 
+def test_the_image_compiles_the_translation_catalogues() -> None:
+    instructions = DOCKERFILE.read_text()
+    assert re.search(r"apt-get install [^\n]*\bgettext\b", instructions)
+    assert "manage.py compilemessages" in instructions
+    assert "locale/**/*.mo" in (BASE_DIR / ".dockerignore").read_text()
+
+
 def test_the_image_runs_as_a_non_root_user_without_baked_secrets() -> None:
     lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
     instructions = [line for line in lines if line and not line.startswith("#")]

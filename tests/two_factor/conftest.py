@@ -27,7 +27,12 @@ class FailingGateway:
         self.calls: list[str] = []
 
     def start(
-        self, *, number: str, client_ref: str, workflow: Sequence[gateways.WorkflowStep]
+        self,
+        *,
+        number: str,
+        client_ref: str,
+        workflow: Sequence[gateways.WorkflowStep],
+        locale: str | None = None,
     ) -> str:
         self.calls.append("start")
         raise self.error

@@ -62,6 +62,8 @@ class Harness:
     advance: Callable[[float], None]
     # The same messages whole, as the provider recorded them (`from` included).
     messages: Callable[[], list[dict[str, Any]]]
+    # (request id, Verify locale) of the same messages, as the provider recorded them.
+    locales: Callable[[], list[tuple[str, str]]]
 
     @property
     def gateway(self) -> VerifyGateway:
@@ -111,12 +113,17 @@ def sandbox_harness(settings: Any) -> Harness:
         inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
         return [(m["request_id"], m["channel"], m["text"]) for m in inbox]
 
+    def locales() -> list[tuple[str, str]]:
+        inbox = reversed(sandbox_inbox(limit=INBOX_SIZE))
+        return [(m["request_id"], m["locale"]) for m in inbox]
+
     return Harness(
         make=lambda config: SandboxGateway(config, clock=clock),
         sent=sent,
         texts=texts,
         advance=clock.advance,
         messages=lambda: list(reversed(sandbox_inbox(limit=INBOX_SIZE))),
+        locales=locales,
     )
 
 
@@ -140,6 +147,7 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
         texts=texts,
         advance=fake.advance,
         messages=lambda: list(fake.messages),
+        locales=lambda: [(m["request_id"], m["locale"]) for m in fake.messages],
     )
 
 
@@ -211,6 +219,24 @@ def test_the_sms_ends_with_the_line_a_browser_reads_the_code_from(provider: Harn
     # WebOTP's origin-bound format: the last line is "@<host> #<code>".
     assert channel == "sms"
     assert text.splitlines()[-1] == f"@{WEBOTP_HOST} #{provider.code(request_id)}"
+
+
+@pytest.mark.parametrize("locale", ["fr-fr", "es-es"])
+def test_the_code_goes_out_in_the_locale_asked_for(provider: Harness, locale: str) -> None:
+    request_id = provider.gateway.start(
+        number=NUMBER,
+        client_ref=uuid.uuid4().hex,
+        workflow=workflow_steps(WORKFLOW),
+        locale=locale,
+    )
+
+    assert [loc for rid, loc in provider.locales() if rid == request_id] == [locale]
+
+
+def test_without_a_locale_the_configured_one_goes_out(provider: Harness) -> None:
+    request_id = start(provider)
+
+    assert [loc for rid, loc in provider.locales() if rid == request_id] == [CONFIG.locale]
 
 
 def test_the_right_code_checks_once(provider: Harness) -> None:

@@ -82,6 +82,26 @@ def test_start_puts_the_code_in_the_inbox_and_the_server_log(
     assert NUMBER in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("locale", "wording"),
+    [
+        ("en-us", "Your Pollstr verification code is: {code}"),
+        ("fr-fr", "Votre code de vérification Pollstr est : {code}"),
+        ("es-es", "Tu código de verificación de Pollstr es: {code}"),
+    ],
+)
+def test_the_sms_is_written_in_the_voters_locale(locale: str, wording: str) -> None:
+    gateway = SandboxGateway(GatewayConfig(code_length=6, webotp_host="pollstr.example"))
+
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow(), locale=locale)
+
+    [message] = sandbox_inbox()
+    code = message["code"]
+    assert message["locale"] == locale
+    # Verify's wording in that language, and the WebOTP line (the same in every language).
+    assert message["text"] == f"{wording.format(code=code)}\n\n@pollstr.example #{code}"
+
+
 def test_the_voice_call_appears_in_the_inbox_once_the_sms_step_times_out(clock) -> None:
     gateway = SandboxGateway(GatewayConfig(channel_timeout=60), clock=clock)
     request_id = gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())

@@ -99,6 +99,15 @@ def test_start_returns_the_request_id_the_server_created(
     }
 
 
+def test_start_sends_verify_the_voters_locale(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer
+) -> None:
+    gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow(), locale="fr-fr")
+
+    [sent] = fake_verify.requests_for("start")
+    assert sent.json["locale"] == "fr-fr"
+
+
 def test_requests_go_to_the_configured_api_host(
     gateway: VonageGateway, fake_verify: FakeVerifyServer
 ) -> None:

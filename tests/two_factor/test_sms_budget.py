@@ -13,6 +13,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSWORD
@@ -260,6 +262,9 @@ def test_a_prefix_with_codes_nobody_enters_is_paused_others_keep_getting_codes(
     sixth = start(PUMPED.format(5), ip="10.5.0.1")
     assert sixth.status == Status.FAILED
     assert "paused for a while because of unusual traffic" in sixth.failure_reason
+    # Stored as the catalogues' English, so each reader gets it in their language.
+    with translation.override("fr"):
+        assert gettext(sixth.failure_reason).startswith("Les codes vers des numéros")
     assert sandbox_messages_for(PUMPED.format(5)) == []
     pause = SendPause.objects.get()
     assert (pause.country, pause.prefix, pause.sent, pause.verified) == ("GG", "+44791", 5, 0)

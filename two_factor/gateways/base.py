@@ -49,10 +49,17 @@ class VerifyGateway(Protocol):
         """A gateway configured from Django settings (what ``get_gateway`` returns)."""
         ...
 
-    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
+    def start(
+        self,
+        *,
+        number: str,
+        client_ref: str,
+        workflow: Sequence[WorkflowStep],
+        locale: str | None = None,
+    ) -> str:
         """Send a code to ``number`` (E.164 with '+') by the first step of ``workflow``
-        (the next steps follow on the provider's channel timeout); return the provider's
-        request id."""
+        (the next steps follow on the provider's channel timeout), worded in Verify's
+        ``locale`` ("fr-fr"; None: the configured one); return the provider's request id."""
         ...
 
     def check(self, *, request_id: str, code: str) -> None:

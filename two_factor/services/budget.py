@@ -37,6 +37,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -147,12 +148,12 @@ def budget_reserve(*, country: str, now: datetime | None = None) -> None:
         )
     _refused(cap, retry_after=_seconds_to_midnight(now))
     if refused == 3:
-        message = "We can't send any more codes today. Please try again tomorrow."
+        message = gettext("We can't send any more codes today. Please try again tomorrow.")
     else:
-        message = (
-            f"We can't send any more codes to numbers in {region_name(country)} today. "
+        message = gettext(
+            "We can't send any more codes to numbers in %(region)s today. "
             "Please try again tomorrow."
-        )
+        ) % {"region": region_name(country)}
     raise VerificationRefused(message, retry_after=_seconds_to_midnight(now))
 
 
@@ -228,8 +229,16 @@ def governor_check(*, country: str, prefix: str, now: datetime | None = None) ->
     _refused("governor_paused", retry_after=wait)
     minutes = max(1, round(wait / 60))
     raise VerificationRefused(
-        "Codes to numbers like yours are paused for a while because of unusual traffic. "
-        f"Please try again in about {minutes} minute{'s' if minutes != 1 else ''}.",
+        # Said at once by a request; a send the governor stops stores it (in the language
+        # active there: English in a worker).
+        ngettext(
+            "Codes to numbers like yours are paused for a while because of unusual traffic. "
+            "Please try again in about %(minutes)d minute.",
+            "Codes to numbers like yours are paused for a while because of unusual traffic. "
+            "Please try again in about %(minutes)d minutes.",
+            minutes,
+        )
+        % {"minutes": minutes},
         retry_after=wait,
     )
 

@@ -10,6 +10,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop
 
 from two_factor.gateways.errors import (
     InvalidCode,
@@ -36,7 +37,7 @@ from two_factor.services.steps import verification_refresh
 from two_factor.services.transitions import transition, transition_if_allowed
 
 # Sentences the voter sees when the reconciler or a give-up settles a row.
-CHECK_AGAIN = "We couldn't check your code just now. Please enter it again."
+CHECK_AGAIN = gettext_noop("We couldn't check your code just now. Please enter it again.")
 
 
 # ASCII digits only: `\d` also matches Arabic-Indic and full-width digits, which can never
@@ -51,7 +52,9 @@ def verification_submit_code(
     code = re.sub(r"[\s-]", "", code or "")
     length = settings.TWO_FACTOR_CODE_LENGTH
     if not _CODE_RE.match(code) or len(code) != length:
-        raise MalformedCode(f"Enter the {length}-digit code from the SMS or call.")
+        raise MalformedCode(
+            gettext("Enter the %(length)d-digit code from the SMS or call.") % {"length": length}
+        )
     verification_refresh(verification=verification)
     with transaction.atomic():
         # Two submissions at once (a double click, two tabs) queue on the row: the second
@@ -68,12 +71,12 @@ def verification_submit_code(
 
 def _why_no_code(verification: Verification) -> str:
     if verification.status == Status.CHECKING:
-        return "We're still checking your last code."
+        return gettext_noop("We're still checking your last code.")
     if verification.status in (Status.QUEUED, Status.SENDING):
-        return "Your code hasn't been sent yet. Wait a moment, then try again."
+        return gettext_noop("Your code hasn't been sent yet. Wait a moment, then try again.")
     if verification.status in (Status.VERIFIED, Status.CONSUMED):
-        return "This number is already verified."
-    return "This code request has ended. Ask for a new code."
+        return gettext_noop("This number is already verified.")
+    return gettext_noop("This code request has ended. Ask for a new code.")
 
 
 def verification_check(*, verification_id: UUID, code: str) -> Verification:

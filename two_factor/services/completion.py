@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from two_factor.models import (
     Status,
@@ -22,15 +23,15 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
     from two_factor.session import session_verify
 
     if verification.session_key_hash != session_key_hash(session.session_key or ""):
-        raise VerificationRefused("This verification belongs to another session.")
+        raise VerificationRefused(gettext_noop("This verification belongs to another session."))
     user = verification.user  # read now: the locked row below carries no cached relations
     with transaction.atomic():
         # Two tabs following the link at once: the second finds it consumed.
         locked = Verification.objects.select_for_update().get(pk=verification.pk)
         if locked.status == Status.CONSUMED:
-            raise AlreadyCompleted("This verification is already complete.")
+            raise AlreadyCompleted(gettext_noop("This verification is already complete."))
         if locked.status != Status.VERIFIED:
-            raise VerificationRefused("This verification isn't finished yet.")
+            raise VerificationRefused(gettext_noop("This verification isn't finished yet."))
         verification.__dict__.update(locked.__dict__)
         transition(
             verification,

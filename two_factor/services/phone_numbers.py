@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.utils.translation import gettext_noop
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from two_factor.models import (
@@ -22,7 +23,7 @@ from two_factor.services.devices import (
 )
 from two_factor.services.refusals import VerificationRefused, _limit
 
-NUMBER_MOVED = (
+NUMBER_MOVED = gettext_noop(
     "This number was linked to another account. You proved it's yours, so it is now "
     "linked to this one."
 )

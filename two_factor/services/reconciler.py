@@ -11,6 +11,7 @@ from uuid import UUID
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from two_factor.models import (
     LIVE_STATUSES,
@@ -26,7 +27,9 @@ from two_factor.services.transitions import task_grace, transition
 logger = logging.getLogger(__name__)
 
 
-SEND_UNCONFIRMED = "We couldn't confirm that your code was sent. Please ask for a new code."
+SEND_UNCONFIRMED = gettext_noop(
+    "We couldn't confirm that your code was sent. Please ask for a new code."
+)
 
 
 def verification_reconcile(*, limit: int = 500) -> int:

@@ -10,10 +10,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop, ngettext
 from phonenumber_field.phonenumber import PhoneNumber as ParsedNumber
 
 from pollstr.client_ip import client_network
+from pollstr.languages import supported_language, verify_locale
 from two_factor.channels import channel_get, workflow_for, workflow_steps
 from two_factor.gateways.errors import (
     ConcurrentRequest,
@@ -46,7 +48,11 @@ from two_factor.services.transitions import (
 )
 from two_factor.session import session_key_hash
 
-SEND_GAVE_UP = (
+GOVERNOR_PAUSED = gettext_noop(
+    "Codes to numbers like yours are paused for a while because of unusual traffic. "
+    "Please ask for a new code later."
+)
+SEND_GAVE_UP = gettext_noop(
     "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
 )
 
@@ -57,9 +63,11 @@ def verification_start(
     session_key: str,
     ip: str | None,
     number: ParsedNumber | None = None,
+    locale: str | None = None,
 ) -> Verification:
     """Queue a new verification for this session: of `number` (typed, accepted by
-    `number_accept`, pending until verified) or else of the account's number.
+    `number_accept`, pending until verified) or else of the account's number, whose code
+    speaks `locale` (one of LANGUAGES; None: the active language).
 
     One start at a time per user: the user's row is locked first, so parallel clicks
     queue up here and each sees the verification the one before it created (the
@@ -68,10 +76,17 @@ def verification_start(
     key_hash = session_key_hash(session_key)
     try:
         with transaction.atomic():
-            verification = _start_locked(user=user, key_hash=key_hash, ip=ip, number=number)
+            verification = _start_locked(
+                user=user,
+                key_hash=key_hash,
+                ip=ip,
+                number=number,
+                locale=supported_language(locale or translation.get_language()),
+            )
     except IntegrityError:
         raise VerificationRefused(
-            "A code is already on its way. Wait a moment, then try again.", retry_after=5
+            gettext_noop("A code is already on its way. Wait a moment, then try again."),
+            retry_after=5,
         ) from None
     return verification
 
@@ -82,25 +97,31 @@ def _start_locked(
     key_hash: str,
     ip: str | None,
     number: ParsedNumber | None,
+    locale: str,
 ) -> Verification:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
     if number is None:
         # Not `user.phone_number`: a cached relation may predate a bind in this request.
         phone = PhoneNumber.objects.filter(user=user).first()
         if phone is None:
-            raise VerificationRefused("Add your mobile number first.")
+            raise VerificationRefused(gettext_noop("Add your mobile number first."))
         number = phone.number
     live = list(Verification.objects.select_for_update().filter(user=user).live())
     if any(old.status == Status.CHECKING for old in live):
         raise VerificationRefused(
-            "We're checking the code you entered. Wait a moment, then try again.",
+            gettext_noop("We're checking the code you entered. Wait a moment, then try again."),
             retry_after=2,
         )
     wait = live[0].resend_available_in() if live else 0
     if wait:
         # The same cooldown whichever button asked: "Text me a code" or "Send a new code".
         raise VerificationRefused(
-            f"A code is on its way. You can ask for a new one in {wait} seconds.",
+            ngettext(
+                "A code is on its way. You can ask for a new one in %(wait)d second.",
+                "A code is on its way. You can ask for a new one in %(wait)d seconds.",
+                wait,
+            )
+            % {"wait": wait},
             retry_after=wait,
         )
     country, prefix = number_destination(number)
@@ -136,6 +157,7 @@ def _start_locked(
         workflow=list(workflow_for(country=country)),
         country=country,
         prefix=prefix,
+        locale=locale,
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
     )
@@ -210,11 +232,13 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         try:
             governor_check(country=verification.country, prefix=verification.prefix)
         except VerificationRefused as paused:
+            # Stored without the wait (a sentence with a number in it has no msgid, so
+            # it could not be shown in the voter's language); the audit keeps it.
             transition_if_allowed(
                 verification,
                 Status.FAILED,
-                reason="paused by the conversion governor",
-                failure_reason=paused.message,
+                reason=f"paused by the conversion governor: {paused.message}",
+                failure_reason=GOVERNOR_PAUSED,
             )
             return verification
     gateway = _provider()
@@ -224,6 +248,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
             number=verification.number.as_e164,
             client_ref=verification.pk.hex,
             workflow=workflow_steps(verification.workflow),
+            locale=verify_locale(verification.locale),
         )
         reason = f"sent via {gateway.name}"
     except ConcurrentRequest as conflict:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from two_factor.channels import channel_get
 from two_factor.gateways.errors import (
@@ -31,7 +32,7 @@ from two_factor.services.delivery import (
 from two_factor.services.refusals import VerificationRefused, _limit
 from two_factor.services.transitions import _publish, transition_if_allowed, verification_note
 
-SWITCH_NOT_DONE = (
+SWITCH_NOT_DONE = gettext_noop(
     "We couldn't switch just now. Enter the code you have, or wait: the next way of "
     "sending it starts by itself when this one's time is up."
 )
@@ -42,13 +43,13 @@ def verification_switch_channel(*, verification: Verification, channel: str) -> 
     the channels the verification's workflow still has after its current step."""
     verification_refresh(verification=verification)
     if verification.status != Status.SENT:
-        raise VerificationRefused("There is no code on its way to send another way.")
+        raise VerificationRefused(gettext_noop("There is no code on its way to send another way."))
     if channel == verification.channel:
         raise VerificationRefused(
             str(channel_get(channel).running % {"number": verification.masked_number})
         )
     if channel not in verification.channels_left:
-        raise VerificationRefused("That way of sending the code isn't available now.")
+        raise VerificationRefused(gettext_noop("That way of sending the code isn't available now."))
     _limit([("switch_per_user", str(verification.user_id))])
     Verification.objects.filter(pk=verification.pk, status=Status.SENT).update(switching_to=channel)
     verification.switching_to = channel

@@ -44,6 +44,13 @@ _BRAND_FORBIDDEN = re.compile(r"[/{}:$]")
 _CLIENT_REF_PATTERN = re.compile(r"^[A-Za-z0-9]{1,40}$")
 _CUSTOM_CODE_PATTERN = re.compile(r"^[A-Za-z0-9]{4,10}$")
 _LOCALE_PATTERN = re.compile(r"^[a-z]{2}-[a-z]{2}$")
+# Verify's own SMS and voice wording in the locales Pollstr sends (``locale`` picks it;
+# unknown locales get en-us's), with ${brand} and ${code} as in a template.
+VERIFY_WORDING: dict[str, str] = {
+    "en-us": "Your ${brand} verification code is: ${code}",
+    "fr-fr": "Votre code de vérification ${brand} est : ${code}",
+    "es-es": "Tu código de verificación de ${brand} es: ${code}",
+}
 
 # Record statuses; the summary callback uses the same words.
 IN_PROGRESS = "in_progress"
@@ -187,7 +194,9 @@ class VerifyEmulator:
         self.on_callback = on_callback
         self.price = price
         # The account's SMS templates (Verify's template fragments), by template_id:
-        # text with ${code} and ${brand}. Unknown ids are refused like Verify's 422.
+        # text with ${code} and ${brand}. Unknown ids are refused like Verify's 422. A
+        # fragment for one locale is keyed "<template_id>:<locale>" (e.g. ":fr-fr") and
+        # wins over the template's default text for a request in that locale.
         self.templates = templates if templates is not None else {}
 
     # --- operations -------------------------------------------------------------
@@ -434,16 +443,19 @@ class VerifyEmulator:
                 "code": record["code"],
                 "brand": record["brand"],
                 "text": self._text(record, step["channel"]),
+                "locale": record["locale"],
                 "at": isoformat(at),
             }
         )
 
     def _text(self, record: Record, channel: str) -> str:
         """The message as the voter gets it: the request's template for an SMS, else
-        Verify's own wording."""
-        template = self.templates.get(record.get("template_id") or "")
+        Verify's own wording, in the request's locale."""
+        template_id = record.get("template_id") or ""
+        locale = record.get("locale") or "en-us"
+        template = self.templates.get(f"{template_id}:{locale}") or self.templates.get(template_id)
         if channel != "sms" or template is None:
-            return f"Your {record['brand']} verification code is: {record['code']}"
+            template = VERIFY_WORDING.get(locale, VERIFY_WORDING["en-us"])
         return template.replace("${code}", record["code"]).replace("${brand}", record["brand"])
 
     def _finalize(

@@ -37,7 +37,7 @@ from two_factor.gateways.errors import TransientGatewayError
 from two_factor.gateways.vonage.problems import error_from_problem
 
 from .callbacks import callback_send
-from .emulator import NEEDS_FROM, RuleViolation, VerifyEmulator
+from .emulator import NEEDS_FROM, VERIFY_WORDING, RuleViolation, VerifyEmulator
 from .store import CacheStore, Store, StoreLockTimeout
 
 logger = logging.getLogger("two_factor.sandbox")
@@ -69,9 +69,14 @@ class SandboxGateway:
     ) -> None:
         self.config = config or GatewayConfig()
         self.store: Store = store if store is not None else sandbox_store()
-        text = "Your ${brand} verification code is: ${code}"
-        if self.config.webotp_host:
-            text += "\n\n" + webotp_line(self.config.webotp_host, "${code}")
+        # Verify's wording in each locale, then the WebOTP line: one fragment per locale,
+        # as a Vonage template has.
+        webotp = "\n\n" + webotp_line(self.config.webotp_host, "${code}")
+        templates = {
+            f"{SMS_TEMPLATE_ID}:{locale}": wording + (webotp if self.config.webotp_host else "")
+            for locale, wording in VERIFY_WORDING.items()
+        }
+        templates[SMS_TEMPLATE_ID] = templates[f"{SMS_TEMPLATE_ID}:en-us"]
         self.emulator = VerifyEmulator(
             self.store,
             clock=clock,
@@ -80,7 +85,7 @@ class SandboxGateway:
             # Signed, to our own webhook, like Vonage's status callbacks (off unless
             # configured). The emulator logs a listener's failure instead of raising it.
             on_callback=callback_send,
-            templates={SMS_TEMPLATE_ID: text},
+            templates=templates,
         )
 
     @classmethod
@@ -90,7 +95,14 @@ class SandboxGateway:
             max_wrong_codes=int(settings.TWO_FACTOR_MAX_WRONG_CODES),
         )
 
-    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
+    def start(
+        self,
+        *,
+        number: str,
+        client_ref: str,
+        workflow: Sequence[WorkflowStep],
+        locale: str | None = None,
+    ) -> str:
         self._inject_faults("start")
         with _translated("start"):
             return self.emulator.start(
@@ -100,7 +112,7 @@ class SandboxGateway:
                 brand=self.config.brand,
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
-                locale=self.config.locale,
+                locale=locale or self.config.locale,
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=SMS_TEMPLATE_ID,
             )

@@ -119,7 +119,14 @@ class VonageGateway:
             template_id=settings.VONAGE_VERIFY_TEMPLATE_ID or None,
         )
 
-    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
+    def start(
+        self,
+        *,
+        number: str,
+        client_ref: str,
+        workflow: Sequence[WorkflowStep],
+        locale: str | None = None,
+    ) -> str:
         with _translated("start"):
             to = provider_number(number)
             request = _TemplatedVerifyRequest(
@@ -127,7 +134,7 @@ class VonageGateway:
                 workflow=[_sdk_step(step, to) for step in workflow],
                 code_length=self.config.code_length,
                 channel_timeout=self.config.channel_timeout,
-                locale=self.config.locale,
+                locale=locale or self.config.locale,
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=self.template_id,
             )
