@@ -82,18 +82,28 @@ def _channel_context(verification: Verification) -> dict[str, object]:
     """What the page says about channels, all from the table (two_factor/channels.py):
     the status line of the current step, the offers to switch to a later step of the
     workflow, and the countdown to the next one."""
+    row = CHANNELS.get(verification.channel)
+    nothing: dict[str, object] = {
+        "channel_said": "",
+        "offers": [],
+        "next_channel": None,
+        "next_in": None,
+        "takes_code": row is None or row.takes_code,
+        "channel_action": None,
+    }
     if verification.status != Status.SENT:
-        return {"channel_said": "", "offers": [], "next_channel": None, "next_in": None}
+        return nothing
     if verification.switching_to in CHANNELS:
         # Asked for: the provider is being told. Nothing else to offer until it starts.
-        said = str(CHANNELS[verification.switching_to].switching)
-        return {"channel_said": said, "offers": [], "next_channel": None, "next_in": None}
+        return nothing | {"channel_said": str(CHANNELS[verification.switching_to].switching)}
     left: list[Channel] = [channel_get(name) for name in verification.channels_left]
-    return {
+    return nothing | {
         "channel_said": _said(verification),
         "offers": left,
         "next_channel": left[0] if left else None,
         "next_in": verification.seconds_until(verification.channel_deadline) if left else None,
+        # A step without a code (silent authentication): the link the phone opens.
+        "channel_action": row.action if row and verification.check_url else None,
     }
 
 

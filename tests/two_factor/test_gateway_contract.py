@@ -26,6 +26,8 @@ from two_factor.gateways import (
     InvalidNumber,
     NoMoreChannels,
     RequestNotFound,
+    StartedRequest,
+    StepTakesNoCode,
     TooManyAttempts,
     VerifyGateway,
 )
@@ -44,8 +46,10 @@ CONFIG = GatewayConfig(
 # double's account holds it.
 VONAGE_TEMPLATE_ID = "8f35a1a7-eb2f-4552-8fdf-fffdaee41bc9"
 VONAGE_SMS_TEMPLATE = "Your ${brand} code is ${code}.\n\n@" + WEBOTP_HOST + " #${code}"
-# Every channel of the table (two_factor/channels.py); a workflow of as many as Verify takes.
-EVERY_CHANNEL = list(CHANNELS)
+# Every channel of the table (two_factor/channels.py) that sends a code; a workflow of as
+# many as Verify takes. Channels without a code (silent authentication) have their own.
+EVERY_CHANNEL = [name for name, row in CHANNELS.items() if row.takes_code]
+CODE_LESS = [name for name, row in CHANNELS.items() if not row.takes_code]
 WORKFLOW = EVERY_CHANNEL[:MAX_STEPS]
 WHATSAPP_FROM = "447700900001"
 
@@ -62,6 +66,10 @@ class Harness:
     advance: Callable[[float], None]
     # The same messages whole, as the provider recorded them (`from` included).
     messages: Callable[[], list[dict[str, Any]]]
+    # The voter's phone opens a silent-auth check URL and its network confirms (the
+    # redirect's location, with request_id and code) or cannot (the step fails).
+    silent_confirm: Callable[[StartedRequest], str]
+    silent_fail: Callable[[StartedRequest], None]
 
     @property
     def gateway(self) -> VerifyGateway:
@@ -117,6 +125,12 @@ def sandbox_harness(settings: Any) -> Harness:
         texts=texts,
         advance=clock.advance,
         messages=lambda: list(reversed(sandbox_inbox(limit=INBOX_SIZE))),
+        silent_confirm=lambda request_id: SandboxGateway(CONFIG, clock=clock).silent_auth_complete(
+            request_id
+        ),
+        silent_fail=lambda request_id: SandboxGateway(CONFIG, clock=clock).silent_auth_fail(
+            request_id
+        ),
     )
 
 
@@ -140,7 +154,20 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
         texts=texts,
         advance=fake.advance,
         messages=lambda: list(fake.messages),
+        silent_confirm=lambda started: _open_check_url(fake, started, "complete"),
+        silent_fail=lambda started: _open_check_url(fake, started, "fail") and None,
     )
+
+
+def _open_check_url(fake: FakeVerifyServer, started: StartedRequest, network: str) -> str:
+    """What the handset does: GET the check URL (over mobile data), not following the
+    redirect back to us."""
+    import requests
+
+    fake.silent_auth = network  # type: ignore[assignment]
+    assert started.check_url
+    response = requests.get(started.check_url, allow_redirects=False, timeout=5)
+    return response.headers.get("Location", "")
 
 
 @pytest.fixture(params=["sandbox", "vonage"])
@@ -193,6 +220,53 @@ def test_every_channel_takes_over_as_a_later_step_with_the_same_code(
     assert [sent_by for sent_by, _ in provider.delivered(request_id)] == [first, channel]
     assert len({code for _, code in provider.delivered(request_id)}) == 1
     provider.gateway.check(request_id=request_id, code=provider.code(request_id))
+
+
+def _silent_start(provider: Harness) -> StartedRequest:
+    return provider.gateway.start(
+        number=NUMBER,
+        client_ref=uuid.uuid4().hex,
+        workflow=workflow_steps([*CODE_LESS, WORKFLOW[0]]),
+    )
+
+
+@pytest.mark.parametrize("channel", CODE_LESS)
+def test_a_silent_step_answers_with_a_check_url_sends_nothing_and_takes_no_typed_code(
+    provider: Harness, channel: str
+) -> None:
+    started = _silent_start(provider)
+
+    assert started.check_url
+    assert provider.delivered(started) == []
+    with pytest.raises(StepTakesNoCode):
+        provider.gateway.check(request_id=started, code="123456")
+
+
+def test_a_network_that_confirms_redirects_with_the_code_that_then_checks(
+    provider: Harness,
+) -> None:
+    started = _silent_start(provider)
+
+    location = provider.silent_confirm(started)
+
+    assert location.startswith("/2fa/silent/")
+    query = dict(part.split("=", 1) for part in location.split("?", 1)[1].split("&"))
+    assert query["request_id"] == started
+    provider.gateway.check(request_id=started, code=query["code"])
+    with pytest.raises(RequestNotFound):
+        provider.gateway.check(request_id=started, code=query["code"])
+
+
+def test_a_network_that_cannot_confirm_moves_the_workflow_to_its_code_step(
+    provider: Harness,
+) -> None:
+    started = _silent_start(provider)
+
+    provider.silent_fail(started)
+
+    [(channel, code)] = provider.delivered(started)
+    assert channel == WORKFLOW[0]
+    provider.gateway.check(request_id=started, code=code)
 
 
 def test_whatsapp_goes_from_the_configured_business_number(provider: Harness) -> None:

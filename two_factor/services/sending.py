@@ -220,11 +220,12 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     gateway = _provider()
     _release_connection()
     try:
-        request_id = gateway.start(
+        started = gateway.start(
             number=verification.number.as_e164,
             client_ref=verification.pk.hex,
             workflow=workflow_steps(verification.workflow),
         )
+        request_id, check_url = str(started), getattr(started, "check_url", None) or ""
         reason = f"sent via {gateway.name}"
     except ConcurrentRequest as conflict:
         if not conflict.live_request_id:
@@ -232,7 +233,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         # Our earlier try reached the provider (or the SDK re-sent it), or another
         # verification's request to this number is live: adopt it, don't resend. The code
         # went to the number, so whoever enters it proves they hold the phone.
-        request_id = conflict.live_request_id
+        request_id, check_url = conflict.live_request_id, ""
         reason = "adopted the provider's live request"
         _release_request(request_id, keep=verification)
     except PermanentGatewayError as error:
@@ -247,6 +248,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         Status.SENT,
         reason=reason,
         request_id=request_id,
+        check_url=check_url,
         step=0,
         channel=first,
         sent_at=now,

@@ -118,7 +118,12 @@ def verification_next_channel_gave_up(*, verification_id: UUID, error: Exception
 
 
 def verification_step_started(
-    verification: Verification, *, step: int, reason: str, at: datetime | None = None
+    verification: Verification,
+    *,
+    step: int,
+    reason: str,
+    at: datetime | None = None,
+    notice: str = "",
 ) -> None:
     """The workflow's ``step`` has started (we asked, its timeout passed, or the provider
     said so), at ``at`` (now by default): the row moves to it. Never backwards, never
@@ -135,7 +140,19 @@ def verification_step_started(
         step=step,
         channel=channel,
         channel_deadline=channel_get(channel).deadline(now=at or timezone.now()),
+        notice=notice,
     )
+
+
+def step_gave_up_notice(verification: Verification) -> str:
+    """What the voter is told when the current step ended without verifying and the
+    workflow moves on: the step's own sentence, then what happens next."""
+    gave_up = channel_get(verification.channel).gave_up if verification.channel else None
+    left = verification.channels_left
+    if gave_up is None or not left:
+        return ""
+    after = channel_get(left[0]).running % {"number": verification.masked_number}
+    return f"{gave_up} {after}"
 
 
 def verification_refresh(*, verification: Verification) -> Verification:
@@ -160,7 +177,11 @@ def verification_refresh(*, verification: Verification) -> Verification:
         step = verification.step + 1
         # Verify started the next step when this one's time was up, not when we looked.
         verification_step_started(
-            verification, step=step, reason="no code entered in time", at=deadline
+            verification,
+            step=step,
+            reason="no code entered in time",
+            at=deadline,
+            notice=step_gave_up_notice(verification),
         )
         if verification.step != step:
             break

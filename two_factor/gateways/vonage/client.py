@@ -38,6 +38,7 @@ from vonage_verify import VerifyRequest
 
 from two_factor.gateways.base import (
     GatewayConfig,
+    StartedRequest,
     WorkflowStep,
     provider_client_ref,
     provider_number,
@@ -119,7 +120,9 @@ class VonageGateway:
             template_id=settings.VONAGE_VERIFY_TEMPLATE_ID or None,
         )
 
-    def start(self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]) -> str:
+    def start(
+        self, *, number: str, client_ref: str, workflow: Sequence[WorkflowStep]
+    ) -> StartedRequest:
         with _translated("start"):
             to = provider_number(number)
             request = _TemplatedVerifyRequest(
@@ -131,7 +134,8 @@ class VonageGateway:
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=self.template_id,
             )
-            return self._client().verify.start_verification(request).request_id
+            started = self._client().verify.start_verification(request)
+            return StartedRequest(started.request_id, started.check_url)
 
     def check(self, *, request_id: str, code: str) -> None:
         with _translated("check"):
