@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from two_factor.channels import CHANNELS, Channel, channel_get
+from two_factor.channels import CHANNELS, Channel
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
 from two_factor.outcomes import OUTCOMES
@@ -96,7 +96,8 @@ def _channel_context(verification: Verification) -> dict[str, object]:
     if verification.switching_to in CHANNELS:
         # Asked for: the provider is being told. Nothing else to offer until it starts.
         return nothing | {"channel_said": str(CHANNELS[verification.switching_to].switching)}
-    left: list[Channel] = [channel_get(name) for name in verification.channels_left]
+    # (A channel since taken out of the table is skipped, never an error.)
+    left: list[Channel] = [CHANNELS[n] for n in verification.channels_left if n in CHANNELS]
     return nothing | {
         "channel_said": _said(verification),
         "offers": left,
@@ -108,9 +109,8 @@ def _channel_context(verification: Verification) -> dict[str, object]:
 
 
 def _said(verification: Verification) -> str:
-    if not verification.channel:
-        return ""
-    return str(channel_get(verification.channel).running % {"number": verification.masked_number})
+    row = CHANNELS.get(verification.channel)
+    return str(row.running % {"number": verification.masked_number}) if row else ""
 
 
 def as_shown(verification: Verification, *, now: datetime) -> Verification:
@@ -128,7 +128,10 @@ def as_shown(verification: Verification, *, now: datetime) -> Verification:
             break
         shown.step += 1
         shown.channel = shown.workflow[shown.step]
-        shown.channel_deadline = channel_get(shown.channel).deadline(now=shown.channel_deadline)
+        row = CHANNELS.get(shown.channel)
+        if row is None:
+            break  # a channel since taken out of the table: shown as the row has it
+        shown.channel_deadline = row.deadline(now=shown.channel_deadline)
     return shown
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils import timezone
 
-from two_factor.channels import channel_get
+from two_factor.channels import CHANNELS, channel_get
 from two_factor.gateways.errors import (
     NoMoreChannels,
     PermanentGatewayError,
@@ -44,9 +44,7 @@ def verification_switch_channel(*, verification: Verification, channel: str) -> 
     if verification.status != Status.SENT:
         raise VerificationRefused("There is no code on its way to send another way.")
     if channel == verification.channel:
-        raise VerificationRefused(
-            str(channel_get(channel).running % {"number": verification.masked_number})
-        )
+        raise VerificationRefused("We're already sending your code that way.")
     if channel not in verification.channels_left:
         raise VerificationRefused("That way of sending the code isn't available now.")
     _limit([("switch_per_user", str(verification.user_id))])
@@ -147,12 +145,11 @@ def verification_step_started(
 def step_gave_up_notice(verification: Verification) -> str:
     """What the voter is told when the current step ended without verifying and the
     workflow moves on: the step's own sentence, then what happens next."""
-    gave_up = channel_get(verification.channel).gave_up if verification.channel else None
-    left = verification.channels_left
-    if gave_up is None or not left:
+    row, left = CHANNELS.get(verification.channel), verification.channels_left
+    then = CHANNELS.get(left[0]) if left else None
+    if row is None or row.gave_up is None or then is None:
         return ""
-    after = channel_get(left[0]).running % {"number": verification.masked_number}
-    return f"{gave_up} {after}"
+    return f"{row.gave_up} {then.running % {'number': verification.masked_number}}"
 
 
 def verification_refresh(*, verification: Verification) -> Verification:
