@@ -401,15 +401,16 @@ def test_settings_the_provider_refuses_raise_gateway_misconfigured(provider: Har
         gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex, workflow=workflow_steps(WORKFLOW))
 
 
-def test_a_whatsapp_step_without_a_sender_raises_gateway_misconfigured(
-    provider: Harness, settings: Any
+def test_a_whatsapp_step_without_a_sender_raises_gateway_misconfigured_on_vonage(
+    fake_verify: FakeVerifyServer, settings: Any
 ) -> None:
-    # Verify requires WhatsApp's `from`; settings require it with the Vonage gateway.
+    # Verify requires WhatsApp's `from` (settings require it with the Vonage gateway);
+    # the sandbox, offline without a business number, sends from its own name instead.
     settings.VONAGE_WHATSAPP_FROM = ""
-    if isinstance(provider.gateway, SandboxGateway):
-        pytest.skip("the sandbox sends WhatsApp from its own name (offline, no business number)")
+    provider = vonage_harness(fake_verify)
 
     with pytest.raises(GatewayMisconfigured):
         start(provider, workflow=["whatsapp"])
 
     assert provider.sent() == []
+    assert fake_verify.requests_for("start") == []  # refused before anything was sent
