@@ -217,13 +217,16 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
                 failure_reason=paused.message,
             )
             return verification
+    # Chosen at the start; a row made some other way (before channels were rows, a bulk
+    # insert) gets its region's workflow now.
+    workflow = list(verification.workflow) or list(workflow_for(country=verification.country))
     gateway = _provider()
     _release_connection()
     try:
         started = gateway.start(
             number=verification.number.as_e164,
             client_ref=verification.pk.hex,
-            workflow=workflow_steps(verification.workflow),
+            workflow=workflow_steps(workflow),
         )
         request_id, check_url = str(started), getattr(started, "check_url", None) or ""
         reason = f"sent via {gateway.name}"
@@ -242,11 +245,12 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         )
         return verification
     now = timezone.now()
-    first = verification.workflow[0]
+    first = workflow[0]
     transition_if_allowed(
         verification,
         Status.SENT,
         reason=reason,
+        workflow=workflow,
         request_id=request_id,
         check_url=check_url,
         step=0,
