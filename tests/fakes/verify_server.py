@@ -95,7 +95,8 @@ class FakeVerifyServer:
     """``with FakeVerifyServer() as fake:`` then point the gateway at ``fake.host`` with
     ``REQUESTS_CA_BUNDLE=fake.ca_bundle_path`` (the ``fake_verify`` fixture does both).
 
-    - ``messages``: every code "sent" (dicts with request_id, to, channel, code, at).
+    - ``messages``: every code "sent" (dicts with request_id, to, channel, from, code, at;
+      a silent-auth step sends none).
     - ``callbacks``: the event/summary bodies Verify would post; with ``callback_url``
       and ``signature_secret`` they are also POSTed there, signed as Vonage signs them.
     - ``requests_log``: every request received, scripted ones included.
