@@ -129,6 +129,7 @@ def _session_store_class(engine: str) -> Any:
 def verifications_create(voters: list[Voter], *, status: str) -> list[str]:
     """One verification per voter, bound to the voter's session, in ``status``
     (``queued``: waiting for its send task; ``sent``: the code is out)."""
+    from django.conf import settings
     from django.utils import timezone
 
     from two_factor.models import Verification
@@ -143,6 +144,7 @@ def verifications_create(voters: list[Voter], *, status: str) -> list[str]:
             number=voter.number,
             status=status,
             request_id=f"bench-{index}-{voter.user_id}" if sent else "",
+            workflow=list(settings.TWO_FACTOR_WORKFLOW),
             channel="sms" if sent else "",
             send_attempts=1 if sent else 0,
             created_at=now,

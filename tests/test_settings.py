@@ -227,6 +227,29 @@ def test_the_embedded_default_needs_no_service():
             {"TWO_FACTOR_GATEWAY": "vonage", "TWO_FACTOR_WORKFLOW_BY_REGION": "BR=whatsapp,sms"},
             "set VONAGE_WHATSAPP_FROM",
         ),
+        ({"TWO_FACTOR_WORKFLOW": "sms,silent_auth"}, "'silent_auth' can only be the first step"),
+        ({"TWO_FACTOR_WORKFLOW": "silent_auth"}, "sends no code"),
+        (
+            {
+                "TWO_FACTOR_GATEWAY": "vonage",
+                "VONAGE_API_KEY": "k",
+                "VONAGE_API_SECRET": "s",
+                "TWO_FACTOR_WORKFLOW": "silent_auth,sms",
+                "TWO_FACTOR_SITE_URL": "https://polls.example.org",
+            },
+            "needs VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY",
+        ),
+        (
+            {
+                "TWO_FACTOR_GATEWAY": "vonage",
+                "VONAGE_APPLICATION_ID": "app",
+                "VONAGE_PRIVATE_KEY": "key",
+                "TWO_FACTOR_WORKFLOW": "silent_auth,sms",
+                "TWO_FACTOR_SITE_URL": "http://polls.example.org",
+            },
+            "set TWO_FACTOR_SITE_URL to the site's https",
+        ),
+        ({"TWO_FACTOR_SITE_URL": "polls.example.org"}, "TWO_FACTOR_SITE_URL must be the site"),
     ],
 )
 def test_a_bad_workflow_names_the_bad_value(env, said):

@@ -43,7 +43,7 @@ class VerificationEventInline(admin.TabularInline):
     model = VerificationEvent
     extra = 0
     can_delete = False
-    readonly_fields = ("at", "from_status", "to_status", "reason", "ip")
+    readonly_fields = ("at", "from_status", "to_status", "channel", "reason", "ip")
     fields = readonly_fields
 
     @admin.display(description="at", ordering="created_at")
@@ -65,8 +65,8 @@ class VerificationEventAdmin(admin.ModelAdmin):
     permission for every event a cascade would take with it, and refuses.
     """
 
-    list_display = ["at", "verification", "from_status", "to_status", "reason", "ip"]
-    list_filter = ["to_status"]
+    list_display = ["at", "verification", "from_status", "to_status", "channel", "reason", "ip"]
+    list_filter = ["to_status", "channel"]
     search_fields = ["verification__id", "verification__request_id"]
 
     @admin.display(description="at", ordering="created_at")

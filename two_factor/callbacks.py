@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 
 from two_factor import services
+from two_factor.channels import CHANNELS
 from two_factor.gateways.vonage.callbacks import CallbackRefused
 from two_factor.models import ProviderCallback, Status, Verification
 from two_factor.outcomes import outcome_of
@@ -92,6 +93,26 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     reason = f"provider callback: {kind} {status}"
     steps = [_where(verification)]
 
+    if (
+        kind == "event"
+        and status in _STEP_ENDED
+        and payload.get("channel") in verification.workflow[: verification.step]
+    ):
+        # A step the workflow has already left (we moved on first, or it arrived late).
+        return f"ignored: the {payload.get('channel')} step is over"
+
+    if _code_less_step_ended(verification, payload):
+        # Silent authentication could not vouch for the number: Verify moves on to the
+        # workflow's next step, and so do we, saying why. Not the request's verdict.
+        services.verification_step_started(
+            verification,
+            step=verification.step + 1,
+            reason=reason,
+            notice=services.step_gave_up_notice(verification),
+        )
+        steps.append(_where(verification))
+        return " → ".join(steps) if len(steps) > 1 else f"no change: {steps[0]}"
+
     started = _latest_step_started(verification, payload)
     if verification.status == Status.SENT and started > verification.step:
         services.verification_step_started(verification, step=started, reason=reason)
@@ -113,6 +134,23 @@ def callback_apply(*, verification: Verification | None, payload: Mapping[str, A
     if len(steps) == 1:
         return f"no change: the verification is {verification.status}"
     return " → ".join(str(step) for step in steps)
+
+
+# What an event says of a step that ended without the voter verifying.
+_STEP_ENDED = frozenset({"failed", "expired", "rejected", "user_rejected"})
+
+
+def _code_less_step_ended(verification: Verification, payload: Mapping[str, Any]) -> bool:
+    row = CHANNELS.get(verification.channel)
+    return (
+        payload["type"] == "event"
+        and verification.status == Status.SENT
+        and row is not None
+        and not row.takes_code
+        and payload.get("channel") == verification.channel
+        and payload["status"] in _STEP_ENDED
+        and bool(verification.channels_left)
+    )
 
 
 def _where(verification: Verification) -> str:

@@ -71,13 +71,28 @@ class Channel:
     timeout: int | None = None
     params: Callable[[], Mapping[str, Any]] = _no_params
     sends_with: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    # False: no code is sent; the voter's phone opens the request's check URL (the
+    # `action` link) and the network vouches for the number. Verify takes such a step
+    # first only, and a workflow needs a code step after it.
     takes_code: bool = True
+    action: StrOrPromise | None = None
+    # Said when the step ends without verifying (it failed, or its time ran out) and
+    # the workflow moves on.
+    gave_up: StrOrPromise | None = None
 
     def deadline(self, *, now: datetime) -> datetime:
         from django.conf import settings
 
         seconds = self.timeout or int(settings.TWO_FACTOR_CHANNEL_TIMEOUT)
         return now + timedelta(seconds=seconds)
+
+
+def _silent_auth_params() -> Mapping[str, Any]:
+    from django.conf import settings
+    from django.urls import reverse
+
+    # Where Verify sends the phone back, with request_id and code (silent_auth_return).
+    return {"redirect_url": settings.TWO_FACTOR_SITE_URL + reverse("two_factor:silent_return")}
 
 
 def _whatsapp_params() -> Mapping[str, Any]:
@@ -130,6 +145,29 @@ CHANNELS: dict[str, Channel] = {
             coming_now=_("No code yet? We're calling you now."),
             sends_with={"vonage": vonage.voice},
         ),
+        Channel(
+            name="silent_auth",
+            promise=_("To vote, confirm it's you: your mobile network confirms"),
+            ask=_("Confirm my number"),
+            fallback=_("If that doesn't work, your mobile network will confirm it."),
+            running=_(
+                "Continue on your phone: your mobile network confirms %(number)s is yours. "
+                "It needs mobile data, not Wi-Fi."
+            ),
+            step_label=_("Confirming your number with your mobile network"),
+            offer=_("Confirm it with my mobile network instead"),
+            switching=_("Confirming your number with your mobile network…"),
+            coming=_("No code yet? Your mobile network will confirm it in"),
+            coming_now=_("No code yet? Your mobile network is confirming it now."),
+            takes_code=False,
+            action=_("Continue on your phone"),
+            gave_up=_(
+                "Your mobile network couldn't confirm your number (it needs mobile data, "
+                "not Wi-Fi, on the phone with this number)."
+            ),
+            params=_silent_auth_params,
+            sends_with={"vonage": vonage.silent_auth},
+        ),
     )
 }
 
@@ -163,6 +201,14 @@ def workflow_check(names: Sequence[str], *, setting: str) -> tuple[str, ...]:
         if name in seen:
             raise ImproperlyConfigured(f"{setting}: {name!r} appears twice in {','.join(names)!r}.")
         seen.add(name)
+    for index, name in enumerate(names):
+        if not CHANNELS[name].takes_code and index:
+            raise ImproperlyConfigured(f"{setting}: {name!r} can only be the first step.")
+    if not any(CHANNELS[name].takes_code for name in names):
+        raise ImproperlyConfigured(
+            f"{setting}: {','.join(names)!r} sends no code: add a channel after it for "
+            "phones its first step cannot confirm (Wi-Fi, a computer)."
+        )
     if len(names) > MAX_STEPS:
         raise ImproperlyConfigured(
             f"{setting}: {','.join(names)!r} has {len(names)} steps; Verify takes at most "

@@ -114,6 +114,10 @@ class Verification(models.Model):
     # none): the page says so, and reloads itself without JavaScript, until the step
     # starts. Every transition clears it, and so does the switch's task when it ends.
     switching_to = models.CharField(max_length=16, blank=True)
+    # The URL the voter's phone opens for a silent-authentication step (the start's
+    # answer; "" for none). Not a secret on its own: the code comes back to this
+    # session's return page only.
+    check_url = models.TextField(blank=True)
     wrong_codes = models.PositiveSmallIntegerField(default=0)
     send_attempts = models.PositiveSmallIntegerField(default=0)
     # Which task delivery claimed the send (see services.verification_send).

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from two_factor.channels import CHANNELS, Channel, channel_get
+from two_factor.channels import CHANNELS, Channel
 from two_factor.forms import CodeForm
 from two_factor.models import Status, Verification
 from two_factor.outcomes import OUTCOMES
@@ -87,25 +87,35 @@ def _channel_context(verification: Verification) -> dict[str, object]:
     """What the page says about channels, all from the table (two_factor/channels.py):
     the status line of the current step, the offers to switch to a later step of the
     workflow, and the countdown to the next one."""
+    row = CHANNELS.get(verification.channel)
+    nothing: dict[str, object] = {
+        "channel_said": "",
+        "offers": [],
+        "next_channel": None,
+        "next_in": None,
+        "takes_code": row is None or row.takes_code,
+        "channel_action": None,
+    }
     if verification.status != Status.SENT:
-        return {"channel_said": "", "offers": [], "next_channel": None, "next_in": None}
+        return nothing
     if verification.switching_to in CHANNELS:
         # Asked for: the provider is being told. Nothing else to offer until it starts.
-        said = str(CHANNELS[verification.switching_to].switching)
-        return {"channel_said": said, "offers": [], "next_channel": None, "next_in": None}
-    left: list[Channel] = [channel_get(name) for name in verification.channels_left]
-    return {
+        return nothing | {"channel_said": str(CHANNELS[verification.switching_to].switching)}
+    # (A channel since taken out of the table is skipped, never an error.)
+    left: list[Channel] = [CHANNELS[n] for n in verification.channels_left if n in CHANNELS]
+    return nothing | {
         "channel_said": _said(verification),
         "offers": left,
         "next_channel": left[0] if left else None,
         "next_in": verification.seconds_until(verification.channel_deadline) if left else None,
+        # A step without a code (silent authentication): the link the phone opens.
+        "channel_action": row.action if row and verification.check_url else None,
     }
 
 
 def _said(verification: Verification) -> str:
-    if not verification.channel:
-        return ""
-    return str(channel_get(verification.channel).running % {"number": verification.masked_number})
+    row = CHANNELS.get(verification.channel)
+    return str(row.running % {"number": verification.masked_number}) if row else ""
 
 
 def as_shown(verification: Verification, *, now: datetime) -> Verification:
@@ -123,7 +133,10 @@ def as_shown(verification: Verification, *, now: datetime) -> Verification:
             break
         shown.step += 1
         shown.channel = shown.workflow[shown.step]
-        shown.channel_deadline = channel_get(shown.channel).deadline(now=shown.channel_deadline)
+        row = CHANNELS.get(shown.channel)
+        if row is None:
+            break  # a channel since taken out of the table: shown as the row has it
+        shown.channel_deadline = row.deadline(now=shown.channel_deadline)
     return shown
 
 

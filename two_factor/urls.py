@@ -15,6 +15,12 @@ urlpatterns = [
     path("v/<uuid:verification_id>/cancel/", views.cancel, name="cancel"),
     path("v/<uuid:verification_id>/wrong-number/", views.wrong_number, name="wrong_number"),
     path("v/<uuid:verification_id>/complete/", views.complete, name="complete"),
+    path("silent/", views.silent_return, name="silent_return"),
     path("sandbox/", views.sandbox_inbox, name="sandbox_inbox"),
+    path(
+        "sandbox/silent/<str:request_id>/",
+        views.sandbox_silent_auth,
+        name="sandbox_silent_auth",
+    ),
     path("webhooks/vonage/verify/", webhooks.vonage_verify, name="vonage_verify_webhook"),
 ]

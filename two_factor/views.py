@@ -7,6 +7,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -25,6 +26,7 @@ from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import PhoneNumber, Status, Verification
 from two_factor.numbers import number_destination
+from two_factor.protection import verification_not_required
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
 from two_factor.session import session_key_hash
@@ -362,6 +364,84 @@ def _remember_device(request: HtmxHttpRequest, verification: Verification) -> De
         user=request.user,
         number=verification.number,
         user_agent=request.headers.get("User-Agent", ""),
+    )
+
+
+def _own_by_request_id(request: HtmxHttpRequest, request_id: str) -> Verification | None:
+    if not request_id:
+        return None
+    own = Verification.objects.of_session(user=request.user, session_key=_session_key(request))
+    return own.filter(request_id=request_id[:64]).first()
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def silent_return(request: HtmxHttpRequest) -> HttpResponse:
+    """Where Verify sends the phone back after silent authentication, with `request_id`
+    and `code` in the query (or, as Vonage's docs have it, in the fragment, which only
+    the page's script can read). The GET only shows them in a form; its POST (CSRF, and
+    the page submits it by itself) checks the code like a typed one: Verify must still
+    be asked, and a wrong one counts."""
+    request_id = str(request.POST.get("request_id") or request.GET.get("request_id", ""))[:64]
+    verification = _own_by_request_id(request, request_id)
+    if request.method == "GET":
+        return render(
+            request,
+            "two_factor/silent_return.html",
+            {
+                "request_id": request_id,
+                "code": str(request.GET.get("code", ""))[:32],
+                "failed": bool(request.GET.get("error")),
+                "verification": verification,
+            },
+        )
+    if verification is None:
+        # Another browser than the one that started (the phone's, signed in elsewhere).
+        return render(request, "two_factor/silent_return.html", {"not_here": True}, status=404)
+    code = str(request.POST.get("code", ""))
+    try:
+        services.verification_submit_code(
+            verification=verification, code=code, ip=client_ip(request)
+        )
+    except (MalformedCode, VerificationRefused) as refusal:
+        return _refused(request, verification, refusal)
+    return redirect("two_factor:verify", verification_id=verification.pk)
+
+
+@never_cache
+@verification_not_required
+@require_http_methods(["GET", "POST"])
+def sandbox_silent_auth(request: HtmxHttpRequest, request_id: str) -> HttpResponse:
+    """The sandbox's check URL: it plays the mobile network a phone meets when it opens
+    a silent-authentication link. "Confirm" redirects back to our return page with the
+    code, as Verify does; "Can't confirm" fails the step, which moves the workflow on
+    (the SMS goes out) and is applied as Verify's callback would be."""
+    if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
+        raise Http404("The sandbox is not available.")
+    from two_factor.gateways.errors import GatewayError
+    from two_factor.gateways.sandbox import SandboxGateway
+
+    gateway = SandboxGateway.from_settings()
+    context = {"request_id": request_id}
+    if request.method == "GET":
+        return render(request, "two_factor/sandbox_silent_auth.html", context)
+    try:
+        if request.POST.get("outcome") == "confirm":
+            return HttpResponseRedirect(gateway.silent_auth_complete(request_id[:64]))
+        gateway.silent_auth_fail(request_id[:64])
+    except GatewayError as error:
+        context["error"] = error.message
+        return render(request, "two_factor/sandbox_silent_auth.html", context, status=409)
+    from two_factor.callbacks import callback_apply, callback_verification_find
+
+    # What Verify's event callback says; applied here too, so the sandbox needs no webhook.
+    event = {"request_id": request_id[:64], "type": "event", "channel": "silent_auth"}
+    with transaction.atomic():
+        found = callback_verification_find(payload=event)
+        callback_apply(verification=found, payload=event | {"status": "failed"})
+    return HttpResponseRedirect(
+        f"{reverse('two_factor:silent_return')}?request_id={request_id[:64]}&error=failed"
     )
 
 

@@ -101,6 +101,22 @@ def _workflows_by_region(value: str) -> dict[str, tuple[str, ...]]:
 
 
 TWO_FACTOR_WORKFLOW_BY_REGION = _workflows_by_region(env_str("TWO_FACTOR_WORKFLOW_BY_REGION"))
+
+
+def _site_url(value: str) -> str:
+    """The site's public origin ("https://polls.example.org"): silent authentication's
+    redirect_url, the page Verify sends the voter's phone back to, is built on it. Empty:
+    a path on whatever host the phone used (enough for the sandbox, not for Vonage)."""
+    url = value.strip().rstrip("/")
+    if url and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", url):
+        raise ImproperlyConfigured(
+            f"TWO_FACTOR_SITE_URL must be the site's origin, e.g. https://polls.example.org; "
+            f"got {value!r}."
+        )
+    return url
+
+
+TWO_FACTOR_SITE_URL = _site_url(env_str("TWO_FACTOR_SITE_URL"))
 # Wrong codes a verification takes before it fails.
 TWO_FACTOR_MAX_WRONG_CODES = 3
 # Seconds between a voter's requests for a new code.

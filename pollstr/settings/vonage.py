@@ -13,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from pollstr.env import env_int, env_str
 from pollstr.settings.two_factor import (
     TWO_FACTOR_GATEWAY,
+    TWO_FACTOR_SITE_URL,
     TWO_FACTOR_WORKFLOW,
     TWO_FACTOR_WORKFLOW_BY_REGION,
 )
@@ -46,13 +47,26 @@ if VONAGE_WHATSAPP_FROM and not re.fullmatch(r"[1-9]\d{6,14}", VONAGE_WHATSAPP_F
         "VONAGE_WHATSAPP_FROM must be a WhatsApp Business number in E.164 "
         f"(e.g. +447700900001); got {VONAGE_WHATSAPP_FROM!r}."
     )
-_uses_whatsapp = "whatsapp" in {
+_channels_used = {
     name
     for workflow in (TWO_FACTOR_WORKFLOW, *TWO_FACTOR_WORKFLOW_BY_REGION.values())
     for name in workflow
 }
-if TWO_FACTOR_GATEWAY == "vonage" and _uses_whatsapp and not VONAGE_WHATSAPP_FROM:
+if TWO_FACTOR_GATEWAY == "vonage" and "whatsapp" in _channels_used and not VONAGE_WHATSAPP_FROM:
     raise ImproperlyConfigured(
         "A workflow names whatsapp (TWO_FACTOR_WORKFLOW or TWO_FACTOR_WORKFLOW_BY_REGION): "
         "set VONAGE_WHATSAPP_FROM to the account's WhatsApp Business number."
     )
+# Silent authentication works only under JWT auth (an application), and Verify must be
+# able to send the phone back to an absolute https URL of this site.
+if TWO_FACTOR_GATEWAY == "vonage" and "silent_auth" in _channels_used:
+    if not (VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY):
+        raise ImproperlyConfigured(
+            "A workflow names silent_auth: it needs VONAGE_APPLICATION_ID and "
+            "VONAGE_PRIVATE_KEY (Verify runs silent authentication only under JWT auth)."
+        )
+    if not TWO_FACTOR_SITE_URL.startswith("https://"):
+        raise ImproperlyConfigured(
+            "A workflow names silent_auth: set TWO_FACTOR_SITE_URL to the site's https "
+            "origin, where Verify sends the phone back."
+        )

@@ -29,6 +29,12 @@ ROW_STATES: dict[str, dict[str, object]] = {
     Status.QUEUED: {"status": Status.QUEUED},
     Status.SENDING: {"status": Status.SENDING},
     "the call": {"status": Status.SENT, "channel": "voice", "step": 1},
+    "silent authentication": {
+        "status": Status.SENT,
+        "channel": "silent_auth",
+        "step": 0,
+        "check_url": "/2fa/sandbox/silent/not-a-request/",
+    },
     Status.CHECKING: {"status": Status.CHECKING},
     Status.FAILED: {
         "status": Status.FAILED,
@@ -137,7 +143,7 @@ def _signed_in_pages(voter: Voter, inbox: Page, check: Check) -> None:
 
 
 def _row_states(voter: Voter, verification: Verification, url: str, check: Check) -> None:
-    fields = ["status", "channel", "step", "failure_reason"]
+    fields = ["status", "channel", "step", "check_url", "failure_reason"]
     saved = {name: getattr(verification, name) for name in fields}
     for name, row in ROW_STATES.items():
         Verification.objects.filter(pk=verification.pk).update(**row)

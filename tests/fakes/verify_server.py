@@ -35,11 +35,13 @@ from two_factor.gateways.vonage.callbacks import callback_post
 FAKE_API_KEY = "fake-key"
 FAKE_API_SECRET = "fake-secret"
 
-Operation = Literal["start", "check", "next_workflow", "cancel"]
-OPERATIONS: tuple[Operation, ...] = ("start", "check", "next_workflow", "cancel")
+Operation = Literal["start", "check", "next_workflow", "cancel", "silent_auth"]
+OPERATIONS: tuple[Operation, ...] = ("start", "check", "next_workflow", "cancel", "silent_auth")
 
 _CHECK_PATH = re.compile(r"^/v2/verify/([^/]+)$")
 _NEXT_PATH = re.compile(r"^/v2/verify/([^/]+)/next_workflow$")
+# The check URL a silent-auth start answers with; the handset opens it (no credentials).
+_SILENT_PATH = re.compile(r"^/v2/verify/([^/]+)/silent-auth/redirect$")
 
 # What Verify answers for a status when a test scripts one without a body.
 _DEFAULT_PROBLEMS: dict[int, tuple[str, str]] = {
@@ -93,12 +95,17 @@ class FakeVerifyServer:
     """``with FakeVerifyServer() as fake:`` then point the gateway at ``fake.host`` with
     ``REQUESTS_CA_BUNDLE=fake.ca_bundle_path`` (the ``fake_verify`` fixture does both).
 
-    - ``messages``: every code "sent" (dicts with request_id, to, channel, code, at).
+    - ``messages``: every code "sent" (dicts with request_id, to, channel, from, code, at;
+      a silent-auth step sends none).
     - ``callbacks``: the event/summary bodies Verify would post; with ``callback_url``
       and ``signature_secret`` they are also POSTed there, signed as Vonage signs them.
     - ``requests_log``: every request received, scripted ones included.
     - ``advance(seconds)``: move the server's clock, e.g. past a channel timeout.
     - ``latency``: seconds every API call waits before it is handled (default none).
+    - ``silent_auth``: what the mobile network says when a handset opens a silent-auth
+      check URL: "complete" (redirect to the request's redirect_url with request_id and
+      code; in the fragment with ``silent_auth_in_fragment``) or "fail" (the step fails,
+      the next one starts).
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class FakeVerifyServer:
         self.handshakes = 0
         # The account's SMS templates by template_id (text with ${code}, ${brand}).
         self.templates: dict[str, str] = {}
+        self.silent_auth: Literal["complete", "fail"] = "complete"
+        self.silent_auth_in_fragment = False
         self._offset = 0.0
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -182,6 +191,9 @@ class FakeVerifyServer:
                 on_message=self.messages.append,
                 on_callback=self._callback,
                 templates=self.templates,
+                check_url_for=lambda rid: (
+                    f"https://{self.host}/v2/verify/{rid}/silent-auth/redirect"
+                ),
             )
 
     @property
@@ -284,8 +296,17 @@ class FakeVerifyServer:
                         "title": "Bad Request",
                         "detail": "The request body is not a JSON object.",
                     }
-                return 202, {"request_id": self.emulator.start_request(body)}
+                request_id = self.emulator.start_request(body)
+                check_url = self.emulator.check_url(request_id)
+                started = {"request_id": request_id}
+                return 202, started | ({"check_url": check_url} if check_url else {})
             assert request_id is not None
+            if operation == "silent_auth":
+                if self.silent_auth == "fail":
+                    self.emulator.silent_auth_fail(request_id)
+                    return 403, problem_body(403) | {"detail": "The network could not verify."}
+                self.emulator.silent_auth_in_fragment = self.silent_auth_in_fragment
+                return 302, {"location": self.emulator.silent_auth_complete(request_id)}
             if operation == "check":
                 code = body.get("code") if isinstance(body, dict) else None
                 if not isinstance(code, str) or not code:
@@ -362,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if operation is None:
             return self._send(404, problem_body(404))
-        if not fake.authorized(self.headers.get("Authorization")):
+        if operation != "silent_auth" and not fake.authorized(self.headers.get("Authorization")):
             return self._send(401, problem_body(401))
         delay = fake.latency + fake._take_delay(operation)
         if delay and fake._stopping.wait(delay):
@@ -383,6 +404,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, payload)
 
     def _send(self, status: int, payload: Any) -> None:
+        if status == 302:
+            self.send_response(302)
+            self.send_header("Location", payload["location"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = b"" if payload is None else json.dumps(payload).encode()
         try:
             self.send_response(status)
@@ -402,6 +429,8 @@ def _route(method: str, path: str) -> tuple[Operation | None, str | None]:
         return "start", None
     if method == "POST" and (match := _NEXT_PATH.match(path)):
         return "next_workflow", match.group(1)
+    if method == "GET" and (match := _SILENT_PATH.match(path)):
+        return "silent_auth", match.group(1)
     if match := _CHECK_PATH.match(path):
         if method == "POST":
             return "check", match.group(1)

@@ -26,6 +26,8 @@ from two_factor.gateways import (
     InvalidNumber,
     NoMoreChannels,
     RequestNotFound,
+    StartedRequest,
+    StepTakesNoCode,
     TooManyAttempts,
     VerifyGateway,
 )
@@ -44,8 +46,10 @@ CONFIG = GatewayConfig(
 # double's account holds it.
 VONAGE_TEMPLATE_ID = "8f35a1a7-eb2f-4552-8fdf-fffdaee41bc9"
 VONAGE_SMS_TEMPLATE = "Your ${brand} code is ${code}.\n\n@" + WEBOTP_HOST + " #${code}"
-# Every channel of the table (two_factor/channels.py); a workflow of as many as Verify takes.
-EVERY_CHANNEL = list(CHANNELS)
+# Every channel of the table (two_factor/channels.py) that sends a code; a workflow of as
+# many as Verify takes. Channels without a code (silent authentication) have their own.
+EVERY_CHANNEL = [name for name, row in CHANNELS.items() if row.takes_code]
+CODE_LESS = [name for name, row in CHANNELS.items() if not row.takes_code]
 WORKFLOW = EVERY_CHANNEL[:MAX_STEPS]
 WHATSAPP_FROM = "447700900001"
 
@@ -64,6 +68,10 @@ class Harness:
     messages: Callable[[], list[dict[str, Any]]]
     # (request id, Verify locale) of the same messages, as the provider recorded them.
     locales: Callable[[], list[tuple[str, str]]]
+    # The voter's phone opens a silent-auth check URL and its network confirms (the
+    # redirect's location, with request_id and code) or cannot (the step fails).
+    silent_confirm: Callable[[StartedRequest], str]
+    silent_fail: Callable[[StartedRequest], None]
 
     @property
     def gateway(self) -> VerifyGateway:
@@ -124,6 +132,12 @@ def sandbox_harness(settings: Any) -> Harness:
         advance=clock.advance,
         messages=lambda: list(reversed(sandbox_inbox(limit=INBOX_SIZE))),
         locales=locales,
+        silent_confirm=lambda request_id: SandboxGateway(CONFIG, clock=clock).silent_auth_complete(
+            request_id
+        ),
+        silent_fail=lambda request_id: SandboxGateway(CONFIG, clock=clock).silent_auth_fail(
+            request_id
+        ),
     )
 
 
@@ -148,7 +162,20 @@ def vonage_harness(fake: FakeVerifyServer) -> Harness:
         advance=fake.advance,
         messages=lambda: list(fake.messages),
         locales=lambda: [(m["request_id"], m["locale"]) for m in fake.messages],
+        silent_confirm=lambda started: _open_check_url(fake, started, "complete"),
+        silent_fail=lambda started: _open_check_url(fake, started, "fail") and None,
     )
+
+
+def _open_check_url(fake: FakeVerifyServer, started: StartedRequest, network: str) -> str:
+    """What the handset does: GET the check URL (over mobile data), not following the
+    redirect back to us."""
+    import requests
+
+    fake.silent_auth = network  # type: ignore[assignment]
+    assert started.check_url
+    response = requests.get(started.check_url, allow_redirects=False, timeout=5)
+    return response.headers.get("Location", "")
 
 
 @pytest.fixture(params=["sandbox", "vonage"])
@@ -201,6 +228,53 @@ def test_every_channel_takes_over_as_a_later_step_with_the_same_code(
     assert [sent_by for sent_by, _ in provider.delivered(request_id)] == [first, channel]
     assert len({code for _, code in provider.delivered(request_id)}) == 1
     provider.gateway.check(request_id=request_id, code=provider.code(request_id))
+
+
+def _silent_start(provider: Harness) -> StartedRequest:
+    return provider.gateway.start(
+        number=NUMBER,
+        client_ref=uuid.uuid4().hex,
+        workflow=workflow_steps([*CODE_LESS, WORKFLOW[0]]),
+    )
+
+
+@pytest.mark.parametrize("channel", CODE_LESS)
+def test_a_silent_step_answers_with_a_check_url_sends_nothing_and_takes_no_typed_code(
+    provider: Harness, channel: str
+) -> None:
+    started = _silent_start(provider)
+
+    assert started.check_url
+    assert provider.delivered(started) == []
+    with pytest.raises(StepTakesNoCode):
+        provider.gateway.check(request_id=started, code="123456")
+
+
+def test_a_network_that_confirms_redirects_with_the_code_that_then_checks(
+    provider: Harness,
+) -> None:
+    started = _silent_start(provider)
+
+    location = provider.silent_confirm(started)
+
+    assert location.startswith("/2fa/silent/")
+    query = dict(part.split("=", 1) for part in location.split("?", 1)[1].split("&"))
+    assert query["request_id"] == started
+    provider.gateway.check(request_id=started, code=query["code"])
+    with pytest.raises(RequestNotFound):
+        provider.gateway.check(request_id=started, code=query["code"])
+
+
+def test_a_network_that_cannot_confirm_moves_the_workflow_to_its_code_step(
+    provider: Harness,
+) -> None:
+    started = _silent_start(provider)
+
+    provider.silent_fail(started)
+
+    [(channel, code)] = provider.delivered(started)
+    assert channel == WORKFLOW[0]
+    provider.gateway.check(request_id=started, code=code)
 
 
 def test_whatsapp_goes_from_the_configured_business_number(provider: Harness) -> None:
@@ -353,15 +427,16 @@ def test_settings_the_provider_refuses_raise_gateway_misconfigured(provider: Har
         gateway.start(number=NUMBER, client_ref=uuid.uuid4().hex, workflow=workflow_steps(WORKFLOW))
 
 
-def test_a_whatsapp_step_without_a_sender_raises_gateway_misconfigured(
-    provider: Harness, settings: Any
+def test_a_whatsapp_step_without_a_sender_raises_gateway_misconfigured_on_vonage(
+    fake_verify: FakeVerifyServer, settings: Any
 ) -> None:
-    # Verify requires WhatsApp's `from`; settings require it with the Vonage gateway.
+    # Verify requires WhatsApp's `from` (settings require it with the Vonage gateway);
+    # the sandbox, offline without a business number, sends from its own name instead.
     settings.VONAGE_WHATSAPP_FROM = ""
-    if isinstance(provider.gateway, SandboxGateway):
-        pytest.skip("the sandbox sends WhatsApp from its own name (offline, no business number)")
+    provider = vonage_harness(fake_verify)
 
     with pytest.raises(GatewayMisconfigured):
         start(provider, workflow=["whatsapp"])
 
     assert provider.sent() == []
+    assert fake_verify.requests_for("start") == []  # refused before anything was sent

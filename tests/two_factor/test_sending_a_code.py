@@ -151,3 +151,16 @@ def test_giving_up_on_a_send_fails_it_with_a_sentence(phone, make_verification):
     assert verification.status == Status.FAILED
     assert verification.failure_reason.startswith("We couldn't reach the SMS provider")
     assert "gave up" in verification.events.last().reason
+
+
+def test_a_row_made_without_a_workflow_gets_its_regions_workflow_when_sent(
+    phone, make_verification, settings
+):
+    settings.TWO_FACTOR_WORKFLOW_BY_REGION = {"GB": ("whatsapp", "sms")}
+    verification = make_verification(workflow=[], country="GB")
+
+    services.verification_send(verification_id=verification.pk, delivery="task-1")
+
+    verification.refresh_from_db()
+    assert verification.workflow == ["whatsapp", "sms"]
+    assert (verification.status, verification.channel) == (Status.SENT, "whatsapp")

@@ -35,7 +35,7 @@ def test_switching_to_the_channel_already_running_is_refused_with_what_it_does(
 ):
     verification = make_verification(Status.SENT, request_id="r", channel="voice")
 
-    with pytest.raises(VerificationRefused, match=r"We.re calling .* to read out the code"):
+    with pytest.raises(VerificationRefused, match="We're already sending your code that way"):
         services.verification_switch_channel(verification=verification, channel="voice")
 
 
@@ -163,3 +163,24 @@ def test_cancel_of_an_ended_verification_does_nothing(phone, make_verification):
 
     verification.refresh_from_db()
     assert verification.status == Status.VERIFIED
+
+
+def test_refresh_long_after_a_deadline_counts_each_step_from_the_one_before(
+    three_step_workflow, phone, make_verification, settings
+):
+    settings.TWO_FACTOR_CHANNEL_TIMEOUT = 180
+    # The SMS step ended 200 s ago: the WhatsApp step ran 180 s and ended 20 s ago.
+    sms_ended = timezone.now() - timedelta(seconds=200)
+    verification = make_verification(
+        Status.SENT, request_id="r", channel="sms", channel_deadline=sms_ended
+    )
+
+    services.verification_refresh(verification=verification)
+
+    verification.refresh_from_db()
+    assert (verification.channel, verification.step) == ("voice", 2)
+    assert verification.channel_deadline == sms_ended + timedelta(seconds=360)
+    steps = list(
+        verification.events.filter(to_status=Status.SENT).values_list("channel", flat=True)
+    )
+    assert steps == ["sms", "whatsapp", "voice"]

@@ -668,3 +668,33 @@ def test_the_fake_verify_server_posts_signed_callbacks_too(live_server: Any, use
     verification.refresh_from_db()
     assert verification.status == Status.FAILED
     assert ProviderCallback.objects.filter(request_id=request_id).count() == 2
+
+
+def test_silent_auth_pending_then_failed_moves_on_to_sms_and_never_fails_the_request(
+    client: Client, user: User
+) -> None:
+    now = timezone.now()
+    verification = create_verification(
+        user=user,
+        status=Status.SENT,
+        request_id=REQUEST_ID,
+        workflow=["silent_auth", "sms"],
+        channel="silent_auth",
+        sent_at=now,
+        channel_deadline=now + timedelta(seconds=180),
+    )
+    pending = event("action_pending", channel="silent_auth")
+    pending["action"] = {"type": "check", "check_url": "https://api.nexmo.com/v2/verify/x"}
+
+    assert send(client, pending).json() == {"result": "no change: the verification is sent"}
+    assert send(client, event("failed", channel="silent_auth")).json() == {
+        "result": "sent (silent_auth) → sent (sms)"
+    }
+
+    verification.refresh_from_db()
+    assert (verification.status, verification.channel, verification.step) == (
+        Status.SENT,
+        "sms",
+        1,
+    )
+    assert verification.notice.startswith("Your mobile network couldn't confirm your number")

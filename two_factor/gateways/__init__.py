@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .base import GatewayConfig, VerifyGateway, WorkflowStep
+from .base import GatewayConfig, StartedRequest, VerifyGateway, WorkflowStep
 from .errors import (
     Blocked,
     ConcurrentRequest,
@@ -64,6 +64,7 @@ __all__ = [
     "NoMoreChannels",
     "PermanentGatewayError",
     "RequestNotFound",
+    "StartedRequest",
     "StepTakesNoCode",
     "TooManyAttempts",
     "TransientGatewayError",

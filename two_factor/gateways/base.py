@@ -35,6 +35,19 @@ class WorkflowStep:
     sends_with: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
 
+class StartedRequest(str):
+    """What ``start`` returns: the provider's request id (a ``str``, as it always was),
+    carrying the ``check_url`` Verify answers with when the workflow starts with silent
+    authentication (the URL the voter's phone opens over mobile data; None otherwise)."""
+
+    check_url: str | None
+
+    def __new__(cls, request_id: str, check_url: str | None = None) -> StartedRequest:
+        started = super().__new__(cls, request_id)
+        started.check_url = check_url
+        return started
+
+
 @runtime_checkable
 class VerifyGateway(Protocol):
     """Start, check, cancel and escalate a phone verification at a provider.
@@ -56,10 +69,11 @@ class VerifyGateway(Protocol):
         client_ref: str,
         workflow: Sequence[WorkflowStep],
         locale: str | None = None,
-    ) -> str:
+    ) -> StartedRequest:
         """Send a code to ``number`` (E.164 with '+') by the first step of ``workflow``
         (the next steps follow on the provider's channel timeout), worded in Verify's
-        ``locale`` ("fr-fr"; None: the configured one); return the provider's request id."""
+        ``locale`` ("fr-fr"; None: the configured one); return the provider's request id,
+        with the check URL of a silent authentication step."""
         ...
 
     def check(self, *, request_id: str, code: str) -> None:

@@ -97,6 +97,11 @@ class Migration(migrations.Migration):
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
+            model_name="verification",
+            name="check_url",
+            field=models.TextField(blank=True),
+        ),
+        migrations.AddField(
             model_name="verificationevent",
             name="channel",
             field=models.CharField(blank=True, max_length=16),

@@ -38,6 +38,7 @@ from two_factor.services.sending import (
 )
 from two_factor.services.steps import (
     SWITCH_NOT_DONE,
+    step_gave_up_notice,
     verification_cancel,
     verification_next_channel,
     verification_next_channel_gave_up,
@@ -76,6 +77,7 @@ __all__ = [
     "number_accept",
     "phone_number_bind",
     "session_key_hash",
+    "step_gave_up_notice",
     "task_grace",
     "transition",
     "transition_if_allowed",

@@ -241,15 +241,19 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
                 failure_reason=GOVERNOR_PAUSED,
             )
             return verification
+    # Chosen at the start; a row made some other way (before channels were rows, a bulk
+    # insert) gets its region's workflow now.
+    workflow = list(verification.workflow) or list(workflow_for(country=verification.country))
     gateway = _provider()
     _release_connection()
     try:
-        request_id = gateway.start(
+        started = gateway.start(
             number=verification.number.as_e164,
             client_ref=verification.pk.hex,
-            workflow=workflow_steps(verification.workflow),
+            workflow=workflow_steps(workflow),
             locale=verify_locale(verification.locale),
         )
+        request_id, check_url = str(started), getattr(started, "check_url", None) or ""
         reason = f"sent via {gateway.name}"
     except ConcurrentRequest as conflict:
         if not conflict.live_request_id:
@@ -257,7 +261,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         # Our earlier try reached the provider (or the SDK re-sent it), or another
         # verification's request to this number is live: adopt it, don't resend. The code
         # went to the number, so whoever enters it proves they hold the phone.
-        request_id = conflict.live_request_id
+        request_id, check_url = conflict.live_request_id, ""
         reason = "adopted the provider's live request"
         _release_request(request_id, keep=verification)
     except PermanentGatewayError as error:
@@ -266,12 +270,14 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         )
         return verification
     now = timezone.now()
-    first = verification.workflow[0]
+    first = workflow[0]
     transition_if_allowed(
         verification,
         Status.SENT,
         reason=reason,
+        workflow=workflow,
         request_id=request_id,
+        check_url=check_url,
         step=0,
         channel=first,
         sent_at=now,

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
-from two_factor.channels import channel_get
+from two_factor.channels import CHANNELS, channel_get
 from two_factor.gateways.errors import (
     NoMoreChannels,
     PermanentGatewayError,
@@ -45,9 +45,7 @@ def verification_switch_channel(*, verification: Verification, channel: str) -> 
     if verification.status != Status.SENT:
         raise VerificationRefused(gettext_noop("There is no code on its way to send another way."))
     if channel == verification.channel:
-        raise VerificationRefused(
-            str(channel_get(channel).running % {"number": verification.masked_number})
-        )
+        raise VerificationRefused(gettext_noop("We're already sending your code that way."))
     if channel not in verification.channels_left:
         raise VerificationRefused(gettext_noop("That way of sending the code isn't available now."))
     _limit([("switch_per_user", str(verification.user_id))])
@@ -119,7 +117,12 @@ def verification_next_channel_gave_up(*, verification_id: UUID, error: Exception
 
 
 def verification_step_started(
-    verification: Verification, *, step: int, reason: str, at: datetime | None = None
+    verification: Verification,
+    *,
+    step: int,
+    reason: str,
+    at: datetime | None = None,
+    notice: str = "",
 ) -> None:
     """The workflow's ``step`` has started (we asked, its timeout passed, or the provider
     said so), at ``at`` (now by default): the row moves to it. Never backwards, never
@@ -136,7 +139,18 @@ def verification_step_started(
         step=step,
         channel=channel,
         channel_deadline=channel_get(channel).deadline(now=at or timezone.now()),
+        notice=notice,
     )
+
+
+def step_gave_up_notice(verification: Verification) -> str:
+    """What the voter is told when the current step ended without verifying and the
+    workflow moves on: the step's own sentence, then what happens next."""
+    row, left = CHANNELS.get(verification.channel), verification.channels_left
+    then = CHANNELS.get(left[0]) if left else None
+    if row is None or row.gave_up is None or then is None:
+        return ""
+    return f"{row.gave_up} {then.running % {'number': verification.masked_number}}"
 
 
 def verification_refresh(*, verification: Verification) -> Verification:
@@ -161,7 +175,11 @@ def verification_refresh(*, verification: Verification) -> Verification:
         step = verification.step + 1
         # Verify started the next step when this one's time was up, not when we looked.
         verification_step_started(
-            verification, step=step, reason="no code entered in time", at=deadline
+            verification,
+            step=step,
+            reason="no code entered in time",
+            at=deadline,
+            notice=step_gave_up_notice(verification),
         )
         if verification.step != step:
             break

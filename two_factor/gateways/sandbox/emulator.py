@@ -35,8 +35,11 @@ Sink = Callable[[dict[str, Any]], None]
 PHONE_CHANNELS = frozenset({"sms", "voice", "whatsapp", "rcs"})
 CODE_CHANNELS = PHONE_CHANNELS | {"email"}
 NEEDS_FROM = frozenset({"whatsapp", "rcs"})
+# Silent authentication: no code is sent; the handset opens the request's check URL over
+# mobile data and the network vouches for the number. Verify takes it first only.
+SILENT_AUTH = "silent_auth"
 # A step's fields besides `channel` and `to` that the emulator keeps (and shows).
-_STEP_FIELDS = ("from",)
+_STEP_FIELDS = ("from", "redirect_url")
 # The workflow of Verify's own examples, for callers that name none (tests).
 EXAMPLE_CHANNELS = ("sms", "voice")
 _TO_PATTERN = re.compile(r"^[1-9]\d{6,14}$")
@@ -132,6 +135,13 @@ class NotFound(RuleViolation):
     slug = "not-found"
 
 
+class NoCodeStep(RuleViolation):
+    status = 409
+    title = "Conflict"
+    default_detail = "The current step does not take a code (no-code)."
+    slug = "conflict"
+
+
 class NoMoreEvents(RuleViolation):
     status = 409
     title = "Conflict"
@@ -182,6 +192,8 @@ class VerifyEmulator:
         on_callback: Sink | None = None,
         price: str = "0.00000000",
         templates: Mapping[str, str] | None = None,
+        check_url_for: Callable[[str], str] | None = None,
+        silent_auth_in_fragment: bool = False,
     ) -> None:
         if max_wrong_codes < 1:
             raise ValueError("max_wrong_codes must be at least 1")
@@ -198,6 +210,13 @@ class VerifyEmulator:
         # fragment for one locale is keyed "<template_id>:<locale>" (e.g. ":fr-fr") and
         # wins over the template's default text for a request in that locale.
         self.templates = templates if templates is not None else {}
+        # Where a silent-auth step's handset goes (the start answers with it), by request
+        # id; and whether the redirect back carries request_id and code in the query or
+        # in the fragment (Vonage's docs say fragment, other sources query: both ways).
+        self.check_url_for = check_url_for or (
+            lambda request_id: f"https://api.nexmo.com/v2/verify/{request_id}/silent-auth/redirect"
+        )
+        self.silent_auth_in_fragment = silent_auth_in_fragment
 
     # --- operations -------------------------------------------------------------
 
@@ -251,6 +270,8 @@ class VerifyEmulator:
                 "wrong_codes": 0,
                 "finalized_at": None,
             }
+            if request["workflow"][0]["channel"] == SILENT_AUTH:
+                record["check_url"] = self.check_url_for(request_id)
             self._begin_step(record, 0, now, effects)
             self.store.set(f"req:{request_id}", record)
             for number in numbers:
@@ -263,6 +284,8 @@ class VerifyEmulator:
             now = self.clock()
             record = self._require_live(request_id, now, effects)
             step = record["workflow"][record["step"]]
+            if step["channel"] == SILENT_AUTH and not record.get("silent_auth_passed"):
+                raise NoCodeStep()
             if secrets.compare_digest(str(code).encode(), record["code"].encode()):
                 step["status"] = COMPLETED
                 self._finalize(record, COMPLETED, now, effects)
@@ -286,6 +309,44 @@ class VerifyEmulator:
             record["workflow"][index]["status"] = EXPIRED
             self._begin_step(record, index + 1, now, effects)
             self.store.set(f"req:{request_id}", record)
+
+    def check_url(self, request_id: str) -> str | None:
+        record = self.store.get(f"req:{request_id}")
+        return None if record is None else record.get("check_url")
+
+    def silent_auth_complete(self, request_id: str) -> str:
+        """The handset opened the check URL over mobile data and the network vouched for
+        the number: the location Verify redirects it to, ``redirect_url`` with the
+        request id and the code (which must still be checked)."""
+        with self._transaction() as effects:
+            record = self._require_live(request_id, self.clock(), effects)
+            self._require_silent_step(record)
+            record["silent_auth_passed"] = True
+            self._save(record)
+        separator = "#" if self.silent_auth_in_fragment else "?"
+        target = record["workflow"][0].get("redirect_url") or ""
+        query = f"request_id={request_id}&code={record['code']}"
+        return f"{target}{separator if separator not in target else '&'}{query}"
+
+    def silent_auth_fail(self, request_id: str) -> None:
+        """The network could not vouch for the number (Wi-Fi, a desktop, another
+        network): the step fails with an event callback and the next step starts, as
+        after its timeout."""
+        with self._transaction() as effects:
+            now = self.clock()
+            record = self._require_live(request_id, now, effects)
+            self._require_silent_step(record)
+            record["workflow"][0]["status"] = FAILED
+            effects.callbacks.append(self._event(record, FAILED, now))
+            if len(record["workflow"]) > 1:
+                self._begin_step(record, 1, now, effects)
+                self._save(record)
+            else:
+                self._finalize(record, FAILED, now, effects)
+
+    def _require_silent_step(self, record: Record) -> None:
+        if record["workflow"][record["step"]]["channel"] != SILENT_AUTH:
+            raise NotFound("This request is not on a silent authentication step.")
 
     def cancel(self, request_id: str) -> None:
         with self._transaction() as effects:
@@ -353,9 +414,11 @@ class VerifyEmulator:
             for i, step in enumerate(workflow):
                 channel = step.get("channel") if isinstance(step, dict) else None
                 to = step.get("to") if isinstance(step, dict) else None
-                if channel not in CODE_CHANNELS:
+                if channel not in CODE_CHANNELS | {SILENT_AUTH}:
                     problems.append((f"workflow[{i}].channel", "is not a supported channel"))
-                elif channel in PHONE_CHANNELS and not self._valid_number(to):
+                elif channel == SILENT_AUTH and i != 0:
+                    problems.append((f"workflow[{i}].channel", "silent_auth must be first"))
+                elif channel in PHONE_CHANNELS | {SILENT_AUTH} and not self._valid_number(to):
                     problems.append((f"workflow[{i}].to", "is not a valid phone number"))
                 elif channel == "email" and not (isinstance(to, str) and "@" in to):
                     problems.append((f"workflow[{i}].to", "is not a valid email address"))
@@ -434,6 +497,8 @@ class VerifyEmulator:
         record["step_started_at"] = at
         step["status"] = IN_PROGRESS
         step["initiated_at"] = at
+        if step["channel"] == SILENT_AUTH:
+            return  # nothing is sent: the handset opens the check URL
         effects.messages.append(
             {
                 "request_id": record["request_id"],

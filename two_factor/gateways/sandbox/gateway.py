@@ -28,6 +28,7 @@ from django.core.cache import caches
 
 from two_factor.gateways.base import (
     GatewayConfig,
+    StartedRequest,
     WorkflowStep,
     provider_client_ref,
     provider_number,
@@ -86,6 +87,9 @@ class SandboxGateway:
             # configured). The emulator logs a listener's failure instead of raising it.
             on_callback=callback_send,
             templates=templates,
+            # A silent-auth step's check URL: the sandbox's own page, which plays the
+            # mobile network (docs/ARCHITECTURE.md, "Silent authentication").
+            check_url_for=_sandbox_check_url,
         )
 
     @classmethod
@@ -102,10 +106,10 @@ class SandboxGateway:
         client_ref: str,
         workflow: Sequence[WorkflowStep],
         locale: str | None = None,
-    ) -> str:
+    ) -> StartedRequest:
         self._inject_faults("start")
         with _translated("start"):
-            return self.emulator.start(
+            request_id = self.emulator.start(
                 to=provider_number(number),
                 # Every channel the sandbox sends the same way: to the dev inbox.
                 workflow=[_sandbox_step(step) for step in workflow],
@@ -116,6 +120,19 @@ class SandboxGateway:
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=SMS_TEMPLATE_ID,
             )
+            return StartedRequest(request_id, self.emulator.check_url(request_id))
+
+    def silent_auth_complete(self, request_id: str) -> str:
+        """The sandbox's mobile network vouches for the number: where the handset is
+        redirected, our redirect_url with the request id and the code."""
+        with _translated("check"):
+            return self.emulator.silent_auth_complete(request_id)
+
+    def silent_auth_fail(self, request_id: str) -> None:
+        """The sandbox's mobile network cannot vouch (Wi-Fi, a desktop): the workflow
+        moves on to its next step."""
+        with _translated("next_channel"):
+            self.emulator.silent_auth_fail(request_id)
 
     def check(self, *, request_id: str, code: str) -> None:
         self._inject_faults("check")
@@ -160,6 +177,12 @@ class SandboxGateway:
         rate = float(settings.TWO_FACTOR_SANDBOX_FAILURE_RATE)
         if rate and random.random() < rate:
             raise TransientGatewayError(detail=f"{operation}: sandbox failure rate {rate}")
+
+
+def _sandbox_check_url(request_id: str) -> str:
+    from django.urls import reverse
+
+    return reverse("two_factor:sandbox_silent_auth", args=[request_id])
 
 
 def _sandbox_step(step: WorkflowStep) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from vonage_verify import VerifyRequest
 
 from two_factor.gateways.base import (
     GatewayConfig,
+    StartedRequest,
     WorkflowStep,
     provider_client_ref,
     provider_number,
@@ -126,7 +127,7 @@ class VonageGateway:
         client_ref: str,
         workflow: Sequence[WorkflowStep],
         locale: str | None = None,
-    ) -> str:
+    ) -> StartedRequest:
         with _translated("start"):
             to = provider_number(number)
             request = _TemplatedVerifyRequest(
@@ -138,7 +139,8 @@ class VonageGateway:
                 client_ref=provider_client_ref(client_ref) or None,
                 template_id=self.template_id,
             )
-            return self._client().verify.start_verification(request).request_id
+            started = self._client().verify.start_verification(request)
+            return StartedRequest(started.request_id, started.check_url)
 
     def check(self, *, request_id: str, code: str) -> None:
         with _translated("check"):
