@@ -41,7 +41,7 @@ def test_a_french_voter_sees_french_status_updates_live(
     # "sent" is pushed over the websocket by the worker's transition, in French.
     voter.wait_for_status("sent")
     expect(page.locator("#status-heading")).to_have_text("Saisissez votre code")
-    expect(page.locator("#status-line")).to_contain_text("Code envoyé par SMS.")
+    expect(page.locator("#status-line")).to_contain_text("Nous avons envoyé un code par SMS au")
     expect(page.locator('.timeline li[data-step="sent"]')).to_contain_text("Envoyé par SMS")
     expect(page.locator(".countdown")).to_contain_text("Nous vous appellerons dans")
     assert page.evaluate(f"{NO_RELOAD_MARK} === true"), "the page was reloaded"
