@@ -190,6 +190,17 @@ def eager_retries(eager_tasks: None) -> None:
 
 
 @pytest.fixture
+def post(django_capture_on_commit_callbacks: Any) -> Callable[..., Any]:
+    """POST with the on_commit callbacks (the enqueued tasks) run, as after a commit."""
+
+    def do(client: Client, url: str, data: dict[str, Any] | None = None, **extra: Any) -> Any:
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(url, data or {}, **extra)
+
+    return do
+
+
+@pytest.fixture
 def phone(user: AbstractBaseUser) -> PhoneNumber:
     """The user's stored, not yet verified, number."""
     return PhoneNumber.objects.create(user=user, number=NUMBER)

@@ -32,15 +32,6 @@ def _verification_from(response) -> Verification:
     return Verification.objects.get(pk=match.kwargs["verification_id"])
 
 
-@pytest.fixture
-def post(django_capture_on_commit_callbacks):
-    def do(client: Client, url: str, data: dict | None = None, **extra):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(url, data or {}, **extra)
-
-    return do
-
-
 # --- the switch --------------------------------------------------------------------------
 
 

@@ -23,15 +23,6 @@ pytestmark = pytest.mark.usefixtures("eager_tasks")
 FRENCH = "+33612345678"
 
 
-@pytest.fixture
-def post(django_capture_on_commit_callbacks):
-    def do(client: Client, url: str, data: dict | None = None):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(url, data or {})
-
-    return do
-
-
 def _text(response) -> str:
     return html.unescape(response.content.decode())
 

@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.test import Client
 from django.urls import resolve, reverse
 from django.utils import timezone
 
@@ -67,15 +66,6 @@ def _reload_in(response, verification: Verification) -> int:
     seconds, _, url = refresh.partition(";url=")
     assert url == _url("verify", verification)
     return int(seconds)
-
-
-@pytest.fixture
-def post(django_capture_on_commit_callbacks):
-    def do(client: Client, url: str, data: dict | None = None, **extra):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(url, data or {}, **extra)
-
-    return do
 
 
 @pytest.fixture

@@ -23,15 +23,6 @@ GAVE_UP = "Your mobile network couldn't confirm your number"
 
 
 @pytest.fixture
-def post(django_capture_on_commit_callbacks):
-    def do(client: Client, url: str, data: dict | None = None):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(url, data or {})
-
-    return do
-
-
-@pytest.fixture
 def silent(settings, user, logged_in_client, post) -> Verification:
     """A verification whose workflow starts with silent authentication, then SMS."""
     settings.TWO_FACTOR_WORKFLOW = ("silent_auth", "sms")

@@ -47,17 +47,6 @@ def _text(response) -> str:
 
 
 @pytest.fixture
-def post(django_capture_on_commit_callbacks):
-    """POST with the on_commit callbacks (the enqueued tasks) run, as after a commit."""
-
-    def do(client: Client, url: str, data: dict | None = None, **extra):
-        with django_capture_on_commit_callbacks(execute=True):
-            return client.post(url, data or {}, **extra)
-
-    return do
-
-
-@pytest.fixture
 def sent(logged_in_client, user, post) -> Verification:
     """The logged-in client asked for a code to NUMBER; the sandbox sent it."""
     response = post(logged_in_client, START, {"number": NUMBER})
