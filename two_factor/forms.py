@@ -12,7 +12,7 @@ class PhoneNumberForm(forms.Form):
         label=gettext_lazy("Mobile number"),
         max_length=32,
         help_text=gettext_lazy(
-            "In international format, e.g. +44 7911 123456. We'll text you a code."
+            "In international format, e.g. +44 7911 123456. We'll send you a code."
         ),
         widget=forms.TextInput(
             attrs={"autocomplete": "tel", "inputmode": "tel", "placeholder": "+44 7911 123456"}
@@ -40,9 +40,9 @@ class CodeForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         length = settings.TWO_FACTOR_CODE_LENGTH
-        self.fields["code"].help_text = gettext(
-            "The %(length)d-digit code from the SMS or the call."
-        ) % {"length": length}
+        self.fields["code"].help_text = gettext("The %(length)d-digit code we sent you.") % {
+            "length": length
+        }
         self.fields["code"].widget.attrs["pattern"] = rf"[0-9\s\-]{{{length},16}}"
         # live.js submits the form when this many digits are typed.
         self.fields["code"].widget.attrs["data-code-length"] = str(length)

@@ -46,7 +46,7 @@ OUTCOMES: dict[str, Outcome] = {
     "rejected": Outcome(
         Status.FAILED,
         gettext_noop(
-            "Our SMS provider refused to send a code to this number. "
+            "Our verification provider refused to send a code to this number. "
             "Check the number, then ask for a new code."
         ),
     ),

@@ -14,7 +14,7 @@ from tests.e2e.voter import TIMEOUT_MS, Voter, wrong_code_for
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-MALFORMED = "Enter the 6-digit code from the SMS or call."
+MALFORMED = "Enter the 6-digit code we sent you."
 
 # WebOTP as Chrome on Android offers it: navigator.credentials.get({otp}) answers with the
 # code once the SMS arrives. The test plays the SMS (window.__otp.deliver) or the browser

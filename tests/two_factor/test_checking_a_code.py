@@ -172,7 +172,7 @@ def test_a_code_of_the_wrong_shape_is_refused_with_the_sentence(sent, code):
     with pytest.raises(VerificationRefused) as refused:
         services.verification_submit_code(verification=sent, code=code, ip=None)
 
-    assert refused.value.message == "Enter the 6-digit code from the SMS or call."
+    assert refused.value.message == "Enter the 6-digit code we sent you."
     sent.refresh_from_db()
     assert sent.status == Status.SENT
     assert sent.wrong_codes == 0

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("eager_tasks")
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 START = "/2fa/"
-MALFORMED = "Enter the 6-digit code from the SMS or call."
+MALFORMED = "Enter the 6-digit code we sent you."
 
 
 def _url(name: str, verification: Verification) -> str:

@@ -331,7 +331,9 @@ def test_a_wrong_code_raises_invalid_code_and_leaves_the_right_one_usable(
     with pytest.raises(InvalidCode) as invalid:
         provider.gateway.check(request_id=request_id, code=provider.wrong_code(request_id))
 
-    assert str(invalid.value) == "That code doesn't match. Check the SMS and try again."
+    assert (
+        str(invalid.value) == "That code doesn't match. Check the code we sent you and try again."
+    )
     assert invalid.value.detail  # the provider's reason, for the logs
     provider.gateway.check(request_id=request_id, code=provider.code(request_id))
 

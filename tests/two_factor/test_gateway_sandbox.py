@@ -172,7 +172,7 @@ def test_fail_next_check_leaves_the_code_usable_afterwards(gateway: SandboxGatew
     with pytest.raises(TransientGatewayError) as failed:
         gateway.check(request_id=request_id, code=latest_code())
 
-    assert failed.value.message == "We couldn't reach the SMS provider. We'll keep trying."
+    assert failed.value.message == "We couldn't reach our verification provider. We'll keep trying."
     gateway.check(request_id=request_id, code=latest_code())
 
 

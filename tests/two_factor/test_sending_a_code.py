@@ -149,7 +149,7 @@ def test_giving_up_on_a_send_fails_it_with_a_sentence(phone, make_verification):
 
     verification.refresh_from_db()
     assert verification.status == Status.FAILED
-    assert verification.failure_reason.startswith("We couldn't reach the SMS provider")
+    assert verification.failure_reason.startswith("We couldn't reach our verification provider")
     assert "gave up" in verification.events.last().reason
 
 

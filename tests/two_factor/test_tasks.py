@@ -224,7 +224,7 @@ def test_a_send_that_keeps_failing_transiently_gives_up_with_a_sentence(
     assert verification.status == Status.FAILED
     assert verification.send_attempts == MAX_RETRIES + 1
     assert verification.failure_reason == (
-        "We couldn't reach the SMS provider after several tries. "
+        "We couldn't reach our verification provider after several tries. "
         "Please ask for a new code in a minute."
     )
     assert sandbox_messages_for(NUMBER) == []

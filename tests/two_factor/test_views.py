@@ -330,7 +330,7 @@ def test_a_garbage_code_is_shown_as_an_error_on_the_page(logged_in_client, sent,
 
     # The code page again, the typing kept to fix (tests/two_factor/test_code_page.py).
     assert page.status_code == 400
-    assert b"Enter the 6-digit code from the SMS or call." in page.content
+    assert b"Enter the 6-digit code we sent you." in page.content
     assert b"<script>" not in page.content
     sent.refresh_from_db()
     assert (sent.status, sent.wrong_codes) == (Status.SENT, 0)
@@ -344,7 +344,7 @@ def test_a_garbage_code_over_htmx_is_an_error_in_the_fragment(
 
     assert response.status_code == 200
     content = response.content.decode()
-    assert "Enter the 6-digit code from the SMS or call." in content
+    assert "Enter the 6-digit code we sent you." in content
     assert "<script>" not in content
     assert "<html" not in content
 

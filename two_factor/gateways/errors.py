@@ -29,7 +29,9 @@ class GatewayError(Exception):
 class TransientGatewayError(GatewayError):
     """Timeouts, connection errors, 5xx and 429: the caller retries with backoff."""
 
-    default_message = gettext_noop("We couldn't reach the SMS provider. We'll keep trying.")
+    default_message = gettext_noop(
+        "We couldn't reach our verification provider. We'll keep trying."
+    )
 
 
 class PermanentGatewayError(GatewayError):
@@ -63,13 +65,15 @@ class InsufficientBalance(PermanentGatewayError):
 
 class Blocked(PermanentGatewayError):
     default_message = gettext_noop(
-        "Our SMS provider's fraud protection blocked this request. "
+        "Our verification provider's fraud protection blocked this request. "
         "Please try another number or contact support."
     )
 
 
 class InvalidCode(GatewayError):
-    default_message = gettext_noop("That code doesn't match. Check the SMS and try again.")
+    default_message = gettext_noop(
+        "That code doesn't match. Check the code we sent you and try again."
+    )
 
 
 class TooManyAttempts(GatewayError):

@@ -53,7 +53,7 @@ def verification_submit_code(
     length = settings.TWO_FACTOR_CODE_LENGTH
     if not _CODE_RE.match(code) or len(code) != length:
         raise MalformedCode(
-            gettext("Enter the %(length)d-digit code from the SMS or call.") % {"length": length}
+            gettext("Enter the %(length)d-digit code we sent you.") % {"length": length}
         )
     verification_refresh(verification=verification)
     with transaction.atomic():

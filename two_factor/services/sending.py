@@ -53,7 +53,8 @@ GOVERNOR_PAUSED = gettext_noop(
     "Please ask for a new code later."
 )
 SEND_GAVE_UP = gettext_noop(
-    "We couldn't reach the SMS provider after several tries. Please ask for a new code in a minute."
+    "We couldn't reach our verification provider after several tries. "
+    "Please ask for a new code in a minute."
 )
 
 
