@@ -188,6 +188,24 @@ def test_every_variable_the_app_services_set_is_a_setting(compose: dict[str, Any
         assert not unknown, f"{name} sets variables pollstr/settings/ never reads: {unknown}"
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "TWO_FACTOR_WORKFLOW",
+        "TWO_FACTOR_WORKFLOW_BY_REGION",
+        "TWO_FACTOR_SITE_URL",
+        "VONAGE_WHATSAPP_FROM",
+    ],
+)
+def test_an_operator_s_choice_of_channels_reaches_every_app_service(
+    compose: dict[str, Any], name: str
+) -> None:
+    # Set in .env, it must reach web (the start page, silent auth's way back) and the
+    # workers (the workflow sent to Verify), or `docker compose up` silently ignores it.
+    for service in ("web", "worker", "worker-checks", "beat"):
+        assert compose["services"][service]["environment"][name] == f"${{{name}:-}}", service
+
+
 def test_every_variable_compose_reads_is_documented_in_env_example() -> None:
     used = set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text()))
     example = (BASE_DIR / ".env.example").read_text()
