@@ -10,8 +10,8 @@ from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from pollstr.channel_layers import group_send, groups_present
-from pollstr.languages import language_codes, language_group
+from pollstr.channel_layers import group_send
+from pollstr.languages import language_group, languages_listening
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +47,7 @@ def results_publish(*, question_id: int) -> None:
     if get_channel_layer() is None:
         return
     try:
-        groups = {results_group(question_id, code): code for code in language_codes()}
-        for group in groups_present(list(groups)):
-            language = groups[group]
+        for language, group in languages_listening(lambda code: results_group(question_id, code)):
             html = results_render(question_id=question_id, language=language)
             message = results_message(question_id=question_id, html=html, language=language)
             group_send(group, message)

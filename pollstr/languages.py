@@ -9,7 +9,7 @@ once per language whose pages are listening (two_factor.live, polls.live).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.conf import settings
@@ -65,3 +65,13 @@ def language_group(group: str, language: str | None) -> str:
     """The channel group of `group`'s pages in `language` ("verification-<id>.fr"): live
     fragments are rendered once per language whose group has members."""
     return f"{group}.{supported_language(language)}"
+
+
+def languages_listening(group_of: Callable[[str], str]) -> list[tuple[str, str]]:
+    """(language, group) for each language whose group (``group_of(language)``) has
+    members now, in one round trip: what a publisher renders, once each. None at all
+    while no page is open."""
+    from pollstr.channel_layers import groups_present
+
+    groups = {group_of(code): code for code in language_codes()}
+    return [(groups[group], group) for group in groups_present(list(groups))]

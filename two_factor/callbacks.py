@@ -51,6 +51,15 @@ def callback_receive(*, token_id: str, payload: Mapping[str, Any]) -> ProviderCa
     return record
 
 
+def callback_settle(*, payload: Mapping[str, Any]) -> str:
+    """Apply a callback that arrives without a token to store (the sandbox's own, when
+    its network page fails a silent authentication and no webhook is configured), in
+    one transaction; return what it did, in words."""
+    with transaction.atomic():
+        verification = callback_verification_find(payload=payload)
+        return callback_apply(verification=verification, payload=payload)
+
+
 def callback_verification_find(*, payload: Mapping[str, Any]) -> Verification | None:
     """The verification a callback is about, locked for the rest of the transaction.
 

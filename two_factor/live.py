@@ -11,8 +11,8 @@ from uuid import UUID
 from channels.layers import get_channel_layer
 from django.utils import translation
 
-from pollstr.channel_layers import group_send, groups_present
-from pollstr.languages import language_codes, language_group
+from pollstr.channel_layers import group_send
+from pollstr.languages import language_group, languages_listening
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +48,13 @@ def verification_publish(*, verification_id: UUID | str) -> None:
     to the sockets of that language."""
     if get_channel_layer() is None:
         return
-    groups = {verification_group(verification_id, code): code for code in language_codes()}
     # No page open on it (the usual case while a worker sends): nothing to render. A page
     # that opens later gets the current state when its socket connects.
-    for group in groups_present(list(groups)):
+    for language, group in languages_listening(
+        lambda code: verification_group(verification_id, code)
+    ):
         event: dict[str, str] = {"type": "verification.changed"}
-        html = verification_render(verification_id=verification_id, language=groups[group])
+        html = verification_render(verification_id=verification_id, language=language)
         if html is not None:
             event["html"] = html
         group_send(group, event)

@@ -7,7 +7,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -409,6 +408,12 @@ def silent_return(request: HtmxHttpRequest) -> HttpResponse:
     return redirect("two_factor:verify", verification_id=verification.pk)
 
 
+def _sandbox_only() -> None:
+    """The sandbox's pages exist only while it is the gateway and its inbox is on."""
+    if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
+        raise Http404("The sandbox is not available.")
+
+
 @never_cache
 @verification_not_required
 @require_http_methods(["GET", "POST"])
@@ -417,8 +422,7 @@ def sandbox_silent_auth(request: HtmxHttpRequest, request_id: str) -> HttpRespon
     a silent-authentication link. "Confirm" redirects back to our return page with the
     code, as Verify does; "Can't confirm" fails the step, which moves the workflow on
     (the SMS goes out) and is applied as Verify's callback would be."""
-    if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
-        raise Http404("The sandbox is not available.")
+    _sandbox_only()
     from two_factor.gateways.errors import GatewayError
     from two_factor.gateways.sandbox import SandboxGateway
 
@@ -433,13 +437,17 @@ def sandbox_silent_auth(request: HtmxHttpRequest, request_id: str) -> HttpRespon
     except GatewayError as error:
         context["error"] = error.message
         return render(request, "two_factor/sandbox_silent_auth.html", context, status=409)
-    from two_factor.callbacks import callback_apply, callback_verification_find
+    from two_factor.callbacks import callback_settle
 
     # What Verify's event callback says; applied here too, so the sandbox needs no webhook.
-    event = {"request_id": request_id[:64], "type": "event", "channel": "silent_auth"}
-    with transaction.atomic():
-        found = callback_verification_find(payload=event)
-        callback_apply(verification=found, payload=event | {"status": "failed"})
+    callback_settle(
+        payload={
+            "request_id": request_id[:64],
+            "type": "event",
+            "channel": "silent_auth",
+            "status": "failed",
+        }
+    )
     return HttpResponseRedirect(
         f"{reverse('two_factor:silent_return')}?request_id={request_id[:64]}&error=failed"
     )
@@ -449,8 +457,7 @@ def sandbox_silent_auth(request: HtmxHttpRequest, request_id: str) -> HttpRespon
 @require_GET
 def sandbox_inbox(request: HtmxHttpRequest) -> HttpResponse:
     """The dev inbox of the offline gateway, like a local mail catcher."""
-    if settings.TWO_FACTOR_GATEWAY != "sandbox" or not settings.TWO_FACTOR_SANDBOX_INBOX:
-        raise Http404("The sandbox inbox is not available.")
+    _sandbox_only()
     from two_factor.gateways.sandbox import sandbox_inbox as read_inbox
 
     context = {"messages_sent": read_inbox(limit=20)}
