@@ -24,8 +24,9 @@ import time
 from typing import Any
 
 from django.conf import settings
-from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseStore
+from django.db import DatabaseError, IntegrityError, router, transaction
 from django.utils.crypto import get_random_string
 from redis.exceptions import RedisError
 
@@ -81,8 +82,33 @@ class SessionStore(CachedDatabaseStore):
         return data
 
     def save(self, must_create: bool = False) -> None:
-        super(CachedDatabaseStore, self).save(must_create)  # the database: the record
+        if self.session_key is None:
+            self.create()  # draws a key, then saves with must_create (here again)
+            return
+        self._database_write(must_create)  # the database: the record
         self._cache_write(self._session, self._cache_seconds())  # type: ignore[attr-defined]
+
+    def _database_write(self, must_create: bool) -> None:
+        """Django's database store, without its transaction around the one statement when
+        none is open: in autocommit a single INSERT or UPDATE is atomic by itself, and the
+        BEGIN and COMMIT would be two more round trips on most requests that write. Inside
+        a caller's transaction Django's own (a savepoint) keeps that transaction usable."""
+        using = router.db_for_write(self.model)
+        if transaction.get_connection(using).in_atomic_block:
+            super(CachedDatabaseStore, self).save(must_create)
+            return
+        data = self._get_session(no_load=must_create)  # type: ignore[attr-defined]
+        row = self.create_model_instance(data)
+        try:
+            row.save(force_insert=must_create, force_update=not must_create, using=using)
+        except IntegrityError as error:
+            if must_create:
+                raise CreateError from error
+            raise
+        except DatabaseError as error:
+            if not must_create:
+                raise UpdateError from error
+            raise
 
     def _get_new_session_key(self) -> str:
         # No look-up first: a key that exists already fails the insert, and create()

@@ -61,7 +61,10 @@ def test_the_in_process_layer_counts_a_groups_members():
 def test_a_status_nobody_watches_is_neither_rendered_nor_sent(monkeypatch, user):
     verification = create_verification(user=user, status="sent")
     rendered: list[object] = []
-    monkeypatch.setattr(live, "verification_render", lambda **kw: rendered.append(kw) or "")
+    real_render = live.render_fragment
+    monkeypatch.setattr(
+        live, "render_fragment", lambda *a, **kw: rendered.append(kw) or real_render(*a, **kw)
+    )
 
     verification_publish(verification_id=verification.pk)
     assert rendered == []
@@ -71,3 +74,42 @@ def test_a_status_nobody_watches_is_neither_rendered_nor_sent(monkeypatch, user)
     async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
     verification_publish(verification_id=verification.pk)
     assert len(rendered) == 1
+
+
+@pytest.mark.django_db
+def test_a_transition_publishes_the_state_it_committed_without_reading_the_row_again(user):
+    """The publisher shows the row as the transition committed it and the trail up to
+    its event, not whatever is stored by the time it renders; its version is that
+    event's id (a socket drops anything older than what it showed)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from two_factor.models import Status, Verification, VerificationEvent
+
+    verification = create_verification(user=user, status=Status.SENT, channel="sms")
+    event = VerificationEvent.objects.create(
+        verification=verification, from_status=Status.SENDING, to_status=Status.SENT
+    )
+    as_committed = Verification.objects.get(pk=verification.pk)
+    # Meanwhile another process moved it on and recorded that.
+    Verification.objects.filter(pk=verification.pk).update(status=Status.CHECKING)
+    VerificationEvent.objects.create(
+        verification=verification, from_status=Status.SENT, to_status=Status.CHECKING
+    )
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+
+    with CaptureQueriesContext(connection) as queries:
+        verification_publish(verification_id=verification.pk, as_of=(as_committed, event.pk))
+
+    assert len(queries) == 1, [q["sql"] for q in queries]
+    assert "two_factor_verificationevent" in queries[0]["sql"]
+    pushed = async_to_sync(layer.receive)(channel)
+    assert pushed["version"] == event.pk
+    assert 'data-status="sent"' in pushed["html"]
+
+    verification_publish(verification_id=verification.pk)  # as stored now
+    pushed = async_to_sync(layer.receive)(channel)
+    assert pushed["version"] > event.pk
+    assert 'data-status="checking"' in pushed["html"]

@@ -33,16 +33,22 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
 from pollstr.fanout import relay
 from pollstr.languages import scope_language
-from two_factor.live import CSRF_PLACEHOLDER, user_sockets_group, verification_group
+from two_factor.live import (
+    CSRF_PLACEHOLDER,
+    Rendered,
+    user_sockets_group,
+    verification_group,
+)
 from two_factor.models import Verification
 from two_factor.session import session_key_hash
-from two_factor.status import status_render
+from two_factor.status import STATUS_TEMPLATE, status_context
 
 logger = logging.getLogger(__name__)
 
@@ -327,6 +333,11 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
 
 
 class VerificationConsumer(SessionBoundConsumer):
+    # The version (newest audit event id) of the state this socket last showed: pushes
+    # come from several processes, so one rendered before another may arrive after it,
+    # and an older state never replaces a newer one on the page.
+    shown_version = 0
+
     def live_group(self) -> str:
         verification_id = self._verification_id()
         assert verification_id is not None  # connect refused the socket otherwise
@@ -344,15 +355,22 @@ class VerificationConsumer(SessionBoundConsumer):
         if not isinstance(html, str):
             await self.push()
             return
+        version = event.get("version")
+        if isinstance(version, int):
+            if version < self.shown_version:
+                logger.debug("dropped a push older than the state shown (%s)", version)
+                return
+            self.shown_version = version
         # One render for every socket of this verification; only the CSRF token is this
         # browser's own (its cookie's secret is a valid form token).
         token = self.scope.get("cookies", {}).get("csrftoken", "")
         await self.push_html(html.replace(CSRF_PLACEHOLDER, token))
 
     async def send_current(self) -> None:
-        html = await self._render_status()
-        if html is not None:
-            await self.send(text_data=html)
+        rendered = await self._render_status()
+        if rendered is not None:
+            self.shown_version = max(self.shown_version, rendered.version)
+            await self.send(text_data=rendered.html)
 
     def _verification_id(self) -> UUID | None:
         try:
@@ -361,12 +379,16 @@ class VerificationConsumer(SessionBoundConsumer):
             return None
 
     @database_sync_to_async
-    def _render_status(self) -> str | None:
+    def _render_status(self) -> Rendered | None:
         verification_id = self._verification_id()
         verification = (
-            Verification.objects.filter(pk=verification_id).first() if verification_id else None
+            Verification.objects.filter(pk=verification_id).order_by().first()
+            if verification_id
+            else None
         )
         if verification is None:
             return None
         with translation.override(self.language or None):
-            return status_render(scope_request(self.scope), verification)
+            context = status_context(verification)
+            html = render_to_string(STATUS_TEMPLATE, context, request=scope_request(self.scope))
+        return Rendered(html=html, version=int(context["version"]))  # type: ignore[call-overload]

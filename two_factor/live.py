@@ -5,7 +5,8 @@ page gets it with its own CSRF token filled in (so its forms post) and swaps it 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from channels.layers import get_channel_layer
@@ -13,6 +14,9 @@ from django.utils import translation
 
 from pollstr.channel_layers import group_send
 from pollstr.languages import language_group, languages_listening
+
+if TYPE_CHECKING:
+    from two_factor.models import Verification, VerificationEvent
 
 logger = logging.getLogger(__name__)
 
@@ -27,36 +31,85 @@ def verification_group(verification_id: UUID | str, language: str | None = None)
 CSRF_PLACEHOLDER = "pollstr-csrf-token-placeholder"
 
 
-def verification_render(*, verification_id: UUID | str, language: str | None = None) -> str | None:
+@dataclass(frozen=True)
+class Rendered:
+    """The status fragment and the version it shows (its newest audit event's id)."""
+
+    html: str
+    version: int
+
+
+def verification_render(
+    *,
+    verification_id: UUID | str,
+    language: str | None = None,
+    as_of: tuple[Verification, int] | None = None,
+) -> Rendered | None:
     """The status fragment as every socket of this verification in `language` (None: the
-    active one) should see it."""
+    active one) should see it: the row as stored now, or ``as_of`` = (the row as a
+    transition committed it, that transition's event id), which shows that state and no
+    later one, without reading the row again."""
+    return _renderings(verification_id=verification_id, languages=[language], as_of=as_of)[0]
+
+
+def _renderings(
+    *,
+    verification_id: UUID | str,
+    languages: list[str | None],
+    as_of: tuple[Verification, int] | None,
+) -> list[Rendered | None]:
+    from two_factor.models import Verification
+
+    if as_of is None:
+        verification = Verification.objects.filter(pk=verification_id).order_by().first()
+        if verification is None:
+            return [None for _language in languages]
+        events = list(verification.events.all())
+    else:
+        verification, event_id = as_of
+        events = list(verification.events.filter(pk__lte=event_id))
+    return [render_fragment(verification, events=events, language=lang) for lang in languages]
+
+
+def render_fragment(
+    verification: Verification, *, events: list[VerificationEvent], language: str | None
+) -> Rendered:
+    """One rendering of the status in `language` (None: the active one), for every
+    socket: the CSRF token is each socket's to fill in."""
     from django.template.loader import render_to_string
 
-    from two_factor.models import Verification
     from two_factor.status import STATUS_TEMPLATE, status_context
 
-    verification = Verification.objects.filter(pk=verification_id).first()
-    if verification is None:
-        return None
     with translation.override(language or translation.get_language()):
-        context = {**status_context(verification), "csrf_token": CSRF_PLACEHOLDER}
-        return render_to_string(STATUS_TEMPLATE, context)
+        context = {**status_context(verification, events=events), "csrf_token": CSRF_PLACEHOLDER}
+        html = render_to_string(STATUS_TEMPLATE, context)
+    return Rendered(html=html, version=int(context["version"]))  # type: ignore[call-overload]
 
 
-def verification_publish(*, verification_id: UUID | str) -> None:
+def verification_publish(
+    *, verification_id: UUID | str, as_of: tuple[Verification, int] | None = None
+) -> None:
     """Render the status once per language whose pages are open, and send each rendering
-    to the sockets of that language."""
+    to the sockets of that language, with its version: a socket never swaps an older
+    state over a newer one it showed, whichever publisher's message arrives first.
+    ``as_of``: see `verification_render`."""
     if get_channel_layer() is None:
         return
     # No page open on it (the usual case while a worker sends): nothing to render. A page
     # that opens later gets the current state when its socket connects.
-    for language, group in languages_listening(
-        lambda code: verification_group(verification_id, code)
-    ):
-        event: dict[str, str] = {"type": "verification.changed"}
-        html = verification_render(verification_id=verification_id, language=language)
-        if html is not None:
-            event["html"] = html
+    listening = languages_listening(lambda code: verification_group(verification_id, code))
+    if not listening:
+        return
+    renderings = _renderings(
+        verification_id=verification_id,
+        languages=[language for language, _group in listening],
+        as_of=as_of,
+    )
+    for (_language, group), rendered in zip(listening, renderings, strict=True):
+        event: dict[str, Any] = {"type": "verification.changed"}
+        if rendered is not None:
+            event["html"] = rendered.html
+            event["version"] = rendered.version
         group_send(group, event)
 
 

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from two_factor.channels import CHANNELS, Channel
 from two_factor.forms import CodeForm
-from two_factor.models import Status, Verification
+from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.outcomes import OUTCOMES
 
 if TYPE_CHECKING:
@@ -53,20 +53,30 @@ SELF_REFRESH_SECONDS = 2
 
 
 def status_context(
-    verification: Verification, *, error: str = "", malformed: str = "", typed_code: str = ""
+    verification: Verification,
+    *,
+    error: str = "",
+    malformed: str = "",
+    typed_code: str = "",
+    events: list[VerificationEvent] | None = None,
 ) -> dict[str, object]:
     """What the code page shows now. ``error`` is a refusal to say; ``malformed`` the
     sentence for a typed code that cannot be one, shown on the field with ``typed_code``
-    kept in it to fix."""
+    kept in it to fix. ``events``: the row's audit trail in order, when the caller has
+    read it already (one query otherwise). ``version`` is the newest event's id: what a
+    socket uses to refuse a push older than the one it already showed (two_factor.live)."""
     now = timezone.now()
+    if events is None:
+        events = list(verification.events.all())
     verification = as_shown(verification, now=now)
     resend_in = verification.resend_available_in(now=now) if verification.is_live else 0
-    wrong_code_event = None if malformed else _wrong_code_event(verification)
+    wrong_code_event = None if malformed else _wrong_code_event(verification, events)
     code_error = "malformed" if malformed else "wrong" if wrong_code_event else ""
     return {
         "verification": verification,
+        "version": max((event.pk for event in events), default=0),
         "heading": HEADINGS.get(verification.status, _("Verify your phone")),
-        "timeline": verification_timeline(verification),
+        "timeline": verification_timeline(verification, events),
         "resend_in": resend_in,
         **_channel_context(verification),
         **_waiting(verification, resend_in=resend_in),
@@ -152,12 +162,12 @@ def _waiting(verification: Verification, *, resend_in: int) -> dict[str, int | N
     }
 
 
-def _wrong_code_event(verification: Verification) -> int | None:
+def _wrong_code_event(verification: Verification, events: list[VerificationEvent]) -> int | None:
     """The id of the event that just rejected a code, if that is the latest thing that
     happened: the sentence belongs to that moment, not to the states that follow."""
     if not verification.accepts_code or not verification.wrong_codes or verification.notice:
         return None
-    latest = verification.events.order_by("-created_at", "-id").first()
+    latest = events[-1] if events else None
     if latest is None or latest.from_status != Status.CHECKING:
         return None
     return latest.pk if latest.to_status == verification.status else None
@@ -210,13 +220,15 @@ class Step:
     channel: str = ""
 
 
-def verification_timeline(verification: Verification) -> list[Step]:
+def verification_timeline(
+    verification: Verification, events: list[VerificationEvent] | None = None
+) -> list[Step]:
     """Request received, sending, then one step per channel as the code went by it (from
-    the audit trail, in order), then verified; or, once it ended badly, what happened
-    and how it ended."""
+    the audit trail ``events``, in order; read when not given), then verified; or, once
+    it ended badly, what happened and how it ended."""
     reached: dict[str, datetime] = {}
     by_channel: dict[str, datetime] = {}
-    for event in verification.events.all():
+    for event in verification.events.all() if events is None else events:
         reached.setdefault(event.to_status, event.created_at)
         if event.to_status == Status.SENT and event.channel:
             by_channel.setdefault(event.channel, event.created_at)

@@ -121,3 +121,53 @@ def test_keys_we_never_issue_reach_neither_store(redis_up, django_assert_num_que
     with django_assert_num_queries(0):
         assert store.get("colour") is None
     assert store.session_key is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_save_outside_a_transaction_is_one_statement_and_keeps_djangos_errors(
+    redis_up, monkeypatch
+):
+    """No BEGIN/COMMIT around the one INSERT or UPDATE in autocommit; a taken key is
+    still CreateError and a vanished row UpdateError, as Django's own store says."""
+    from django.contrib.sessions.backends.base import CreateError, UpdateError
+    from django.db import transaction
+
+    entered: list[object] = []
+    real_enter = transaction.Atomic.__enter__
+
+    def counting(self):
+        entered.append(self)
+        return real_enter(self)
+
+    monkeypatch.setattr(transaction.Atomic, "__enter__", counting)
+    store = SessionStore()
+    store["a"] = 1
+    store.save()
+    store["a"] = 2
+    store.save()
+    assert entered == []
+    assert SessionStore(store.session_key).load() == {"a": 2}
+
+    taken = SessionStore(store.session_key)
+    taken._session_cache = {"b": 1}
+    with pytest.raises(CreateError):
+        taken.save(must_create=True)
+    Session.objects.filter(session_key=store.session_key).delete()
+    with pytest.raises(UpdateError):
+        store.save()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_inside_a_transaction_a_taken_key_leaves_it_usable(redis_up):
+    from django.contrib.sessions.backends.base import CreateError
+    from django.db import transaction
+
+    first = SessionStore()
+    first["a"] = 1
+    first.save()
+    with transaction.atomic():
+        taken = SessionStore(first.session_key)
+        taken._session_cache = {"b": 1}
+        with pytest.raises(CreateError):
+            taken.save(must_create=True)
+        assert Session.objects.filter(session_key=first.session_key).exists()

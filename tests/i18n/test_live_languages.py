@@ -43,13 +43,13 @@ def _received(channel: str) -> dict:
 def test_a_change_is_rendered_once_per_language_present(monkeypatch, user) -> None:
     verification = create_verification(user=user, status=Status.SENT, channel="sms")
     rendered: list[str | None] = []
-    real_render = live.verification_render
+    real_render = live.render_fragment
 
-    def counting(**kwargs):
+    def counting(verification, **kwargs):
         rendered.append(kwargs.get("language"))
-        return real_render(**kwargs)
+        return real_render(verification, **kwargs)
 
-    monkeypatch.setattr(live, "verification_render", counting)
+    monkeypatch.setattr(live, "render_fragment", counting)
     french = [_listen(verification_group(verification.pk, "fr")) for _ in range(3)]
     english = _listen(verification_group(verification.pk, "en"))
 

@@ -201,11 +201,46 @@ async def test_a_session_that_ended_without_a_logout_is_closed_at_the_next_reche
     assert closed == {"type": "websocket.close", "code": 4401}
 
 
+async def test_a_push_older_than_the_state_shown_is_dropped(make_user):
+    """Pushes come from several processes (the web's "checking", a worker's "verified"):
+    one rendered earlier may arrive later, and must not swap the older state back in."""
+    from channels.layers import get_channel_layer
+
+    from two_factor.live import verification_group
+
+    _client, verification, communicator = await _watching_own_verification(make_user)
+    await sync_to_async(services.transition)(verification, Status.CHECKING, reason="test")
+    checking = await communicator.receive_from(timeout=5)
+    await sync_to_async(services.transition)(verification, Status.VERIFIED, reason="test")
+    verified = await communicator.receive_from(timeout=5)
+    assert 'data-status="checking"' in checking
+    assert 'data-status="verified"' in verified
+    newest = (
+        await Verification.objects.filter(pk=verification.pk)
+        .values_list("events__pk", flat=True)
+        .order_by("-events__pk")
+        .afirst()
+    )
+
+    group = verification_group(verification.pk, "en")
+    layer = get_channel_layer()
+    late = {"type": "verification.changed", "html": "stale checking", "version": newest - 1}
+    await layer.group_send(group, late)
+    assert await communicator.receive_nothing(timeout=0.5)
+
+    again = {"type": "verification.changed", "html": "verified again", "version": newest}
+    await layer.group_send(group, again)
+    assert await communicator.receive_from(timeout=5) == "verified again"
+    await communicator.disconnect()
+
+
 async def test_a_pushed_status_is_rendered_once_and_carries_this_browsers_token(make_user):
     from two_factor.live import CSRF_PLACEHOLDER, verification_render
 
     _client, verification, communicator = await _watching_own_verification(make_user)
-    shared = await sync_to_async(verification_render)(verification_id=verification.pk)
+    rendered = await sync_to_async(verification_render)(verification_id=verification.pk)
+    assert rendered is not None
+    shared = rendered.html
     assert CSRF_PLACEHOLDER in shared  # one render for every socket, no token in it
 
     await sync_to_async(verification_publish)(verification_id=verification.pk)

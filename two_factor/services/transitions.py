@@ -3,6 +3,7 @@ deadline, publish and announce (docs/ARCHITECTURE.md, "The verification state ma
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import timedelta
 from typing import Any
@@ -83,7 +84,7 @@ def _transition(
         current.deadline_at = deadline_for(current, now=timezone.now())
     # Only what changed: the UPDATE stays small whatever the row holds.
     current.save(update_fields=["status", "deadline_at", "updated_at", *fields])
-    VerificationEvent.objects.create(
+    event = VerificationEvent.objects.create(
         verification=current,
         from_status=from_status,
         to_status=to,
@@ -91,18 +92,21 @@ def _transition(
         reason=reason,
         ip=ip,
     )
-    transaction.on_commit(lambda: _publish(current.pk))
+    # The pages are shown this row as committed (a copy: the caller may go on changing
+    # its own), not read again.
+    committed = copy.copy(current)
+    transaction.on_commit(lambda: _publish(current.pk, as_of=(committed, event.pk)))
     transaction.on_commit(
         lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
     )
     return current
 
 
-def _publish(verification_id: UUID) -> None:
+def _publish(verification_id: UUID, *, as_of: tuple[Verification, int] | None = None) -> None:
     from two_factor.live import verification_publish
 
     try:
-        verification_publish(verification_id=verification_id)
+        verification_publish(verification_id=verification_id, as_of=as_of)
     except Exception:
         # The database is the truth; a page that missed a push catches up on reconnect.
         logger.exception("Could not publish verification %s", verification_id)
