@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseStore
-from django.db import DatabaseError, IntegrityError, router, transaction
+from django.db import DatabaseError, IntegrityError, connections, router, transaction
 from django.utils.crypto import get_random_string
 from redis.exceptions import RedisError
 
@@ -81,11 +81,38 @@ class SessionStore(CachedDatabaseStore):
             self._cache_write(data, self._cache_seconds(expiry=stored.expire_date))
         return data
 
+    # A key drawn by cycle_key() that has no row yet: the next save inserts it.
+    _key_unsaved = False
+
+    def cycle_key(self) -> None:
+        """A new key for the same data (login, a completed verification), written once,
+        when the response saves the session, instead of Django's INSERT now and UPDATE
+        then. The old key's row goes at once, so it stops working at once."""
+        data = self._session  # type: ignore[attr-defined]
+        old_key = self.session_key
+        self._session_key = self._get_new_session_key()
+        self._session_cache = data
+        self._key_unsaved = True
+        self.modified = True
+        if old_key:
+            self.delete(old_key)
+
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
             self.create()  # draws a key, then saves with must_create (here again)
             return
-        self._database_write(must_create)  # the database: the record
+        if self._key_unsaved and not must_create:
+            while True:
+                try:
+                    self._database_write(must_create=True)
+                except CreateError:
+                    # Taken (never seen in practice): another key, as create() does.
+                    self._session_key = self._get_new_session_key()
+                    continue
+                break
+        else:
+            self._database_write(must_create)  # the database: the record
+        self._key_unsaved = False
         self._cache_write(self._session, self._cache_seconds())  # type: ignore[attr-defined]
 
     def _database_write(self, must_create: bool) -> None:
@@ -119,8 +146,12 @@ class SessionStore(CachedDatabaseStore):
         key = session_key if session_key is not None else self.session_key
         if key is None:
             return
-        # One DELETE (Django's own store reads the row first).
-        self.model.objects.filter(session_key=key).delete()
+        # One DELETE and nothing around it: Django's own store reads the row first, and
+        # QuerySet.delete() wraps even a lone DELETE in BEGIN/COMMIT.
+        connection = connections[router.db_for_write(self.model)]
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE session_key = %s", [key])  # noqa: S608
         try:
             self._cache.delete(self.cache_key_prefix + key)  # type: ignore[attr-defined]
         except _UNREACHABLE:

@@ -171,3 +171,33 @@ def test_inside_a_transaction_a_taken_key_leaves_it_usable(redis_up):
         with pytest.raises(CreateError):
             taken.save(must_create=True)
         assert Session.objects.filter(session_key=first.session_key).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_key_is_written_once_and_the_old_one_stops_working_at_once(redis_up):
+    """cycle_key() (login, a completed verification): the old key's row is gone at
+    once; the new key is one INSERT when the response saves, not an INSERT and then an
+    UPDATE."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    store = SessionStore()
+    store["a"] = 1
+    store.save()
+    old_key = store.session_key
+
+    with CaptureQueriesContext(connection) as queries:
+        store.cycle_key()
+        store["b"] = 2  # what login() does next
+        store.save()  # the response
+
+    statements = [query["sql"].split()[0] for query in queries]
+    assert statements == ["DELETE", "INSERT"], statements
+    assert store.session_key != old_key
+    assert not Session.objects.filter(session_key=old_key).exists()
+    assert SessionStore(old_key).load() == {}
+    assert SessionStore(store.session_key).load() == {"a": 1, "b": 2}
+
+    store["c"] = 3
+    store.save()  # an ordinary save afterwards updates the row
+    assert SessionStore(store.session_key).load() == {"a": 1, "b": 2, "c": 3}
