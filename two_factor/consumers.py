@@ -46,7 +46,7 @@ from two_factor.live import (
     user_sockets_group,
     verification_group,
 )
-from two_factor.models import Verification
+from two_factor.models import Verification, VerificationEvent
 from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
@@ -381,14 +381,15 @@ class VerificationConsumer(SessionBoundConsumer):
     @database_sync_to_async
     def _render_status(self) -> Rendered | None:
         verification_id = self._verification_id()
-        verification = (
-            Verification.objects.filter(pk=verification_id).order_by().first()
-            if verification_id
-            else None
-        )
+        if verification_id is None:
+            return None
+        # The trail before the row (as two_factor.live does): the version never claims
+        # more than what is shown.
+        events = list(VerificationEvent.objects.filter(verification_id=verification_id))
+        verification = Verification.objects.filter(pk=verification_id).order_by().first()
         if verification is None:
             return None
         with translation.override(self.language or None):
-            context = status_context(verification)
+            context = status_context(verification, events=events)
             html = render_to_string(STATUS_TEMPLATE, context, request=scope_request(self.scope))
         return Rendered(html=html, version=int(context["version"]))  # type: ignore[call-overload]

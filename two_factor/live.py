@@ -58,13 +58,15 @@ def _renderings(
     languages: list[str | None],
     as_of: tuple[Verification, int] | None,
 ) -> list[Rendered | None]:
-    from two_factor.models import Verification
+    from two_factor.models import Verification, VerificationEvent
 
     if as_of is None:
+        # The trail before the row: the version then never claims more than the row
+        # shows, so a socket drops only what is truly older (never a newer state).
+        events = list(VerificationEvent.objects.filter(verification_id=verification_id))
         verification = Verification.objects.filter(pk=verification_id).order_by().first()
         if verification is None:
             return [None for _language in languages]
-        events = list(verification.events.all())
     else:
         verification, event_id = as_of
         events = list(verification.events.filter(pk__lte=event_id))

@@ -10,14 +10,18 @@ it becomes (the reconciler makes it so within a sweep); nothing here writes.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
+from uuid import UUID
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.urls import reverse
-from django.utils import timezone
+from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone, translation
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from two_factor.channels import CHANNELS, Channel
@@ -74,6 +78,7 @@ def status_context(
     code_error = "malformed" if malformed else "wrong" if wrong_code_event else ""
     return {
         "verification": verification,
+        "urls": verification_urls(verification.pk),
         "version": max((event.pk for event in events), default=0),
         "heading": HEADINGS.get(verification.status, _("Verify your phone")),
         "timeline": verification_timeline(verification, events),
@@ -86,6 +91,36 @@ def status_context(
         "code_form": _code_form(invalid=bool(code_error), typed=typed_code),
         "refresh_without_js": _refresh_without_js(verification, resend_in=resend_in),
         "error": error,
+    }
+
+
+# The code page's own URLs (two_factor/urls.py), each reversed once per process and
+# filled in with the verification's id: a status rendering names seven of them.
+VERIFICATION_URLS = (
+    "verify",
+    "submit_code",
+    "switch_channel",
+    "complete",
+    "wrong_number",
+    "resend",
+    "cancel",
+)
+_ID_STANDIN = UUID(int=0)
+
+
+def verification_urls(verification_id: UUID) -> dict[str, str]:
+    """{name: URL} of VERIFICATION_URLS for this verification, as reverse() says them."""
+    patterns = _url_patterns(get_script_prefix(), get_urlconf())
+    standin, real = str(_ID_STANDIN), str(verification_id)
+    return {name: pattern.replace(standin, real) for name, pattern in patterns.items()}
+
+
+@functools.lru_cache(maxsize=8)
+def _url_patterns(script_prefix: str, urlconf: str | None) -> dict[str, str]:
+    # Keyed by what reverse() reads besides the name: the script prefix and the URLconf.
+    return {
+        name: reverse(f"two_factor:{name}", args=[_ID_STANDIN], urlconf=urlconf)
+        for name in VERIFICATION_URLS
     }
 
 
@@ -180,7 +215,7 @@ def _refresh_without_js(verification: Verification, *, resend_in: int) -> str:
     wait, the call), so nothing it says is a countdown frozen in place."""
     pk = verification.pk
     if verification.status == Status.VERIFIED:
-        return f"0;url={reverse('two_factor:complete', args=[pk])}"
+        return f"0;url={verification_urls(pk)['complete']}"
     if verification.status in SELF_REFRESHING or (
         verification.status == Status.SENT and verification.switching_to
     ):
@@ -193,10 +228,43 @@ def _refresh_without_js(verification: Verification, *, resend_in: int) -> str:
     if seconds is None:
         return ""
     # Always to the code page: a page answering a form's POST must not reload that POST.
-    return f"{seconds};url={reverse('two_factor:verify', args=[pk])}"
+    return f"{seconds};url={verification_urls(pk)['verify']}"
 
 
-def _code_form(*, invalid: bool, typed: str) -> CodeForm:
+@dataclass(frozen=True)
+class CodeFormHtml:
+    """The code form's fields as the page shows them, rendered from CodeForm (which
+    defines them) into strings: every status push shows the form, and rendering its two
+    widgets through Django's form templates was a third of a push's rendering."""
+
+    code: SafeString
+    code_id: str
+    code_label: str
+    help_text: str
+    remember: SafeString  # empty without TWO_FACTOR_REMEMBER_DAYS
+    remember_id: str
+    remember_label: str
+
+
+def _code_form(*, invalid: bool, typed: str) -> CodeFormHtml:
+    if typed:  # what a voter typed is never cached
+        return _code_form_html(invalid=invalid, typed=typed)
+    return _code_form_cached(
+        invalid,
+        translation.get_language(),
+        settings.TWO_FACTOR_CODE_LENGTH,
+        settings.TWO_FACTOR_REMEMBER_DAYS,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _code_form_cached(invalid: bool, language: str, length: int, days: int) -> CodeFormHtml:
+    # The key is everything the rendering depends on: the verdict, the language, and
+    # the settings CodeForm reads.
+    return _code_form_html(invalid=invalid, typed="")
+
+
+def _code_form_html(*, invalid: bool, typed: str) -> CodeFormHtml:
     form = CodeForm(initial={"code": typed} if typed else None)
     # This form's own copy of the widget (Form.fields is per instance).
     attrs = form.fields["code"].widget.attrs
@@ -204,7 +272,17 @@ def _code_form(*, invalid: bool, typed: str) -> CodeForm:
     # hx-preserve of its own: htmx would tear a nested preserved element out of it.)
     if invalid:
         attrs.update({"aria-invalid": "true", "aria-describedby": "id_code_helptext id_code_error"})
-    return form
+    code = form["code"]
+    remember = form["remember"] if "remember" in form.fields else None
+    return CodeFormHtml(
+        code=mark_safe(str(code)),  # noqa: S308 (Django rendered and escaped it)
+        code_id=code.id_for_label,
+        code_label=str(code.label),
+        help_text=str(code.help_text),
+        remember=mark_safe(str(remember) if remember is not None else ""),  # noqa: S308
+        remember_id=remember.id_for_label if remember is not None else "",
+        remember_label=str(remember.label) if remember is not None else "",
+    )
 
 
 # --- the timeline ----------------------------------------------------------------------

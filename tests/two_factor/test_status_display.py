@@ -196,3 +196,40 @@ def test_before_verification_the_page_offers_to_change_a_wrong_number(make_verif
     wrong_number = reverse("two_factor:wrong_number", args=[verification.pk])
     assert f'<form method="post" action="{wrong_number}"' in fragment
     assert "Wrong number? Change it" in fragment
+
+
+def test_the_code_form_rendered_once_per_language_and_settings_matches_djangos(
+    make_verification, settings
+):
+    """The code form's fields are rendered from CodeForm once per language, verdict
+    and code length (a third of every push's rendering, otherwise): what the page
+    shows is exactly what Django renders for the form, and nothing is stale."""
+    from django.utils import translation
+
+    from two_factor.forms import CodeForm
+    from two_factor.status import _code_form
+
+    verification = make_verification(Status.SENT)
+    with translation.override("fr"):
+        french = _render(verification)
+        assert str(CodeForm()["code"]) == str(_code_form(invalid=False, typed="").code)
+    english = _render(verification)
+    assert f">{CodeForm()['code'].label} <input" in english
+    with translation.override("fr"):
+        assert f">{CodeForm()['code'].label} <input" in french
+    assert french != english
+
+    settings.TWO_FACTOR_CODE_LENGTH = 8
+    assert 'data-code-length="8"' in _render(verification)
+    # What a voter typed is shown back, never kept for anyone else.
+    assert 'value="12ab"' in str(_code_form(invalid=True, typed="12ab").code)
+    assert 'value="12ab"' not in str(_code_form(invalid=True, typed="").code)
+
+
+def test_the_pages_urls_are_what_reverse_says(make_verification):
+    from two_factor.status import VERIFICATION_URLS, verification_urls
+
+    verification = make_verification(Status.SENT)
+    assert verification_urls(verification.pk) == {
+        name: reverse(f"two_factor:{name}", args=[verification.pk]) for name in VERIFICATION_URLS
+    }
