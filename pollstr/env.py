@@ -230,7 +230,8 @@ def database_from_url(url: str, limits: DatabaseLimits | None = None) -> dict[st
                 "DATABASE_URL must name a database, e.g. postgres://localhost/pollstr."
             )
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            # Django's, with a pool check that costs a round trip only when needed.
+            "ENGINE": "pollstr.db.postgresql",
             "NAME": name,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
@@ -239,7 +240,9 @@ def database_from_url(url: str, limits: DatabaseLimits | None = None) -> dict[st
             "OPTIONS": (limits or DatabaseLimits()).options(dict(parse_qsl(parts.query))),
             # A pooled connection goes back to the pool at the end of each request
             # (Django refuses a pool with persistent connections), and the pool checks
-            # it before handing it out again, so a server restart costs no request.
+            # it before handing it out again (pollstr/db/postgresql/base.py: a round trip
+            # only for a connection whose socket has something to read), so a server
+            # restart costs no request.
             "CONN_MAX_AGE": 0,
             "CONN_HEALTH_CHECKS": True,
         }

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def test_postgres_gets_a_bounded_pool_and_no_persistent_connections():
     assert entry["OPTIONS"]["connect_timeout"] == "5"
     assert entry["CONN_MAX_AGE"] == 0
     assert entry["CONN_HEALTH_CHECKS"] is True
+    assert entry["ENGINE"] == "pollstr.db.postgresql"
     assert (entry["USER"], entry["HOST"], entry["PORT"]) == ("app", "db.example", "5433")
 
 
@@ -103,6 +105,48 @@ def test_a_pooled_connection_runs_with_the_statement_timeout(db: None) -> None:
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+@pytest.mark.django_db
+def test_the_pool_checks_a_quiet_connection_without_a_round_trip_and_an_ended_one_fully(
+    monkeypatch,
+):
+    """pollstr/db/postgresql/base.py: nothing is sent for an idle connection that is
+    fine; one whose backend the server ended has its goodbye waiting on the socket, and
+    gets psycopg_pool's full check, which fails (the pool then opens another)."""
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+    from pollstr.db.postgresql.base import connection_check
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): the check is of a PostgreSQL socket")
+    full_checks: list[object] = []
+    real = ConnectionPool.check_connection
+    monkeypatch.setattr(
+        ConnectionPool,
+        "check_connection",
+        staticmethod(lambda conn: full_checks.append(conn) or real(conn)),
+    )
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    with psycopg.connect(**params, autocommit=True) as idle:
+        pid = idle.info.backend_pid
+        connection_check(idle)
+        assert full_checks == []
+
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+                if cursor.fetchone() == (0,):
+                    break
+            time.sleep(0.05)
+        with pytest.raises(psycopg.OperationalError):
+            connection_check(idle)
+        assert full_checks == [idle]
 
 
 # --- the environment variables, read by settings at start-up ---------------------------------

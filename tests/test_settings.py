@@ -177,7 +177,7 @@ def test_database_url_selects_postgres_and_redis_url_selects_redis():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout.split()
     assert out == [
-        "django.db.backends.postgresql",
+        "pollstr.db.postgresql",
         "pollstr",
         "pollstr.cache.RedisCache",
         "channels_redis.core.RedisChannelLayer",
