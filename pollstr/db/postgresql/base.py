@@ -17,6 +17,7 @@ import select
 from typing import Any
 
 from django.db.backends.postgresql import base
+from django.db.backends.base.base import NO_DB_ALIAS
 from psycopg import OperationalError
 from psycopg_pool import ConnectionPool
 
@@ -30,11 +31,15 @@ def connection_check(connection: Any) -> None:
         ConnectionPool.check_connection(connection)
 
 
-class DatabaseWrapper(base.DatabaseWrapper):
+# django-stubs leave out the pool's internals this class shares with Django's.
+_DjangoWrapper: Any = base.DatabaseWrapper
+
+
+class DatabaseWrapper(_DjangoWrapper):
     @property
     def pool(self) -> ConnectionPool | None:
         pool_options = self.settings_dict["OPTIONS"].get("pool")
-        if self.alias == base.NO_DB_ALIAS or not pool_options:
+        if self.alias == NO_DB_ALIAS or not pool_options:
             return None
         if self.alias not in self._connection_pools:
             if self.settings_dict.get("CONN_MAX_AGE", 0) != 0:
