@@ -16,8 +16,8 @@ from __future__ import annotations
 import select
 from typing import Any
 
-from django.db.backends.postgresql import base
 from django.db.backends.base.base import NO_DB_ALIAS
+from django.db.backends.postgresql import base
 from psycopg import OperationalError
 from psycopg_pool import ConnectionPool
 
