@@ -159,5 +159,7 @@ def verification_mark_verified(*, verification: Verification, reason: str) -> No
         if not transition_if_allowed(verification, Status.VERIFIED, reason=reason, verified_at=now):
             return
         if phone_number_bind(user_id=verification.user_id, number=verification.number, at=now):
+            # For the completion page (the status fragment of a verified row shows no
+            # notice, so the transition's push needs no second one).
             Verification.objects.filter(pk=verification.pk).update(notice=NUMBER_MOVED)
             verification.notice = NUMBER_MOVED

@@ -92,8 +92,9 @@ def _transition(
         reason=reason,
         ip=ip,
     )
-    # The pages are shown this row as committed (a copy: the caller may go on changing
-    # its own), not read again.
+    # The pages are shown this row as this transition saved it (a copy: the caller may
+    # go on changing its own), not read again after the commit. A later write to the row
+    # in the same transaction that changes what the page shows must publish itself.
     committed = copy.copy(current)
     transaction.on_commit(lambda: _publish(current.pk, as_of=(committed, event.pk)))
     transaction.on_commit(
