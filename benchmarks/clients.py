@@ -8,6 +8,7 @@ a timeout. Only loopback URLs are ever used (the harness builds them from free p
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,17 @@ from benchmarks.infra import PASSWORD
 from benchmarks.stats import Samples
 
 FLOW_TIMEOUT = 60.0
+# The step a voter's flow is at, named when a flow times out: a holder set in the voter's
+# context (the flow runs in a task of its own, with a copy of that context).
+_step: contextvars.ContextVar[list[str]] = contextvars.ContextVar("step")
+
+
+def _at(step: str) -> None:
+    holder = _step.get(None)
+    if holder is not None:
+        holder[0] = step
+
+
 WS_TIMEOUT = 30.0
 _CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 _VERIFY_PATH = re.compile(r"^/2fa/v/([0-9a-f-]{36})/$")
@@ -69,6 +81,7 @@ async def _fetch(
     data: dict[str, str] | None = None,
 ) -> tuple[str, str, float]:
     """(body, Location, seconds) of one request; FlowError unless the status is ``expect``."""
+    _at(step)
     started = time.perf_counter()
     async with client.request(method, url, data=data, allow_redirects=False) as response:
         body = await response.text()
@@ -126,6 +139,7 @@ async def _login(client: aiohttp.ClientSession, site: Site, voter: Voter) -> str
 
 async def _ws_until(ws: aiohttp.ClientWebSocketResponse, status: str, step: str) -> float:
     """perf_counter() when a message showing ``status`` arrived."""
+    _at(f"{step} (websocket)")
     marker = f'data-status="{status}"'
     deadline = time.monotonic() + WS_TIMEOUT
     while True:
@@ -305,6 +319,8 @@ async def run_voters(
                 return
             account = pool.pop()
             flow_started = time.perf_counter()
+            where = ["start"]
+            _step.set(where)
             async with new_client() as client:
                 try:
                     await asyncio.wait_for(flow(client, site, account, samples), FLOW_TIMEOUT)
@@ -312,7 +328,8 @@ async def run_voters(
                     samples.count(f"error: {error}")
                     continue
                 except (TimeoutError, aiohttp.ClientError) as error:
-                    samples.count(f"error: {type(error).__name__}")
+                    # Which step was waiting: a timeout says nothing else.
+                    samples.count(f"error: {type(error).__name__} at {where[0]}")
                     continue
             samples.add(name, time.perf_counter() - flow_started)
             samples.count(name)

@@ -220,3 +220,33 @@ def test_the_embedded_default_still_uses_sqlite_without_a_pool():
 
     assert result.returncode == 0, result.stderr
     assert "pool" not in json.loads(result.stdout)
+
+
+@pytest.mark.django_db
+def test_the_pool_check_works_past_select_s_descriptor_limit():
+    """A web process holding thousands of sockets has descriptors above 1024, which
+    select() refuses: the check must still answer (quietly) for such a connection."""
+    import resource
+    import socket
+
+    import psycopg
+
+    from pollstr.db.postgresql.base import connection_check
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): the check is of a PostgreSQL socket")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 1200:
+        pytest.skip(f"the descriptor limit ({hard}) is too low to go past 1024 here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    fillers = [socket.socket() for _ in range(1100)]
+    try:
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        with psycopg.connect(**params, autocommit=True) as high:
+            assert high.fileno() > 1024
+            connection_check(high)  # no ValueError, no exception at all
+    finally:
+        for filler in fillers:
+            filler.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

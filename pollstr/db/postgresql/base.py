@@ -26,8 +26,11 @@ def connection_check(connection: Any) -> None:
     """Raise if ``connection`` cannot be used (psycopg_pool then opens another)."""
     if connection.closed or connection.broken:
         raise OperationalError("the connection is closed")
-    waiting, _, _ = select.select([connection.fileno()], [], [], 0)
-    if waiting:
+    # poll(), not select(): a web process with thousands of sockets has descriptors
+    # beyond select()'s limit of 1024.
+    poller = select.poll()
+    poller.register(connection.fileno(), select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
         ConnectionPool.check_connection(connection)
 
 
