@@ -25,6 +25,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
+from urllib.parse import parse_qs
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -34,7 +35,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.template.loader import render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
@@ -46,9 +47,9 @@ from two_factor.live import (
     user_sockets_group,
     verification_group,
 )
-from two_factor.models import Verification, VerificationEvent
+from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.session import session_key_hash
-from two_factor.status import STATUS_TEMPLATE, status_context
+from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
 
 logger = logging.getLogger(__name__)
 
@@ -366,7 +367,17 @@ class VerificationConsumer(SessionBoundConsumer):
         token = self.scope.get("cookies", {}).get("csrftoken", "")
         await self.push_html(html.replace(CSRF_PLACEHOLDER, token))
 
+    # The first frame is skipped when the page already shows the row as it is: its URL
+    # says what it rendered (?shown=<row stamp>&v=<version>, two_factor/verify.html).
+    _first_frame = True
+
     async def send_current(self) -> None:
+        if self._first_frame:
+            self._first_frame = False
+            page = self._page_shown()
+            if page is not None and await self._row_unchanged_since(page[0]):
+                self.shown_version = max(self.shown_version, page[1])
+                return
         rendered = await self._render_status()
         if rendered is not None:
             self.shown_version = max(self.shown_version, rendered.version)
@@ -377,6 +388,36 @@ class VerificationConsumer(SessionBoundConsumer):
             return UUID(str(self.scope["url_route"]["kwargs"]["verification_id"]))
         except (KeyError, ValueError):
             return None
+
+    def _page_shown(self) -> tuple[int, int] | None:
+        """(row stamp, version) the page was rendered at, from the socket's URL."""
+        query = parse_qs(bytes(self.scope.get("query_string") or b"").decode("latin-1"))
+        try:
+            return int(query["shown"][0]), max(0, int(query.get("v", ["0"])[0]))
+        except (KeyError, ValueError):
+            return None
+
+    @database_sync_to_async
+    def _row_unchanged_since(self, stamp: int) -> bool:
+        """Whether the row is as the page showed it: not written since (every write moves
+        `updated_at`, a queryset's too), and no step past its deadline (shown as the step
+        it becomes, two_factor.status.as_shown)."""
+        verification_id = self._verification_id()
+        if verification_id is None:
+            return False
+        row = (
+            Verification.objects.filter(pk=verification_id)
+            .order_by()
+            .values_list("updated_at", "status", "channel_deadline")
+            .first()
+        )
+        if row is None:
+            return False
+        updated_at, status, channel_deadline = row
+        step_over = channel_deadline is not None and channel_deadline <= timezone.now()
+        if status == Status.SENT and step_over:
+            return False
+        return row_stamp(updated_at) == stamp
 
     @database_sync_to_async
     def _render_status(self) -> Rendered | None:

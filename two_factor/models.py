@@ -80,6 +80,13 @@ TERMINAL_STATUSES = frozenset(s for s, targets in TRANSITIONS.items() if not tar
 
 
 class VerificationQuerySet(models.QuerySet["Verification"]):
+    def update(self, **kwargs: Any) -> int:
+        """Every write moves `updated_at`, a queryset's too (auto_now only covers save()):
+        an open page compares it with the row's to know whether anything changed since
+        it was rendered (two_factor.consumers)."""
+        kwargs.setdefault("updated_at", timezone.now())
+        return super().update(**kwargs)
+
     def live(self) -> VerificationQuerySet:
         return self.filter(status__in=LIVE_STATUSES)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -80,6 +80,7 @@ def status_context(
         "verification": verification,
         "urls": verification_urls(verification.pk),
         "version": max((event.pk for event in events), default=0),
+        "row_stamp": row_stamp(verification.updated_at),
         "heading": HEADINGS.get(verification.status, _("Verify your phone")),
         "timeline": verification_timeline(verification, events),
         "resend_in": resend_in,
@@ -92,6 +93,16 @@ def status_context(
         "refresh_without_js": _refresh_without_js(verification, resend_in=resend_in),
         "error": error,
     }
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def row_stamp(updated_at: datetime | None) -> int:
+    """The row's `updated_at` in whole microseconds since the epoch (exact, unlike a
+    float): the page puts it in its socket's URL, so the socket can tell whether the row
+    changed since the page was rendered (two_factor.consumers)."""
+    return 0 if updated_at is None else (updated_at - _EPOCH) // timedelta(microseconds=1)
 
 
 # The code page's own URLs (two_factor/urls.py), each reversed once per process and

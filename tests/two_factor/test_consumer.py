@@ -201,6 +201,76 @@ async def test_a_session_that_ended_without_a_logout_is_closed_at_the_next_reche
     assert closed == {"type": "websocket.close", "code": 4401}
 
 
+def _page_url(verification: Verification) -> str:
+    """The socket URL the code page renders (two_factor/verify.html)."""
+    from two_factor.status import status_context
+
+    context = status_context(Verification.objects.get(pk=verification.pk))
+    return f"/ws/2fa/{verification.pk}/?shown={context['row_stamp']}&v={context['version']}"
+
+
+async def test_a_page_that_shows_the_row_as_it_is_gets_no_first_frame_then_every_change(
+    make_user,
+):
+    """The first frame would repeat what the page shows: skipped when the row is as
+    the page rendered it; anything after is pushed."""
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    url = await sync_to_async(_page_url)(verification)
+
+    communicator, connected, _ = await _connect(url, _headers(client))
+    assert connected
+    assert await communicator.receive_nothing(timeout=0.5)
+
+    await sync_to_async(services.transition)(verification, Status.CHECKING, reason="test")
+    assert 'data-status="checking"' in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("change", ["a transition", "a queryset update", "a step's deadline"])
+async def test_a_page_older_than_the_row_gets_the_current_state_first(make_user, change):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+    url = await sync_to_async(_page_url)(verification)
+    rows = Verification.objects.filter(pk=verification.pk)
+    if change == "a transition":
+        await sync_to_async(services.transition)(verification, Status.CHECKING, reason="test")
+        expected = 'data-status="checking"'
+    elif change == "a queryset update":
+        await rows.aupdate(switching_to="voice")  # what a channel switch writes
+        expected = 'data-status="sent"'
+    else:
+        # No write at all: the step's time is up, so the page would show the next one.
+        await rows.aupdate(channel_deadline=timezone.now() - timedelta(seconds=1))
+        url = await sync_to_async(_page_url)(verification)
+        expected = 'data-channel="voice"'
+
+    communicator, connected, _ = await _connect(url, _headers(client))
+
+    assert connected
+    assert expected in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
+async def test_a_socket_url_with_garbage_for_the_page_state_gets_the_first_frame(make_user):
+    user = await sync_to_async(make_user)()
+    client = await sync_to_async(_browser)(user)
+    verification = await sync_to_async(_verification_for)(client, user)
+
+    path = f"/ws/2fa/{verification.pk}/?shown=yesterday&v=-3"
+    communicator, connected, _ = await _connect(path, _headers(client))
+
+    assert connected
+    assert 'data-status="sent"' in await communicator.receive_from(timeout=5)
+    await communicator.disconnect()
+
+
 async def test_a_push_older_than_the_state_shown_is_dropped(make_user):
     """Pushes come from several processes (the web's "checking", a worker's "verified"):
     one rendered earlier may arrive later, and must not swap the older state back in."""
