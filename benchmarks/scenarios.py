@@ -690,6 +690,7 @@ async def _p4_kind(
             f"{fleet.refused} refused"
         )
         rss.values.append((infra.tree_rss_kb(server.pid) - before) / max(fleet.alive(), 1))
+        ctx.log(f"  RSS {rss.values[-1]:.1f} KB per socket")
         size = int(statistics.median(fleet.first_sizes)) if fleet.first_sizes else 1000
         with infra.bare_websocket_server(size) as (bare_url, bare_pid):
             bare_before = infra.tree_rss_kb(bare_pid)
