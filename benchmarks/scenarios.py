@@ -724,7 +724,8 @@ async def _p4_kind(
                 p50.baseline_values.append(_q(bare_got, 50))
                 p99.baseline_values.append(_q(bare_got, 99))
                 ctx.log(
-                    f"  push {rep + 1}: Pollstr p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
+                    f"  push {rep + 1}: Pollstr p50 {_q(got, 50):.0f} ms, "
+                    f"p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
                     f"bare p99 {_q(bare_got, 99):.0f} ms"
                 )
                 await asyncio.sleep(0.5)
