@@ -77,6 +77,10 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         try:
             self._reader_start(loop, channel)
             return await future
+        except asyncio.CancelledError:
+            # Its consumer ended (as channels_redis does, drop what was held for it).
+            self._held.pop(channel, None)
+            raise
         finally:
             waiting.remove(future)
             if not waiting and self._waiting.get(channel) is waiting:

@@ -101,3 +101,17 @@ async def test_a_redis_error_reaches_every_waiting_receive_and_the_next_receive_
     await asyncio.sleep(0.1)
     await layer.send(one, {"type": "back"})
     assert await asyncio.wait_for(again, 5) == {"type": "back"}
+
+
+async def test_a_receive_cancelled_with_messages_held_drops_them(layer):
+    """Its consumer ended: what was held for its channel goes too (as in channels_redis)."""
+    channel = await layer.new_channel()
+    receiving = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.1)
+    layer._deliver(channel, {"type": "taken"})  # completes the waiting receive's future
+    layer._deliver(channel, {"type": "held"})  # nobody waits now: held
+    receiving.cancel()  # before the receive resumes
+
+    with pytest.raises(asyncio.CancelledError):
+        await receiving
+    assert channel not in layer._held
