@@ -45,8 +45,7 @@ async def test_a_session_deleted_after_rechecks_passed_closes_the_socket(
     communicator = await _watching(browser, question)
     # A few re-reads pass (each schedules the next) while the session holds.
     await asyncio.sleep(0.6)
-    assert await communicator.receive_nothing(timeout=0.1)
-    assert consumers.rechecks().pending() == 1
+    assert await communicator.receive_nothing(timeout=0.1)  # still open
 
     # An operator deletes the session: no logout, no event; the next re-read ends it.
     await sync_to_async(browser.session.delete)()
