@@ -690,6 +690,7 @@ async def _p4_kind(
             f"{fleet.refused} refused"
         )
         rss.values.append((infra.tree_rss_kb(server.pid) - before) / max(fleet.alive(), 1))
+        ctx.log(f"  RSS {rss.values[-1]:.1f} KB per socket")
         size = int(statistics.median(fleet.first_sizes)) if fleet.first_sizes else 1000
         with infra.bare_websocket_server(size) as (bare_url, bare_pid):
             bare_before = infra.tree_rss_kb(bare_pid)
@@ -723,7 +724,8 @@ async def _p4_kind(
                 p50.baseline_values.append(_q(bare_got, 50))
                 p99.baseline_values.append(_q(bare_got, 99))
                 ctx.log(
-                    f"  push {rep + 1}: Pollstr p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
+                    f"  push {rep + 1}: Pollstr p50 {_q(got, 50):.0f} ms, "
+                    f"p99 {_q(got, 99):.0f} ms ({len(got)}/{n}), "
                     f"bare p99 {_q(bare_got, 99):.0f} ms"
                 )
                 await asyncio.sleep(0.5)

@@ -1,4 +1,5 @@
-"""The channel layer of the embedded default (no Redis), and publishing from sync code.
+"""The channel layers (Redis's, and the embedded default's without Redis), and publishing
+from sync code.
 
 Channels' in-memory layer keeps asyncio queues bound to the server's event loop. The
 embedded Celery worker runs in another thread with its own loop, so its group sends are
@@ -8,12 +9,14 @@ handed to the server's loop instead of touching those queues from the wrong thre
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import threading
 import time
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer as _ChannelsRedisLayer
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
@@ -33,6 +36,101 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
         parent_send = super().group_send
         future = asyncio.run_coroutine_threadsafe(parent_send(group, message), home)
         await asyncio.wrap_future(future)
+
+
+# --- Redis: one reader for all of a process's channels -------------------------------------
+
+
+class RedisChannelLayer(_ChannelsRedisLayer):
+    """channels_redis's layer, its process-local channels read by one reader per process.
+
+    Every websocket's consumer waits in ``receive()`` on a channel of its own for as long as
+    it is open. channels_redis makes each such wait hold a queue (four deques) and two tasks
+    (its receive lock's and its queue's), kilobytes per idle socket. All of a process's
+    channels are one Redis list (``specific.<client prefix>!``), so here one reader task pops
+    that list while anyone waits and hands each message to its channel's waiting future; a
+    message for a channel nobody waits on is held, at most ``capacity`` of them, oldest
+    dropped first (as channels_redis's bounded queue does). A Redis error reaches every
+    waiting receive, as it would have reached each of them.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._held: dict[str, collections.deque[dict[str, Any]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        held = self._held.get(channel)
+        if held:
+            message = held.popleft()
+            if not held:
+                del self._held[channel]
+            return message
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        waiting = self._waiting.setdefault(channel, [])
+        waiting.append(future)
+        try:
+            self._reader_start(loop, channel)
+            return await future
+        except asyncio.CancelledError:
+            # Its consumer ended (as channels_redis does, drop what was held for it).
+            self._held.pop(channel, None)
+            raise
+        finally:
+            waiting.remove(future)
+            if not waiting and self._waiting.get(channel) is waiting:
+                del self._waiting[channel]
+
+    def receivers(self) -> int:
+        """The receives waiting now (tests)."""
+        return sum(len(futures) for futures in self._waiting.values())
+
+    def _reader_start(self, loop: asyncio.AbstractEventLoop, channel: str) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done() and not reader.get_loop().is_closed():
+            if reader.get_loop() is not loop:
+                raise RuntimeError(
+                    "Two event loops are trying to receive() on one channel layer at once!"
+                )
+            return
+        real_channel = self.non_local_name(channel)
+        assert real_channel.endswith(self.client_prefix + "!"), "Wrong client prefix"
+        self._reader = loop.create_task(self._read(real_channel))
+
+    async def _read(self, real_channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            try:
+                target, message = await self.receive_single(real_channel)
+            except BaseException as error:
+                for futures in list(self._waiting.values()):
+                    for future in futures:
+                        if future.done() or future.get_loop() is not loop:
+                            continue
+                        if isinstance(error, asyncio.CancelledError):
+                            future.cancel()
+                        else:
+                            future.set_exception(error)
+                if isinstance(error, Exception):
+                    return  # the waiters raise; the next receive() starts a new reader
+                raise
+            for name in target if isinstance(target, list) else [target]:
+                self._deliver(name, message)
+
+    def _deliver(self, channel: str, message: dict[str, Any]) -> None:
+        for future in self._waiting.get(channel, ()):
+            if not future.done():
+                future.set_result(message)
+                return
+        held = self._held.get(channel)
+        if held is None:
+            held = self._held[channel] = collections.deque(maxlen=self.get_capacity(channel))
+        held.append(message)
 
 
 # --- publishing from synchronous code -------------------------------------------------------

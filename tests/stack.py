@@ -168,7 +168,7 @@ def redis_settings(*, redis_url: str, prefix: str = SESSION_PREFIX) -> dict[str,
         },
         "CHANNEL_LAYERS": {
             "default": {
-                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "BACKEND": "pollstr.channel_layers.RedisChannelLayer",
                 "CONFIG": {"hosts": [redis_url], "prefix": channels_prefix(prefix)},
             }
         },

@@ -180,7 +180,7 @@ def test_database_url_selects_postgres_and_redis_url_selects_redis():
         "pollstr.db.postgresql",
         "pollstr",
         "pollstr.cache.RedisCache",
-        "channels_redis.core.RedisChannelLayer",
+        "pollstr.channel_layers.RedisChannelLayer",
         "redis://redis:6379/0",
         "False",
     ]

@@ -8,14 +8,17 @@ sockets through a per-user group, see two_factor.signals); against the clock bef
 every push (the session's and the verified flag's expiry, known since connect: no
 database); and by a jittered background re-read of the stored session every
 LIVE_SOCKET_RECHECK_SECONDS, which catches what sends no event (an operator deleting a
-session). Pushes themselves carry HTML rendered once per change by the publisher
-(two_factor.live, polls.live), so a change reaches thousands of sockets without a query
-or a render per socket.
+session). Those re-reads are scheduled by one timer per process (``_Rechecks``), not by a
+sleeping task per socket: an idle socket costs a heap entry, not a task. Pushes themselves
+carry HTML rendered once per change by the publisher (two_factor.live, polls.live), so a
+change reaches thousands of sockets without a query or a render per socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 import random
 import time
@@ -157,6 +160,78 @@ async def _layer_check_forever(layer: Any) -> None:
                     await consumer._end_layer_down()
 
 
+# --- the periodic re-read: one timer per process -------------------------------------------
+# Each open socket is due for a re-read of its session every LIVE_SOCKET_RECHECK_SECONDS,
+# jittered (×0.5-1.0) so thousands opened together don't check together. A sleeping task
+# per socket held a task, a coroutine and a timer for every idle socket; here a heap of due
+# times and one loop timer (armed for the earliest) start a short task per socket only
+# when it is due. A socket that closes leaves a dead entry, skipped when it comes due.
+
+
+class _Rechecks:
+    """The due re-reads of one event loop's sockets."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._heap: list[tuple[float, int, weakref.ref[SessionBoundConsumer]]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._running: set[asyncio.Task[None]] = set()
+
+    def schedule(self, consumer: SessionBoundConsumer) -> None:
+        interval = settings.LIVE_SOCKET_RECHECK_SECONDS
+        due = self._loop.time() + interval * random.uniform(0.5, 1.0)
+        consumer._recheck_due = due
+        heapq.heappush(self._heap, (due, next(self._order), weakref.ref(consumer)))
+        if self._timer is None or due < self._timer_at:
+            self._arm()
+
+    def pending(self) -> int:
+        """Sockets waiting for their next re-read (tests)."""
+        return sum(1 for due, _, ref in self._heap if _is_due_entry(ref(), due))
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._heap:
+            self._timer_at = self._heap[0][0]
+            self._timer = self._loop.call_at(self._timer_at, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        while self._heap and self._heap[0][0] <= now:
+            due, _, ref = heapq.heappop(self._heap)
+            consumer = ref()
+            if consumer is None or not _is_due_entry(consumer, due):
+                continue  # closed, or rescheduled since
+            consumer._recheck_due = None
+            task = self._loop.create_task(consumer._recheck_once())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        self._arm()
+
+
+def _is_due_entry(consumer: SessionBoundConsumer | None, due: float) -> bool:
+    return consumer is not None and consumer._recheck_due == due and not consumer._ended
+
+
+_rechecks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Rechecks] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def rechecks() -> _Rechecks:
+    """This event loop's scheduler (one per server process; tests get one per loop)."""
+    loop = asyncio.get_running_loop()
+    found = _rechecks.get(loop)
+    if found is None:
+        found = _rechecks[loop] = _Rechecks(loop)
+    return found
+
+
 class SessionBoundConsumer(AsyncWebsocketConsumer):
     """Joins its live group and its user's group; pushes only while access holds.
 
@@ -174,7 +249,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
     language = ""
     _ended = False
     _valid_until: float | None = None  # when access ends by the clock alone
-    _recheck: asyncio.Task[None] | None = None
+    _recheck_due: float | None = None  # loop time of the next periodic re-read
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """A channel layer that is down refuses the socket (or ends it) with "try again
@@ -212,14 +287,13 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         await self.accept()
         _open_sockets.add(self)
         _layer_check_start(self.channel_layer)
-        self._recheck = asyncio.ensure_future(self._recheck_forever())
+        rechecks().schedule(self)
         # Always start from the current state: reconnects and late joiners are never stale.
         await self.send_current()
 
     async def disconnect(self, code: int) -> None:
         _open_sockets.discard(self)
-        if self._recheck is not None:
-            self._recheck.cancel()
+        self._recheck_due = None  # its pending re-read, if any, is skipped
         await self._leave_groups()
 
     def access_expires(self, *, user: Any, session: Any) -> float | None:
@@ -251,18 +325,22 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             return
         await self.send_current()
 
-    async def _recheck_forever(self) -> None:
-        interval = settings.LIVE_SOCKET_RECHECK_SECONDS
+    async def _recheck_once(self) -> None:
+        """The periodic re-read (run by ``_Rechecks`` when due); schedules the next."""
+        if self._ended or self not in _open_sockets:
+            return
         try:
-            while not self._ended:
-                # Jittered, so thousands of sockets opened together don't check together.
-                await asyncio.sleep(interval * random.uniform(0.5, 1.0))
-                code = await self._access_ended()
-                if code is not None:
-                    await self._end(code)
-                    return
-        except asyncio.CancelledError:
-            pass
+            code = await self._access_ended()
+        except Exception:
+            # The session store or the database failed this once: try at the next one.
+            logger.warning("Could not re-check a socket's session", exc_info=True)
+            code = None
+        if self._ended or self not in _open_sockets:
+            return  # closed meanwhile
+        if code is not None:
+            await self._end(code)
+            return
+        rechecks().schedule(self)
 
     async def session_ended(self, event: dict[str, Any]) -> None:
         if constant_time_compare(str(event.get("session", "")), self._session_hash()):

@@ -160,7 +160,7 @@ if REDIS_URL:
     # check find connections a Redis restart killed before a command is sent on them.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "pollstr.channel_layers.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [
                     {
