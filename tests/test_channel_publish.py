@@ -101,7 +101,9 @@ def test_a_transition_publishes_the_state_it_committed_without_reading_the_row_a
     async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
 
     with CaptureQueriesContext(connection) as queries:
-        verification_publish(verification_id=verification.pk, as_of=(as_committed, event.pk))
+        verification_publish(
+            verification_id=verification.pk, as_of=live.Committed(as_committed, event_id=event.pk)
+        )
 
     assert len(queries) == 1, [q["sql"] for q in queries]
     assert "two_factor_verificationevent" in queries[0]["sql"]

@@ -32,6 +32,22 @@ CSRF_PLACEHOLDER = "pollstr-csrf-token-placeholder"
 
 
 @dataclass(frozen=True)
+class Committed:
+    """A verification as a transition committed it: the row as it saved it, the id of
+    that transition's audit event, and the audit trail up to that event when the
+    transition read it already (None: read when a page needs it)."""
+
+    verification: Verification
+    event_id: int
+    events: list[VerificationEvent] | None = None
+
+    def trail(self) -> list[VerificationEvent]:
+        if self.events is not None:
+            return self.events
+        return list(self.verification.events.filter(pk__lte=self.event_id))
+
+
+@dataclass(frozen=True)
 class Rendered:
     """The status fragment and the version it shows (its newest audit event's id)."""
 
@@ -43,12 +59,12 @@ def verification_render(
     *,
     verification_id: UUID | str,
     language: str | None = None,
-    as_of: tuple[Verification, int] | None = None,
+    as_of: Committed | None = None,
 ) -> Rendered | None:
     """The status fragment as every socket of this verification in `language` (None: the
-    active one) should see it: the row as stored now, or ``as_of`` = (the row as a
-    transition committed it, that transition's event id), which shows that state and no
-    later one, without reading the row again."""
+    active one) should see it: the row as stored now, or ``as_of``, the row as a
+    transition committed it, which shows that state and no later one, without reading
+    the row again."""
     return _renderings(verification_id=verification_id, languages=[language], as_of=as_of)[0]
 
 
@@ -56,7 +72,7 @@ def _renderings(
     *,
     verification_id: UUID | str,
     languages: list[str | None],
-    as_of: tuple[Verification, int] | None,
+    as_of: Committed | None,
 ) -> list[Rendered | None]:
     from two_factor.models import Verification, VerificationEvent
 
@@ -68,8 +84,7 @@ def _renderings(
         if verification is None:
             return [None for _language in languages]
     else:
-        verification, event_id = as_of
-        events = list(verification.events.filter(pk__lte=event_id))
+        verification, events = as_of.verification, as_of.trail()
     return [render_fragment(verification, events=events, language=lang) for lang in languages]
 
 
@@ -89,7 +104,7 @@ def render_fragment(
 
 
 def verification_publish(
-    *, verification_id: UUID | str, as_of: tuple[Verification, int] | None = None
+    *, verification_id: UUID | str, as_of: Committed | None = None
 ) -> None:
     """Render the status once per language whose pages are open, and send each rendering
     to the sockets of that language, with its version: a socket never swaps an older

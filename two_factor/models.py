@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
@@ -229,6 +229,53 @@ class Verification(models.Model):
         return max(0, int((moment - timezone.now()).total_seconds()))
 
 
+class VerificationEventManager(models.Manager["VerificationEvent"]):
+    def append(self, event: VerificationEvent) -> list[VerificationEvent] | None:
+        """Insert `event` (a new one: the trail is append-only) and, on PostgreSQL, return
+        its verification's whole trail up to and including it, in the trail's order, read
+        by the same statement. Elsewhere the trail is not read here (None).
+
+        The caller holds the verification's row lock (every writer of events takes it
+        first), so no other event of the verification can come between the two.
+        `save()` and its signals are not run on PostgreSQL: the event is written once,
+        exactly as `save()` would have written it (the model's `pre_save` values)."""
+        if event.pk is not None:
+            raise ValueError("Verification events are append-only.")
+        connection = connections[router.db_for_write(VerificationEvent)]
+        if connection.vendor != "postgresql":
+            event.save(force_insert=True)
+            return None
+        meta = VerificationEvent._meta
+        fields = [field for field in meta.concrete_fields if not field.primary_key]
+        quote = connection.ops.quote_name
+        table = quote(meta.db_table)
+        written = ", ".join(quote(field.column) for field in fields)
+        every = ", ".join(quote(field.column) for field in meta.concrete_fields)
+        values = [
+            field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields
+        ]
+        placeholders = ", ".join(["%s"] * len(values))
+        verification_column = quote(meta.get_field("verification").column)
+        order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
+        # The statement's snapshot predates its own insert: the earlier events come from
+        # the table, the new one from the CTE.
+        sql = (
+            f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "
+            f"RETURNING {every}) "
+            f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
+            f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
+        )
+        verification_id = meta.get_field("verification").get_db_prep_value(
+            event.verification_id, connection
+        )
+        trail = list(self.raw(sql, [*values, verification_id]).using(connection.alias))
+        (appended,) = [row for row in trail if row.appended]
+        event.pk = appended.pk
+        event._state.adding = False
+        event._state.db = connection.alias
+        return [event if row is appended else row for row in trail]
+
+
 class VerificationEvent(models.Model):
     """Append-only audit trail: one row per transition."""
 
@@ -240,6 +287,8 @@ class VerificationEvent(models.Model):
     reason = models.TextField(blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = VerificationEventManager()
 
     class Meta:
         ordering = ["created_at", "id"]

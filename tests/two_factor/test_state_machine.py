@@ -202,6 +202,72 @@ def test_an_event_cannot_be_deleted(make_verification):
     assert VerificationEvent.objects.filter(pk=event.pk).exists()
 
 
+def _trail(events: list[VerificationEvent]) -> list[tuple[Any, ...]]:
+    return [
+        (e.pk, e.verification_id, e.from_status, e.to_status, e.channel, e.reason, e.ip, e.created_at)
+        for e in events
+    ]
+
+
+def test_appending_an_event_returns_the_trail_up_to_it_on_postgresql(make_verification):
+    """On PostgreSQL the event's insert reads the trail with it (one statement); the
+    trail is the one a fresh read gives, in the trail's order, the new event last."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    verification = make_verification(Status.SENDING)
+    verification.events.create(from_status=Status.QUEUED, to_status=Status.SENDING, ip="::1")
+    event = VerificationEvent(
+        verification=verification,
+        from_status=Status.SENDING,
+        to_status=Status.SENT,
+        channel="sms",
+        reason="sent via a test",
+        ip="203.0.113.9",
+    )
+
+    with CaptureQueriesContext(connection) as captured:
+        trail = VerificationEvent.objects.append(event)
+
+    assert len(captured.captured_queries) == 1
+    stored = list(verification.events.all())
+    assert event.pk == stored[-1].pk
+    assert _trail([stored[-1]]) == _trail([event])
+    assert (stored[-1].reason, stored[-1].ip) == ("sent via a test", "203.0.113.9")
+    if connection.vendor == "postgresql":
+        assert trail is not None
+        assert _trail(trail) == _trail(stored)
+        assert trail[-1] is event
+        assert len(stored) == 3
+    else:
+        assert trail is None
+    with pytest.raises(ValueError, match="append-only"):
+        VerificationEvent.objects.append(event)
+
+
+def test_a_transition_pushes_without_reading_the_trail_again_on_postgresql(
+    make_verification, django_capture_on_commit_callbacks
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    verification = make_verification(Status.SENT, channel="sms")
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+
+    with CaptureQueriesContext(connection) as captured:
+        with django_capture_on_commit_callbacks(execute=True):
+            transition(verification, Status.CHECKING, reason="code submitted")
+
+    message = async_to_sync(_receive)(layer, channel)
+    assert message["version"] == verification.events.last().pk
+    assert 'data-status="checking"' in message["html"]
+    statements = [query["sql"] for query in captured.captured_queries]
+    # lock, update, the event (on PostgreSQL with the trail); elsewhere the push reads it.
+    assert len(statements) == (3 if connection.vendor == "postgresql" else 4), statements
+
+
 # --- after the commit: published to the page, announced to observers ------------------------
 
 

@@ -191,41 +191,45 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     nothing. Raises TransientGatewayError for the task to retry; permanent errors end
     the verification as failed here.
     """
-    verification = Verification.objects.get(pk=verification_id)
-    if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
-        return verification  # the provider already has this request
-    # Counted and re-armed before the call: a worker killed during it leaves a row the
-    # reconciler re-drives once this attempt's time is up.
-    now = timezone.now()
-    attempt = {
-        "send_attempts": verification.send_attempts + 1,
-        "send_started_at": verification.send_started_at or now,
-        "deadline_at": now + task_grace(),
-    }
-    if verification.status == Status.QUEUED:
-        # The claim and the first attempt's count in one write: only a queued row's
-        # claimer counts, and nobody else counts a queued row's attempts.
-        if not transition_if_allowed(
-            verification,
-            Status.SENDING,
-            reason="worker picked it up",
-            send_claim=delivery,
-            **attempt,
-        ):
+    with transaction.atomic():
+        # Read under the row's lock, and claimed in the same transaction: a duplicate
+        # delivery waits here, then finds the claim.
+        verification = Verification.objects.select_for_update().get(pk=verification_id)
+        if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
+            return verification  # the provider already has this request
+        # Counted and re-armed before the call: a worker killed during it leaves a row the
+        # reconciler re-drives once this attempt's time is up.
+        now = timezone.now()
+        attempt = {
+            "send_attempts": verification.send_attempts + 1,
+            "send_started_at": verification.send_started_at or now,
+            "deadline_at": now + task_grace(),
+        }
+        if verification.status == Status.QUEUED:
+            # The claim and the first attempt's count in one write: only a queued row's
+            # claimer counts, and nobody else counts a queued row's attempts.
+            transition(
+                verification,
+                Status.SENDING,
+                reason="worker picked it up",
+                send_claim=delivery,
+                locked=True,
+                **attempt,
+            )
+        elif verification.send_claim != delivery:
+            return verification  # another delivery owns this send
+        elif verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
+            transition(
+                verification,
+                Status.FAILED,
+                reason=f"gave up after {verification.send_attempts} provider calls",
+                failure_reason=SEND_GAVE_UP,
+                locked=True,
+            )
             return verification
-    elif verification.send_claim != delivery:
-        return verification  # another delivery owns this send
-    elif verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
-        transition_if_allowed(
-            verification,
-            Status.FAILED,
-            reason=f"gave up after {verification.send_attempts} provider calls",
-            failure_reason=SEND_GAVE_UP,
-        )
-        return verification
-    else:
-        # Re-driven in `sending` (a lost attempt's task id, the same claim).
-        Verification.objects.filter(pk=verification.pk).update(**attempt)
+        else:
+            # Re-driven in `sending` (a lost attempt's task id, the same claim).
+            Verification.objects.filter(pk=verification.pk).update(**attempt)
     if verification.country:
         # The governor judges what was sent lately (at most every few seconds per
         # prefix), and a destination it paused gets no code, even one asked for before.

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from two_factor.live import Committed
 from two_factor.models import (
     TRANSITIONS,
     Status,
@@ -84,7 +85,7 @@ def _transition(
         current.deadline_at = deadline_for(current, now=timezone.now())
     # Only what changed: the UPDATE stays small whatever the row holds.
     current.save(update_fields=["status", "deadline_at", "updated_at", *fields])
-    event = VerificationEvent.objects.create(
+    event = VerificationEvent(
         verification=current,
         from_status=from_status,
         to_status=to,
@@ -92,18 +93,20 @@ def _transition(
         reason=reason,
         ip=ip,
     )
+    # On PostgreSQL the insert also reads the audit trail up to this event, for the push.
+    trail = VerificationEvent.objects.append(event)
     # The pages are shown this row as this transition saved it (a copy: the caller may
     # go on changing its own), not read again after the commit. A later write to the row
     # in the same transaction that changes what the page shows must publish itself.
-    committed = copy.copy(current)
-    transaction.on_commit(lambda: _publish(current.pk, as_of=(committed, event.pk)))
+    committed = Committed(copy.copy(current), event_id=event.pk, events=trail)
+    transaction.on_commit(lambda: _publish(current.pk, as_of=committed))
     transaction.on_commit(
         lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
     )
     return current
 
 
-def _publish(verification_id: UUID, *, as_of: tuple[Verification, int] | None = None) -> None:
+def _publish(verification_id: UUID, *, as_of: Committed | None = None) -> None:
     from two_factor.live import verification_publish
 
     try:
