@@ -103,9 +103,7 @@ def render_fragment(
     return Rendered(html=html, version=int(context["version"]))  # type: ignore[call-overload]
 
 
-def verification_publish(
-    *, verification_id: UUID | str, as_of: Committed | None = None
-) -> None:
+def verification_publish(*, verification_id: UUID | str, as_of: Committed | None = None) -> None:
     """Render the status once per language whose pages are open, and send each rendering
     to the sockets of that language, with its version: a socket never swaps an older
     state over a newer one it showed, whichever publisher's message arrives first.

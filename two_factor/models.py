@@ -258,9 +258,9 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
         verification_column = quote(meta.get_field("verification").column)
         order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
         # The statement's snapshot predates its own insert: the earlier events come from
-        # the table, the new one from the CTE.
+        # the table, the new one from the CTE. Only quoted model names are interpolated.
         sql = (
-            f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "
+            f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "  # noqa: S608
             f"RETURNING {every}) "
             f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
             f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"

@@ -202,11 +202,11 @@ def test_an_event_cannot_be_deleted(make_verification):
     assert VerificationEvent.objects.filter(pk=event.pk).exists()
 
 
+_EVENT_FIELDS = ("pk", "verification_id", "from_status", "to_status", "channel", "reason")
+
+
 def _trail(events: list[VerificationEvent]) -> list[tuple[Any, ...]]:
-    return [
-        (e.pk, e.verification_id, e.from_status, e.to_status, e.channel, e.reason, e.ip, e.created_at)
-        for e in events
-    ]
+    return [(*(getattr(e, name) for name in _EVENT_FIELDS), e.ip, e.created_at) for e in events]
 
 
 def test_appending_an_event_returns_the_trail_up_to_it_on_postgresql(make_verification):
@@ -256,9 +256,11 @@ def test_a_transition_pushes_without_reading_the_trail_again_on_postgresql(
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
 
-    with CaptureQueriesContext(connection) as captured:
-        with django_capture_on_commit_callbacks(execute=True):
-            transition(verification, Status.CHECKING, reason="code submitted")
+    with (
+        CaptureQueriesContext(connection) as captured,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        transition(verification, Status.CHECKING, reason="code submitted")
 
     message = async_to_sync(_receive)(layer, channel)
     assert message["version"] == verification.events.last().pk
