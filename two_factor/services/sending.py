@@ -4,6 +4,7 @@ worker side (send, retries, giving up). Idempotent: a redelivered send never tex
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
@@ -200,7 +201,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         # Counted and re-armed before the call: a worker killed during it leaves a row the
         # reconciler re-drives once this attempt's time is up.
         now = timezone.now()
-        attempt = {
+        attempt: dict[str, Any] = {
             "send_attempts": verification.send_attempts + 1,
             "send_started_at": verification.send_started_at or now,
             "deadline_at": now + task_grace(),
