@@ -35,7 +35,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -385,6 +385,11 @@ class ChildProcess:
                 raise self.fail(f"no {what} within {timeout:.0f} s")
             time.sleep(POLL_INTERVAL)
 
+    def terminate(self) -> None:
+        """SIGTERM the whole group without waiting (`stop` waits, and kills if need be)."""
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM the whole group, then SIGKILL whatever is left after ``timeout``.
 
@@ -450,6 +455,12 @@ def celery_worker(
 
     Ready means Celery logged ``<nodename> ready.``: it consumes from the broker.
     """
+    child = _worker_child(env, concurrency=concurrency, name=name)
+    with _running(child):
+        yield _worker_ready(child)
+
+
+def _worker_child(env: dict[str, str], *, concurrency: int | None, name: str) -> ChildProcess:
     # A unique node name, so control commands (ping, stats) reach exactly this worker.
     hostname = f"{name}-{secrets.token_hex(3)}@%h"
     argv = [
@@ -458,10 +469,12 @@ def celery_worker(
         *worker_command(concurrency=concurrency),
         f"--hostname={hostname}",
     ]
-    child = ChildProcess("celery-worker", argv, env)
-    with _running(child):
-        match = child.wait_until(lambda: _READY.search(child.log_text()), what="'ready.' line")
-        yield Worker(process=child, nodename=match.group(1))
+    return ChildProcess("celery-worker", argv, env)
+
+
+def _worker_ready(child: ChildProcess) -> Worker:
+    match = child.wait_until(lambda: _READY.search(child.log_text()), what="'ready.' line")
+    return Worker(process=child, nodename=match.group(1))
 
 
 @dataclass
@@ -489,6 +502,29 @@ def daphne_server(
 
 
 @contextmanager
+def celery_worker_and_daphne(
+    env: dict[str, str], *, concurrency: int | None = None
+) -> Iterator[tuple[Worker, WebServer]]:
+    """`celery_worker` and `daphne_server` at once: both processes start before either
+    is waited for, so their imports overlap (a browser test's stack is up in about the
+    time of the slower one)."""
+    port = free_port()
+    with ExitStack() as running:
+        worker_child = _worker_child(env, concurrency=concurrency, name="pollstr-test")
+        running.enter_context(_running(worker_child))
+        argv = [sys.executable, "-m", *daphne_command(host="127.0.0.1", port=port)]
+        web_child = ChildProcess("daphne", argv, env)
+        running.enter_context(_running(web_child))
+        worker = _worker_ready(worker_child)
+        try:
+            yield worker, _web_ready(web_child, url=f"http://127.0.0.1:{port}")
+        finally:
+            # Both told to stop before either is waited for: their shutdowns overlap too.
+            for child in (web_child, worker_child):
+                child.terminate()
+
+
+@contextmanager
 def web_server(
     env: dict[str, str], *, host: str = "127.0.0.1", port: int | None = None
 ) -> Iterator[WebServer]:
@@ -501,13 +537,14 @@ def web_server(
 
 @contextmanager
 def _serving(child: ChildProcess, *, host: str, port: int) -> Iterator[WebServer]:
-    url = f"http://{host}:{port}"
     with _running(child):
-        # /healthz answers as soon as Django serves, whatever the database is doing.
-        child.wait_until(
-            lambda: http_answers(url, "/healthz"), what=f"HTTP answer on {url}/healthz"
-        )
-        yield WebServer(process=child, url=url)
+        yield _web_ready(child, url=f"http://{host}:{port}")
+
+
+def _web_ready(child: ChildProcess, *, url: str) -> WebServer:
+    # /healthz answers as soon as Django serves, whatever the database is doing.
+    child.wait_until(lambda: http_answers(url, "/healthz"), what=f"HTTP answer on {url}/healthz")
+    return WebServer(process=child, url=url)
 
 
 @contextmanager

@@ -66,12 +66,13 @@ def e2e_stack(
         redis_url=redis_url,
         extra={"TWO_FACTOR_SANDBOX_INBOX": "1", "LOG_LEVEL": "INFO", **stack_settings},
     )
-    with stack.celery_worker(env, concurrency=2) as worker, stack.daphne_server(env) as web:
+    with stack.celery_worker_and_daphne(env, concurrency=2) as (worker, web):
         yield {"url": web.url, "web": web, "worker": worker}
 
 
-@pytest.fixture
-def browser(chromium_path: str) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def _chromium(chromium_path: str) -> Iterator[Any]:
+    """One Chromium per test module (each launch costs about half a second)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -80,6 +81,17 @@ def browser(chromium_path: str) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def browser(_chromium: Any) -> Iterator[Any]:
+    """Chromium for one test: each test opens its own contexts (cookies, storage and
+    pages of their own), and whatever it leaves open is closed after it."""
+    try:
+        yield _chromium
+    finally:
+        for context in list(_chromium.contexts):
+            context.close()
 
 
 @pytest.fixture

@@ -27,7 +27,11 @@ from tests.two_factor.verifications import mark_session_verified
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis, pytest.mark.timeout(120)]
 
-IDLE_SECONDS = 60.0
+# Idle for longer than every timer that could end a quiet socket, several times over:
+# the channel layer's 5 s blocking read and its client's 10 s read timeout, its 15 s
+# health check, daphne's 20 s ping, and the session re-read (every RECHECK_SECONDS here).
+IDLE_SECONDS = 35.0
+RECHECK_SECONDS = 10
 REDIS_ERRORS = ("Timeout reading", "Traceback", "TimeoutError", "ConnectionError")
 
 
@@ -47,6 +51,7 @@ def web(transactional_db: None, settings: Any) -> Iterator[stack.WebServer]:
         database_url=stack.database_url(connection.settings_dict),
         redis_url=redis_url,
         prefix=prefix,
+        extra={"LIVE_SOCKET_RECHECK_SECONDS": str(RECHECK_SECONDS)},
     )
     try:
         with stack.daphne_server(env) as server:
