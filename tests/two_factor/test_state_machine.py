@@ -252,9 +252,7 @@ def test_a_transition_pushes_without_reading_the_trail_again_on_postgresql(
     from django.test.utils import CaptureQueriesContext
 
     verification = make_verification(Status.SENT, channel="sms")
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+    layer, channel = _page_listening(verification)
 
     with (
         CaptureQueriesContext(connection) as captured,
@@ -277,9 +275,7 @@ def test_a_committed_transition_is_published_to_the_verifications_sockets(
     make_verification, django_capture_on_commit_callbacks
 ):
     verification = make_verification(Status.SENT, channel="sms")
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+    layer, channel = _page_listening(verification)
 
     with django_capture_on_commit_callbacks(execute=True):
         transition(verification, Status.SENT, reason="test", channel="voice", step=1)
@@ -327,6 +323,14 @@ def test_a_committed_transition_is_announced_with_its_statuses_and_reason(
         Status.SENT,
         "the SMS step timed out",
     )
+
+
+def _page_listening(verification: Any) -> tuple[Any, str]:
+    """A channel in the verification's group, as an open code page's socket is."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(verification_group(verification.pk), channel)
+    return layer, channel
 
 
 async def _receive(layer: Any, channel: str) -> dict[str, Any]:
