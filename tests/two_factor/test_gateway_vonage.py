@@ -372,6 +372,54 @@ def test_an_application_and_private_key_are_sent_as_a_signed_bearer_jwt(
     assert claims["application_id"] == application_id
 
 
+def test_the_private_key_is_parsed_once_per_process_not_per_request(
+    fake_verify: FakeVerifyServer, rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parsing an RSA key costs ~35 ms of CPU (benchmarks/gateway_cost.py); the SDK would
+    # have PyJWT parse the PEM text on every request.
+    fake_verify.jwt_public_key = public_pem(rsa_key)
+    parses: list[bytes] = []
+    for module in (serialization, jwt.algorithms):
+        real = module.load_pem_private_key
+
+        def counting(data: bytes, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            if b"PRIVATE KEY" in data:  # (the fake server's decode tries its public key too)
+                parses.append(data)
+            return _real(data, *args, **kwargs)
+
+        monkeypatch.setattr(module, "load_pem_private_key", counting)
+    application_id = str(uuid.uuid4())
+
+    for _ in range(3):  # a gateway per task, as the tasks build theirs
+        gateway = VonageGateway(
+            CONFIG,
+            application_id=application_id,
+            private_key=pem(rsa_key, serialization.PrivateFormat.PKCS8),
+            api_host=fake_verify.host,
+        )
+        request_id = gateway.start(
+            number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow()
+        )
+        gateway.cancel(request_id=request_id)
+
+    assert len(parses) == 1
+    assert len(fake_verify.requests_log) == 6
+    for sent in fake_verify.requests_log:
+        token = sent.headers["Authorization"].removeprefix("Bearer ")
+        claims = jwt.decode(token, public_pem(rsa_key), algorithms=["RS256"])
+        assert claims["application_id"] == application_id
+    # Each request still carries a token of its own.
+    tokens = {sent.headers["Authorization"] for sent in fake_verify.requests_log}
+    assert len(tokens) == 6
+
+
+def test_a_private_key_that_is_not_a_key_is_refused_when_the_gateway_is_built() -> None:
+    garbage = "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----"
+
+    with pytest.raises(ImproperlyConfigured, match="VONAGE_PRIVATE_KEY is not a PEM private key"):
+        VonageGateway(CONFIG, application_id="app", private_key=garbage)
+
+
 def test_a_jwt_signed_by_another_key_is_refused(
     fake_verify: FakeVerifyServer, rsa_key: rsa.RSAPrivateKey
 ) -> None:

@@ -16,10 +16,15 @@ SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
   status and the problem+json body decide, through ``problems.error_from_problem``.
 - requests honours ``REQUESTS_CA_BUNDLE`` and ``NO_PROXY`` from the environment;
   nothing here overrides ``verify`` or ``trust_env``.
+- Under JWT auth the SDK signs every request with the private key *as PEM text*, so
+  PyJWT parses it per request, and parsing an RSA key (cryptography checks it) costs
+  ~35 ms of CPU: more than the rest of a call. We parse it once per process and hand
+  the SDK's signer the key object, which PyJWT takes as it is.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import threading
@@ -30,6 +35,8 @@ from typing import Any, Self
 
 import pydantic
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from django.core.exceptions import ImproperlyConfigured
 from vonage import Auth, HttpClientOptions, Vonage
 from vonage_http_client.errors import HttpRequestError
@@ -83,12 +90,12 @@ class VonageGateway:
         self.config = config or GatewayConfig()
         self.api_host = api_host
         self.template_id = template_id
+        signing_key: PrivateKeyTypes | None = None
         if application_id and private_key:
             # JWT: the only auth under which Vonage sends the signed status callbacks.
-            credentials = {
-                "application_id": application_id,
-                "private_key": load_private_key(private_key),
-            }
+            pem = load_private_key(private_key)
+            signing_key = _parsed_key(pem)
+            credentials = {"application_id": application_id, "private_key": pem}
         elif api_key and api_secret:
             credentials = {"api_key": api_key, "api_secret": api_secret}
         else:
@@ -105,6 +112,8 @@ class VonageGateway:
             self._auth = Auth(**credentials)
         except (VonageError, pydantic.ValidationError) as exc:
             raise ImproperlyConfigured(f"Invalid Vonage credentials: {exc}") from exc
+        if signing_key is not None:
+            _sign_with(self._auth, signing_key)
 
     @classmethod
     def from_settings(cls) -> Self:
@@ -202,17 +211,36 @@ def load_private_key(value: str) -> str:
     text = text.replace("\\n", "\n")
     if "-----BEGIN PRIVATE KEY-----" in text:
         return text + "\n"
-    from cryptography.hazmat.primitives import serialization
+    return (
+        _parsed_key(text)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
 
+
+@functools.lru_cache(maxsize=4)
+def _parsed_key(pem: str) -> PrivateKeyTypes:
+    """The key a PEM text holds, parsed once per process and text (see the module
+    docstring); a text that holds no key is a setup error, found when the gateway is
+    built rather than on the first send."""
     try:
-        key = serialization.load_pem_private_key(text.encode(), password=None)
+        return serialization.load_pem_private_key(pem.encode(), password=None)
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(f"VONAGE_PRIVATE_KEY is not a PEM private key: {exc}") from exc
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
+
+
+def _sign_with(auth: Auth, key: PrivateKeyTypes) -> None:
+    """Make the SDK's JWT signer (vonage_jwt.JwtClient, which keeps the key it passes
+    to PyJWT in ``_private_key``) sign with the parsed key instead of the PEM text.
+    Should a later SDK keep it elsewhere, it still signs, only slower:
+    tests/two_factor/test_gateway_vonage.py counts the parses."""
+    signer = getattr(auth, "_jwt_client", None)
+    if signer is not None and isinstance(getattr(signer, "_private_key", None), (str, bytes)):
+        signer._private_key = key
 
 
 @contextmanager
