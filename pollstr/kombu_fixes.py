@@ -1,4 +1,7 @@
-"""A fix for kombu's Redis transport: a worker must survive a Redis restart.
+"""Two fixes for kombu's Redis transport: a worker must survive a Redis restart, and
+must not build a Redis client per message.
+
+**Surviving a restart.**
 
 kombu 5.7.0 (the newest release) ends the worker when the broker connection drops while
 the worker holds unacknowledged messages (acks_late tasks running, or retries waiting
@@ -22,9 +25,19 @@ could not requeue stay in Redis's unacked hash, which a worker requeues once the
 visibility timeout passes; the verification reconciler
 (two_factor.services.verification_reconcile) re-drives their verifications long before.
 
-Applied once by ``pollstr.celery`` (every process that loads the Celery app). Remove it
-when kombu's ``Channel._connparams`` handles a detached transport itself;
-tests/test_kombu_fixes.py shows whether the installed kombu still needs it.
+**A client per message.** kombu's ``Channel.conn_or_acquire`` builds a new redis-py
+client on its channel's pool for every synchronous operation, and the worker makes two
+per task: recording the message as unacknowledged when it arrives (``QoS.append``) and
+removing it on the ack. redis-py 8's client builds its response-callback table each
+time: ~0.17 ms of a message's ~0.56 ms of CPU in the consumer
+(``python -m benchmarks.broker_cost``). redis-py clients are thread-safe (a command takes a
+connection from the pool), so each channel keeps one per pool: when kombu replaces the
+pool (after a lost connection) the next call builds a new client on it.
+
+Applied once by ``pollstr.celery`` (every process that loads the Celery app). Remove the
+first when kombu's ``Channel._connparams`` handles a detached transport itself, the
+second when ``Channel._create_client`` stops building a client per call;
+tests/test_kombu_fixes.py shows whether the installed kombu still needs them.
 """
 
 from __future__ import annotations
@@ -33,17 +46,18 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-PATCHED_MARKER = "_pollstr_detached_transport_fix"
+PATCHED_MARKER = "_pollstr_kombu_fix"
 
 
 def apply() -> None:
-    """Patch kombu's Redis ``Channel._connparams`` (idempotent)."""
+    """Patch kombu's Redis ``Channel._connparams`` and ``_create_client`` (idempotent)."""
     from kombu.transport import redis as kombu_redis
 
-    original = kombu_redis.Channel._connparams  # type: ignore[attr-defined]
-    if getattr(original, PATCHED_MARKER, False):
-        return
-    kombu_redis.Channel._connparams = _refuse_when_detached(original)  # type: ignore[attr-defined]
+    channel = kombu_redis.Channel
+    if not getattr(channel._connparams, PATCHED_MARKER, False):  # type: ignore[attr-defined]
+        channel._connparams = _refuse_when_detached(channel._connparams)  # type: ignore[attr-defined]
+    if not getattr(channel._create_client, PATCHED_MARKER, False):  # type: ignore[attr-defined]
+        channel._create_client = _one_client_per_pool(channel._create_client)  # type: ignore[attr-defined]
 
 
 def _refuse_when_detached(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
@@ -60,3 +74,19 @@ def _refuse_when_detached(original: Callable[..., dict[str, Any]]) -> Callable[.
 
     setattr(_connparams, PATCHED_MARKER, True)
     return _connparams
+
+
+def _one_client_per_pool(original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def _create_client(self: Any, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return original(self, asynchronous=True)
+        pool = self.pool
+        held = self.__dict__.get("_pollstr_client")
+        if held is None or held.connection_pool is not pool:
+            held = original(self)
+            self.__dict__["_pollstr_client"] = held
+        return held
+
+    setattr(_create_client, PATCHED_MARKER, True)
+    return _create_client

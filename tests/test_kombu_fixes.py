@@ -1,4 +1,5 @@
-"""pollstr.kombu_fixes: closing a Redis channel after Celery detached its transport.
+"""pollstr.kombu_fixes: closing a Redis channel after Celery detached its transport, and
+one Redis client per channel and pool instead of one per message.
 
 That is what a worker does when the broker connection drops (Connection.collect(), then
 close()) while it holds unacknowledged messages; unpatched kombu 5.7 raises
@@ -61,4 +62,40 @@ def test_a_detached_channel_asked_to_connect_raises_a_connection_error(
     with pytest.raises(redis.exceptions.ConnectionError):
         channel._connparams()
     assert isinstance(redis.exceptions.ConnectionError(), connection.connection_errors)
+    connection.close()
+
+
+def test_a_channel_reuses_one_client_for_its_messages_until_its_pool_is_replaced(
+    broker: tuple[str, str],
+) -> None:
+    kombu_fixes.apply()
+    url, prefix = broker
+    connection = Connection(url, transport_options={"global_keyprefix": prefix})
+    channel = connection.default_channel
+    built: list[object] = []
+    real_client = channel.Client
+
+    def counting(*args: object, **kwargs: object) -> object:
+        client = real_client(*args, **kwargs)
+        built.append(client)
+        return client
+
+    channel.Client = counting
+    queue = connection.SimpleQueue("reused")
+    for number in range(5):
+        queue.put({"n": number})
+    for _ in range(5):
+        queue.get(timeout=2).ack()  # recorded as unacked on arrival, removed on the ack
+
+    assert len(built) == 1
+    assert redis.Redis.from_url(url).hlen(f"{prefix}unacked") == 0
+
+    # A lost connection makes kombu drop its pools; the next call builds on the new pool.
+    old_pool = channel.pool
+    channel._disconnect_pools()
+    queue.put({"n": 5})
+    queue.get(timeout=2).ack()
+
+    assert len(built) == 2
+    assert built[-1].connection_pool is channel.pool is not old_pool
     connection.close()
