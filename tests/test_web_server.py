@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.http11 import Request
 from websockets.sync.client import connect
 
-from pollstr.web_server import LeanWebSocketProtocol, UvicornWorker
+from pollstr.web_server import Inbox, LeanWebSocketProtocol, UvicornWorker, Writable
 from tests import stack
 
 # What a browser offers; a server that compresses answers with the same header.
@@ -136,7 +136,64 @@ async def test_an_open_socket_keeps_nothing_of_its_handshake() -> None:
         assert client.response is not None
         assert DEFLATE not in client.response.headers
 
-        # Frames still flow both ways on the restarted parser, a large one included.
+        # Frames still flow both ways on the restarted parser, a large one included, and
+        # a burst arrives whole and in order through the protocol's own queue.
         for text in ("again", "x" * 70_000):
             await client.send(text)
             assert await asyncio.wait_for(client.recv(), timeout=5) == text.upper()
+        burst = [f"frame {n}" for n in range(50)]
+        for text in burst:
+            await client.send(text)
+        echoed = [await asyncio.wait_for(client.recv(), timeout=5) for _ in burst]
+        assert echoed == [text.upper() for text in burst]
+        assert isinstance(protocol.queue, Inbox)
+
+
+# --- the queue and the writable flag that replace asyncio's -----------------------------------
+
+
+@pytest.mark.asyncio
+async def test_the_inbox_hands_events_over_in_order_to_one_waiting_reader() -> None:
+    inbox = Inbox()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    second = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    assert isinstance(second.exception(), RuntimeError)  # one reader at a time
+
+    inbox.put_nowait("first")
+    inbox.put_nowait("second")
+
+    assert await asyncio.wait_for(reader, timeout=1) == "first"
+    assert not inbox.empty()
+    assert await inbox.get() == "second"
+    assert inbox.empty()
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_read_of_the_inbox_leaves_the_next_one_working() -> None:
+    inbox = Inbox()
+    reader = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    reader.cancel()
+    await asyncio.sleep(0)
+
+    inbox.put_nowait("kept")
+
+    assert await asyncio.wait_for(inbox.get(), timeout=1) == "kept"
+
+
+@pytest.mark.asyncio
+async def test_writable_holds_writers_while_paused_and_releases_them_all() -> None:
+    writable = Writable()
+    await asyncio.wait_for(writable.wait(), timeout=1)  # writable from the start
+    writable.clear()
+    writers = [asyncio.ensure_future(writable.wait()) for _ in range(3)]
+    await asyncio.sleep(0.01)
+    assert not any(writer.done() for writer in writers)
+
+    writable.set()
+
+    await asyncio.wait_for(asyncio.gather(*writers), timeout=1)
+    assert writable.is_set()
