@@ -34,4 +34,4 @@ RUN SECRET_KEY=collectstatic-only-not-a-secret python manage.py collectstatic --
 USER pollstr
 
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "uvicorn_worker.UvicornWorker", "--graceful-timeout", "25", "--no-control-socket", "pollstr.asgi:application"]
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "pollstr.web_server.UvicornWorker", "--graceful-timeout", "25", "--no-control-socket", "pollstr.asgi:application"]

@@ -1,17 +1,34 @@
-"""Every websocket path: the pages' sockets, then a catch-all that closes the rest."""
+"""Every websocket path, and the gate each socket passes once, at its handshake.
+
+channels' usual stack (AllowedHostsOriginValidator, then AuthMiddlewareStack's cookie,
+session and auth middleware, then URLRouter) copies the scope at every layer and leaves
+each socket holding, for as long as it is open, the handshake's headers, a cookie dict, a
+lazy session store and a lazy user. Thousands of idle results pages pay for that in
+memory (benchmarks, P4). ``SocketGate`` makes the same decisions once and hands the
+consumer a scope of its own with only what the consumers read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.security.websocket import WebsocketDenier
-from django.urls import re_path
+from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
+from django.http import parse_cookie
+from django.urls import URLPattern
 
 from polls.routing import websocket_urlpatterns as polls_websockets
+from pollstr.languages import scope_language
+from two_factor.consumers import SessionNow, session_authenticated
 from two_factor.routing import websocket_urlpatterns as two_factor_websockets
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # "No such socket": a stale page or a probe gets a clean close, never a server error.
 CLOSE_NOT_FOUND = 4404
@@ -22,32 +39,111 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_NOT_FOUND)
 
 
-websocket_urlpatterns = [
-    *two_factor_websockets,
-    *polls_websockets,
-    re_path(r"", UnknownPathConsumer.as_asgi()),
-]
+websocket_urlpatterns: list[URLPattern] = [*two_factor_websockets, *polls_websockets]
 
 
-class RefuseUnparseableOrigin:
-    """Denies a websocket whose Origin header can't be parsed ("http://[::1", a port out of
-    range): channels' origin validator would raise on it instead of refusing."""
+class SocketGate:
+    """The websocket application: origin, route and session, checked once per socket.
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
+    In this order, as channels' stack did:
 
-    async def __call__(
-        self,
-        scope: MutableMapping[str, Any],
-        receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
-        send: Callable[[MutableMapping[str, Any]], Awaitable[None]],
-    ) -> None:
-        for name, value in scope.get("headers") or []:
-            if name == b"origin":
-                try:
-                    parsed = urlparse(value.decode("latin1"))
-                    _ = (parsed.hostname, parsed.port)  # both raise on a malformed netloc
-                except ValueError:
-                    await WebsocketDenier()(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    1. **Origin.** The ``Origin`` header must name one of ALLOWED_HOSTS, by the rule of
+       channels' ``OriginValidator`` (scheme, host and port; a leading dot for
+       subdomains; ``*`` for any). A socket without one, with a foreign one, or with one
+       that cannot even be parsed ("http://[::1", a port out of range) is refused: closed
+       before it is accepted, which servers answer with HTTP 403.
+    2. **Route.** The path picks the consumer (``websocket_urlpatterns``); any other path
+       is closed with 4404.
+    3. **Session.** The session cookie's session is loaded once and its user resolved
+       with django.contrib.auth.get_user()'s checks, the auth hash included, so a changed
+       password or a rotated session no longer authenticates (without get_user's side
+       effects: a socket never flushes a session). Whether that user may watch is the
+       consumer's to say (two_factor.consumers).
+
+    The consumer's scope holds: ``type``, ``path``, ``query_string``, ``scheme``,
+    ``host``, ``url_route``, ``language`` (as LocaleMiddleware would choose it for the
+    handshake), ``csrf_token`` (the browser's CSRF cookie, for the forms pushed to it),
+    ``user_id`` and ``session_key`` (None when the session authenticates nobody), and
+    ``session_now``: the loaded session and its user, for the consumer's decision at
+    connect only (it takes them out of its scope, so an open socket does not keep them).
+    """
+
+    def __init__(self, routes: Sequence[URLPattern]) -> None:
+        self.routes = list(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = _origin(scope)
+        if origin is None or not _origin_allowed(origin):
+            await WebsocketDenier()(scope, receive, send)
+            return
+        routed = self._route(scope)
+        if routed is None:
+            await UnknownPathConsumer.as_asgi()(scope, receive, send)
+            return
+        consumer, kwargs = routed
+        await consumer(await _consumer_scope(scope, kwargs), receive, send)
+
+    def _route(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
+        path = str(scope.get("path", ""))
+        root_path = str(scope.get("root_path", ""))
+        if root_path:
+            if not path.startswith(root_path):
+                return None
+            path = path[len(root_path) :]
+        path = path.lstrip("/")  # as Django's own resolver sees it
+        for route in self.routes:
+            match = route.pattern.match(path)
+            if match:
+                _remaining, _args, kwargs = match
+                return route.callback, {**kwargs, **route.default_args}
+        return None
+
+
+def _origin(scope: Scope) -> ParseResult | None:
+    """The handshake's Origin header, parsed (the last one, as channels reads it); None
+    when there is none or one of them cannot be parsed."""
+    parsed = None
+    for name, value in scope.get("headers") or ():
+        if name == b"origin":
+            try:
+                parsed = urlparse(bytes(value).decode("latin1"))
+                _ = (parsed.hostname, parsed.port)  # both raise on a malformed netloc
+            except ValueError:
+                return None
+    return parsed
+
+
+def _origin_allowed(origin: ParseResult) -> bool:
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = ["localhost", "127.0.0.1", "[::1]"]  # as Django's own host check
+    return bool(OriginValidator(None, allowed).valid_origin(origin))
+
+
+async def _consumer_scope(scope: Scope, route_kwargs: dict[str, Any]) -> Scope:
+    """The consumer's scope (see SocketGate); nothing in it refers to the handshake's."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers") or ():
+        headers[bytes(name)] = bytes(value)  # the last of a repeated header, as channels
+    cookie_header = headers.get(b"cookie")
+    cookies = parse_cookie(cookie_header.decode("latin1")) if cookie_header else {}
+    now: SessionNow | None = None
+    session_key = cookies.get(settings.SESSION_COOKIE_NAME)
+    if session_key:
+        now = await database_sync_to_async(session_authenticated)(session_key=session_key)
+    return {
+        "type": "websocket",
+        "path": scope.get("path", ""),
+        "query_string": scope.get("query_string", b""),
+        "scheme": scope.get("scheme", "ws"),
+        "host": headers.get(b"host", b"localhost").decode("latin1"),
+        "url_route": {"args": (), "kwargs": route_kwargs},
+        "language": scope_language({"cookies": cookies, "headers": headers.items()}),
+        "csrf_token": cookies.get(settings.CSRF_COOKIE_NAME, ""),
+        "user_id": now.user.pk if now is not None else None,
+        "session_key": session_key if now is not None else None,
+        "session_now": now,
+    }
+
+
+websocket_application = SocketGate(websocket_urlpatterns)

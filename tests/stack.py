@@ -67,7 +67,7 @@ WEB_COMMAND: tuple[str, ...] = (
     "--bind",
     "{host}:{port}",
     "--worker-class",
-    "uvicorn_worker.UvicornWorker",
+    "pollstr.web_server.UvicornWorker",
     "--graceful-timeout",
     "25",
     "--no-control-socket",

@@ -2,16 +2,18 @@
 class the results page's shares.
 
 A socket lives only as long as its session's right to it. Access is checked when it
-connects; at once when the user's sessions change (a logout of this session from any
-tab, a password change, a number moving to another account reach each of the user's
-sockets through a per-user group, see two_factor.signals); against the clock before
-every push (the session's and the verified flag's expiry, known since connect: no
-database); and by a jittered background re-read of the stored session every
-LIVE_SOCKET_RECHECK_SECONDS, which catches what sends no event (an operator deleting a
-session). Those re-reads are scheduled by one timer per process (``_Rechecks``), not by a
-sleeping task per socket: an idle socket costs a heap entry, not a task. Pushes themselves
-carry HTML rendered once per change by the publisher (two_factor.live, polls.live), so a
-change reaches thousands of sockets without a query or a render per socket.
+connects (with the session and user pollstr.routing's gate loaded at the handshake; the
+scope keeps only the user's id, the session key and the CSRF cookie); at once when the
+user's sessions change (a logout of this session from any tab, a password change, a
+number moving to another account reach each of the user's sockets through a per-user
+group, see two_factor.signals); against the clock before every push (the session's and
+the verified flag's expiry, known since connect: no database); and by a jittered
+background re-read of the stored session every LIVE_SOCKET_RECHECK_SECONDS, which catches
+what sends no event (an operator deleting a session). Those re-reads are scheduled by one
+timer per process (``_Rechecks``), not by a sleeping task per socket: an idle socket costs
+a heap entry, not a task. Pushes themselves carry HTML rendered once per change by the
+publisher (two_factor.live, polls.live), so a change reaches thousands of sockets without
+a query or a render per socket.
 """
 
 from __future__ import annotations
@@ -34,7 +36,13 @@ from uuid import UUID
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, load_backend
+from django.contrib.auth import (
+    BACKEND_SESSION_KEY,
+    HASH_SESSION_KEY,
+    SESSION_KEY,
+    get_user_model,
+    load_backend,
+)
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest
 from django.template.loader import render_to_string
@@ -43,7 +51,6 @@ from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
 from pollstr.fanout import relay
-from pollstr.languages import scope_language
 from two_factor.live import (
     CSRF_PLACEHOLDER,
     Rendered,
@@ -71,19 +78,16 @@ CLOSE_TRY_AGAIN = 4013
 _LAYER_DOWN = (RedisError, OSError)
 
 
-def scope_request(scope: dict[str, Any]) -> HttpRequest:
+def scope_request(scope: Mapping[str, Any]) -> HttpRequest:
     """A request standing in for the websocket's browser when rendering templates."""
     request = HttpRequest()
     request.method = "GET"
     request.path = scope.get("path", "/")
-    request.user = scope["user"]
-    request.session = scope["session"]
-    headers = dict(scope.get("headers") or [])
-    host = headers.get(b"host", b"localhost").decode("latin-1")
+    host = scope.get("host") or "localhost"
     request.META["HTTP_HOST"] = host
     request.META["SERVER_NAME"] = host.split(":")[0]
     request.META["SERVER_PORT"] = "443" if scope.get("scheme") == "wss" else "80"
-    csrf_cookie = scope.get("cookies", {}).get("csrftoken")
+    csrf_cookie = scope.get("csrf_token")
     if csrf_cookie:
         # The page's forms must carry the token that matches this browser's cookie.
         request.META["CSRF_COOKIE"] = csrf_cookie
@@ -97,25 +101,23 @@ def scope_request(scope: dict[str, Any]) -> HttpRequest:
 class SessionNow:
     """What the socket's session holds right now, and the user it still authenticates."""
 
-    data: Mapping[str, Any]
+    data: Any  # the session store, read as a mapping
     user: AbstractBaseUser
 
 
-def session_now(*, session_key: str | None, user_id: Any) -> SessionNow | None:
-    """The session as stored now, if it still authenticates ``user_id``; else None.
+def session_authenticated(*, session_key: str) -> SessionNow | None:
+    """The session as stored now and the user it authenticates; None if it authenticates
+    nobody (no such session, no user in it, an unknown backend, a stale auth hash).
 
     The checks of django.contrib.auth.get_user(), without its side effects: reading
     never flushes or rewrites a session.
     """
-    if not session_key or user_id is None:
-        return None
-    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key).load()
+    data = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user_id = data.get(SESSION_KEY)
     backend_path = data.get(BACKEND_SESSION_KEY)
-    if str(data.get(SESSION_KEY)) != str(user_id) or backend_path not in (
-        settings.AUTHENTICATION_BACKENDS
-    ):
+    if user_id is None or backend_path not in settings.AUTHENTICATION_BACKENDS:
         return None
-    user = load_backend(backend_path).get_user(user_id)
+    user = load_backend(backend_path).get_user(get_user_model()._meta.pk.to_python(user_id))
     stored_hash = str(data.get(HASH_SESSION_KEY) or "")
     if user is None or not stored_hash:
         return None
@@ -123,6 +125,16 @@ def session_now(*, session_key: str | None, user_id: Any) -> SessionNow | None:
     if not any(constant_time_compare(stored_hash, known) for known in hashes):
         return None
     return SessionNow(data=data, user=user)
+
+
+def session_now(*, session_key: str | None, user_id: Any) -> SessionNow | None:
+    """The session as stored now, if it still authenticates ``user_id``; else None."""
+    if not session_key or user_id is None:
+        return None
+    now = session_authenticated(session_key=session_key)
+    if now is None or str(now.user.pk) != str(user_id):
+        return None
+    return now
 
 
 # --- a channel layer that stops answering ends this process's sockets ---------------------
@@ -271,11 +283,14 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         raise NotImplementedError
 
     async def connect(self) -> None:
-        self.language = scope_language(self.scope)
-        if not await self._may_watch_at_connect():
+        self.language = self.scope["language"]
+        # The session and user the gate loaded (pollstr.routing): for this decision only,
+        # so an open socket does not keep them.
+        now = self.scope.pop("session_now", None)
+        if now is None or not await self._may_watch_at_connect(now):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        own_groups = [user_sockets_group(self.scope["user"].pk)]
+        own_groups = [user_sockets_group(self.scope["user_id"])]
         if self.relayed:
             self._relayed_group = self.live_group()
             await relay().join(self._relayed_group, id(self), self._take_relayed)
@@ -352,20 +367,16 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             await self._end(code)
 
     @database_sync_to_async
-    def _may_watch_at_connect(self) -> bool:
-        user = self.scope.get("user")
-        session = self.scope.get("session")
-        if user is None or not user.is_authenticated or session is None:
+    def _may_watch_at_connect(self, now: SessionNow) -> bool:
+        if not self.may_watch(user=now.user, session=now.data):
             return False
-        if not self.may_watch(user=user, session=session):
-            return False
-        self._valid_until = self.access_expires(user=user, session=session)
+        self._valid_until = self.access_expires(user=now.user, session=now.data)
         return True
 
     @database_sync_to_async
     def _access_ended(self) -> int | None:
         """None while access holds; else the close code that says why it ended."""
-        now = session_now(session_key=self._session_key(), user_id=self.scope["user"].pk)
+        now = session_now(session_key=self._session_key(), user_id=self.scope["user_id"])
         if now is None:
             return CLOSE_LOGGED_OUT
         if not self.may_watch(user=now.user, session=now.data):
@@ -403,8 +414,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             await handler(message)
 
     def _session_key(self) -> str | None:
-        session = self.scope.get("session")
-        return session.session_key if session is not None else None
+        return self.scope.get("session_key")
 
     def _session_hash(self) -> str:
         key = self._session_key()
@@ -442,7 +452,7 @@ class VerificationConsumer(SessionBoundConsumer):
             self.shown_version = version
         # One render for every socket of this verification; only the CSRF token is this
         # browser's own (its cookie's secret is a valid form token).
-        token = self.scope.get("cookies", {}).get("csrftoken", "")
+        token = self.scope.get("csrf_token", "")
         await self.push_html(html.replace(CSRF_PLACEHOLDER, token))
 
     # The first frame is skipped when the page already shows the row as it is: its URL
