@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from typing import Any
 BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
+
+from benchmarks.stats import medians_lines  # noqa: E402
 
 
 def consume(url: str, create_client: Callable[..., Any], messages: int) -> float:
@@ -86,9 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     kombu_redis.Channel._create_client = patched  # type: ignore[method-assign]
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
     print("CPU per message consumed and acknowledged, median of the repetitions:")
-    for name, values in results.items():
-        shown = ", ".join(f"{value:.3f}" for value in values)
-        print(f"  {name}: {statistics.median(values):.3f} ms ({shown})")
+    print("\n".join(medians_lines(results, unit="ms", digits=3)))
 
 
 if __name__ == "__main__":

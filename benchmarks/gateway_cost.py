@@ -30,6 +30,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from benchmarks.stats import medians_lines  # noqa: E402
+
 NUMBER = "+447700900123"
 
 
@@ -133,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"rep {repetition + 1}: {name}: {medians[name][-1]:.2f} ms per call")
         print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
         print("\nCPU per Vonage call in the calling process, median of the repetitions:")
-        for name, values in medians.items():
-            shown = ", ".join(f"{value:.2f}" for value in values)
-            print(f"  {name}: {statistics.median(values):.2f} ms ({shown})")
+        print("\n".join(medians_lines(medians, unit="ms")))
 
 
 if __name__ == "__main__":

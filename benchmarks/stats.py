@@ -38,6 +38,16 @@ def median_of(repetitions: Sequence[float]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
+def medians_lines(results: dict[str, list[float]], *, unit: str, digits: int = 2) -> list[str]:
+    """One line per mode of an interleaved micro-benchmark: the median of its repetitions,
+    then each repetition, in the order they ran."""
+    lines = []
+    for name, values in results.items():
+        shown = ", ".join(f"{value:.{digits}f}" for value in values)
+        lines.append(f"  {name}: {median_of(values):.{digits}f} {unit} ({shown})")
+    return lines
+
+
 def ratio(value: float, baseline: float) -> float:
     """value / baseline; NaN when either is missing or the baseline is zero."""
     if math.isnan(value) or math.isnan(baseline) or baseline == 0:

@@ -15,7 +15,15 @@ import requests
 
 from benchmarks import infra, report, run
 from benchmarks.infra import compose_defaults
-from benchmarks.stats import Figure, Samples, Target, median_of, percentile, ratio
+from benchmarks.stats import (
+    Figure,
+    Samples,
+    Target,
+    median_of,
+    medians_lines,
+    percentile,
+    ratio,
+)
 from benchmarks.verify_double import latest_code
 from tests.fakes.verify_server import FAKE_API_KEY, FAKE_API_SECRET, FakeVerifyServer
 
@@ -221,3 +229,9 @@ def test_the_verify_double_waits_its_injected_latency_on_every_call() -> None:
 def test_the_verify_double_refuses_a_negative_latency() -> None:
     with pytest.raises(ValueError, match="latency"):
         FakeVerifyServer(latency=-1)
+
+
+def test_a_micro_benchmarks_lines_give_each_modes_median_then_its_repetitions_in_order() -> None:
+    lines = medians_lines({"as shipped": [0.5, 0.7, 0.6], "fixed": [0.3]}, unit="ms", digits=3)
+
+    assert lines == ["  as shipped: 0.600 ms (0.500, 0.700, 0.600)", "  fixed: 0.300 ms (0.300)"]

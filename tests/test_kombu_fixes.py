@@ -32,12 +32,20 @@ def broker() -> Iterator[tuple[str, str]]:
     stack.redis_delete_prefix(url, prefix)
 
 
-def test_closing_a_detached_channel_keeps_its_unacked_message_and_raises_nothing(
-    broker: tuple[str, str],
-) -> None:
+@pytest.fixture
+def connection(broker: tuple[str, str]) -> Iterator[Connection]:
+    """A broker connection with the fixes applied, on the test's own key prefix."""
     kombu_fixes.apply()
     url, prefix = broker
     connection = Connection(url, transport_options={"global_keyprefix": prefix})
+    yield connection
+    connection.close()
+
+
+def test_closing_a_detached_channel_keeps_its_unacked_message_and_raises_nothing(
+    broker: tuple[str, str], connection: Connection
+) -> None:
+    url, prefix = broker
     queue = connection.SimpleQueue("held")
     queue.put({"task": "held"})
     queue.get(timeout=2)  # delivered and never acknowledged, as an acks_late task is
@@ -51,26 +59,20 @@ def test_closing_a_detached_channel_keeps_its_unacked_message_and_raises_nothing
 
 
 def test_a_detached_channel_asked_to_connect_raises_a_connection_error(
-    broker: tuple[str, str],
+    connection: Connection,
 ) -> None:
-    kombu_fixes.apply()
-    url, prefix = broker
-    connection = Connection(url, transport_options={"global_keyprefix": prefix})
     channel = connection.default_channel
     connection.transport.client = None
 
     with pytest.raises(redis.exceptions.ConnectionError):
         channel._connparams()
     assert isinstance(redis.exceptions.ConnectionError(), connection.connection_errors)
-    connection.close()
 
 
 def test_a_channel_reuses_one_client_for_its_messages_until_its_pool_is_replaced(
-    broker: tuple[str, str],
+    broker: tuple[str, str], connection: Connection
 ) -> None:
-    kombu_fixes.apply()
     url, prefix = broker
-    connection = Connection(url, transport_options={"global_keyprefix": prefix})
     channel = connection.default_channel
     built: list[object] = []
     real_client = channel.Client
@@ -98,4 +100,3 @@ def test_a_channel_reuses_one_client_for_its_messages_until_its_pool_is_replaced
 
     assert len(built) == 2
     assert built[-1].connection_pool is channel.pool is not old_pool
-    connection.close()
