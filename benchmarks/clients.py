@@ -395,6 +395,9 @@ class SocketFleet:
 
     arrivals: list[list[float]] = field(default_factory=list)
     sockets: list[aiohttp.ClientWebSocketResponse] = field(default_factory=list)
+    # Which of the URLs each socket opened: sockets are kept in the order their handshakes
+    # completed, not the URLs' order, and a refused URL has no socket.
+    url_indexes: list[int] = field(default_factory=list)
     first_sizes: list[int] = field(default_factory=list)
     refused: int = 0
     _readers: list[asyncio.Task[None]] = field(default_factory=list)
@@ -431,6 +434,7 @@ class SocketFleet:
                     return
             slot = len(self.sockets)
             self.sockets.append(ws)
+            self.url_indexes.append(index)
             self.arrivals.append([])
             self._readers.append(asyncio.create_task(self._read(ws, slot)))
 
@@ -448,9 +452,13 @@ class SocketFleet:
                 self.arrivals[slot].append(time.perf_counter())
 
     async def wait_for_all(self, *, after: float | Sequence[float], timeout: float) -> list[float]:
-        """Seconds from ``after`` (one instant, or one per socket) to each socket's first
-        message past it; sockets that got nothing within ``timeout`` are left out."""
-        starts = [after] * len(self.arrivals) if isinstance(after, float) else list(after)
+        """Seconds from ``after`` (one instant, or one per URL given to ``open``, in that
+        order) to each socket's first message past it; sockets that got nothing within
+        ``timeout`` are left out."""
+        if isinstance(after, float):
+            starts = [after] * len(self.arrivals)
+        else:
+            starts = [after[self.url_indexes[slot]] for slot in range(len(self.arrivals))]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(self._first_after(i, starts[i]) is not None for i in range(len(starts))):
