@@ -57,7 +57,7 @@ from two_factor.live import (
     user_sockets_group,
     verification_group,
 )
-from two_factor.models import Status, Verification, VerificationEvent
+from two_factor.models import VERIFICATION_BY_ID, Status, Verification, VerificationEvent
 from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
 
@@ -515,7 +515,7 @@ class VerificationConsumer(SessionBoundConsumer):
         # The trail before the row (as two_factor.live does): the version never claims
         # more than what is shown.
         events = list(VerificationEvent.objects.filter(verification_id=verification_id))
-        verification = Verification.objects.filter(pk=verification_id).order_by().first()
+        verification = VERIFICATION_BY_ID.first(verification_id)
         if verification is None:
             return None
         with translation.override(self.language or None):

@@ -74,13 +74,13 @@ def _renderings(
     languages: list[str | None],
     as_of: Committed | None,
 ) -> list[Rendered | None]:
-    from two_factor.models import Verification, VerificationEvent
+    from two_factor.models import VERIFICATION_BY_ID, VerificationEvent
 
     if as_of is None:
         # The trail before the row: the version then never claims more than the row
         # shows, so a socket drops only what is truly older (never a newer state).
         events = list(VerificationEvent.objects.filter(verification_id=verification_id))
-        verification = Verification.objects.filter(pk=verification_id).order_by().first()
+        verification = VERIFICATION_BY_ID.first(verification_id)
         if verification is None:
             return [None for _language in languages]
     else:

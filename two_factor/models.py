@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
+from pollstr.db.prepared import PreparedRead
+
 
 class PhoneNumber(models.Model):
     """The account's verified number. Unique across accounts (one person, one vote).
@@ -413,3 +415,15 @@ class TrustedDevice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} of user {self.user_id}"
+
+
+# The reads a verification's life repeats (about a dozen per voter, web and workers),
+# with Django's SQL compiled once per process: pollstr/db/prepared.py.
+VERIFICATION_BY_ID: PreparedRead[Verification] = PreparedRead(Verification, "pk")
+VERIFICATION_LOCKED: PreparedRead[Verification] = PreparedRead(Verification, "pk", for_update=True)
+# A verification of this user started in this session (Verification.objects.of_session).
+VERIFICATION_OF_SESSION: PreparedRead[Verification] = PreparedRead(
+    Verification, "pk", "user", "session_key_hash"
+)
+VERIFICATION_OF_USER: PreparedRead[Verification] = PreparedRead(Verification, "pk", "user")
+PHONE_NUMBER_OF_USER: PreparedRead[PhoneNumber] = PreparedRead(PhoneNumber, "user")

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.cache import never_cache
@@ -23,7 +23,14 @@ from two_factor import services
 from two_factor.channels import channel_get, workflow_for
 from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
-from two_factor.models import PhoneNumber, Status, Verification
+from two_factor.models import (
+    PHONE_NUMBER_OF_USER,
+    VERIFICATION_OF_SESSION,
+    VERIFICATION_OF_USER,
+    PhoneNumber,
+    Status,
+    Verification,
+)
 from two_factor.numbers import number_destination
 from two_factor.protection import verification_not_required
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
@@ -54,14 +61,18 @@ def _session_key(request: HtmxHttpRequest) -> str:
 
 def _get_own_verification(request: HtmxHttpRequest, verification_id: UUID) -> Verification:
     """This user's verification started in this session, else 404 (never say it exists)."""
-    own = Verification.objects.of_session(user=request.user, session_key=_session_key(request))
-    verification = get_object_or_404(own, pk=verification_id)
+    # Verification.objects.of_session(...).get(pk=...), compiled once.
+    verification = VERIFICATION_OF_SESSION.first(
+        verification_id, request.user.pk, session_key_hash(_session_key(request))
+    )
+    if verification is None:
+        raise Http404("No such verification.")
     verification.user = request.user  # the same row: no second query for it
     return verification
 
 
 def _phone_of(request: HtmxHttpRequest) -> PhoneNumber | None:
-    return PhoneNumber.objects.filter(user=request.user).first()
+    return PHONE_NUMBER_OF_USER.first(request.user.pk)
 
 
 def _remember_next(request: HtmxHttpRequest) -> None:
@@ -322,7 +333,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
 
     The worker never writes sessions; the browser comes here once it sees "verified".
     """
-    verification = get_object_or_404(Verification, pk=verification_id, user=request.user)
+    verification = VERIFICATION_OF_USER.first(verification_id, request.user.pk)
+    if verification is None:
+        raise Http404("No such verification.")
     verification.user = request.user
     target = safe_next_url(
         request, request.session.get(NEXT_SESSION_KEY, ""), reverse("polls:index")

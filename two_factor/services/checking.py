@@ -20,6 +20,8 @@ from two_factor.gateways.errors import (
     TooManyAttempts,
 )
 from two_factor.models import (
+    VERIFICATION_BY_ID,
+    VERIFICATION_LOCKED,
     Status,
     Verification,
 )
@@ -59,7 +61,7 @@ def verification_submit_code(
     with transaction.atomic():
         # Two submissions at once (a double click, two tabs) queue on the row: the second
         # sees `checking` and is told so; only a check that goes on to the provider counts.
-        locked = Verification.objects.select_for_update().get(pk=verification.pk)
+        locked = VERIFICATION_LOCKED.get(verification.pk)
         verification.__dict__.update(locked.__dict__)
         if not verification.accepts_code:
             raise VerificationRefused(_why_no_code(verification))
@@ -81,7 +83,7 @@ def _why_no_code(verification: Verification) -> str:
 
 def verification_check(*, verification_id: UUID, code: str) -> Verification:
     """Worker side of a check. Raises TransientGatewayError for the task to retry."""
-    verification = Verification.objects.get(pk=verification_id)
+    verification = VERIFICATION_BY_ID.get(verification_id)
     if verification.status != Status.CHECKING:
         return verification  # redelivered after it was settled
     # Back to the step the code was typed on (the row's channel stays as it was).
@@ -141,7 +143,7 @@ def _settle(
 def verification_check_gave_up(*, verification_id: UUID, error: Exception) -> None:
     """The check could not reach the provider: the code is not used up, so the voter is
     asked to enter it again (nothing retries behind their back)."""
-    verification = Verification.objects.get(pk=verification_id)
+    verification = VERIFICATION_BY_ID.get(verification_id)
     if verification.status != Status.CHECKING:
         return
     transition_if_allowed(

@@ -10,6 +10,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_noop
 
 from two_factor.models import (
+    VERIFICATION_LOCKED,
     Status,
     Verification,
 )
@@ -27,7 +28,7 @@ def verification_complete(*, verification: Verification, session: Any) -> None:
     user = verification.user  # read now: the locked row below carries no cached relations
     with transaction.atomic():
         # Two tabs following the link at once: the second finds it consumed.
-        locked = Verification.objects.select_for_update().get(pk=verification.pk)
+        locked = VERIFICATION_LOCKED.get(verification.pk)
         if locked.status == Status.CONSUMED:
             raise AlreadyCompleted(gettext_noop("This verification is already complete."))
         if locked.status != Status.VERIFIED:

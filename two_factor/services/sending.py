@@ -25,6 +25,9 @@ from two_factor.gateways.errors import (
 )
 from two_factor.models import (
     LIVE_STATUSES,
+    PHONE_NUMBER_OF_USER,
+    VERIFICATION_BY_ID,
+    VERIFICATION_LOCKED,
     PhoneNumber,
     Status,
     Verification,
@@ -104,7 +107,7 @@ def _start_locked(
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
     if number is None:
         # Not `user.phone_number`: a cached relation may predate a bind in this request.
-        phone = PhoneNumber.objects.filter(user=user).first()
+        phone = PHONE_NUMBER_OF_USER.first(user.pk)
         if phone is None:
             raise VerificationRefused(gettext_noop("Add your mobile number first."))
         number = phone.number
@@ -195,7 +198,7 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     with transaction.atomic():
         # Read under the row's lock, and claimed in the same transaction: a duplicate
         # delivery waits here, then finds the claim.
-        verification = Verification.objects.select_for_update().get(pk=verification_id)
+        verification = VERIFICATION_LOCKED.get(verification_id)
         if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
             return verification  # the provider already has this request
         # Counted and re-armed before the call: a worker killed during it leaves a row the
@@ -305,7 +308,7 @@ def _release_request(request_id: str, *, keep: Verification) -> None:
 
 def verification_send_gave_up(*, verification_id: UUID, error: Exception) -> None:
     """The task ran out of retries (provider errors, or our own database)."""
-    verification = Verification.objects.get(pk=verification_id)
+    verification = VERIFICATION_BY_ID.get(verification_id)
     transition_if_allowed(
         verification,
         Status.FAILED,

@@ -18,6 +18,7 @@ from two_factor.gateways.errors import (
     RequestNotFound,
 )
 from two_factor.models import (
+    VERIFICATION_BY_ID,
     Status,
     Verification,
 )
@@ -61,7 +62,7 @@ def verification_next_channel(
     """Worker side of a switch: move the provider on to ``channel`` (the next step when
     None). Verify only moves one step at a time (``next_workflow``), so reaching a later
     channel skips the ones between, and each skipped step may send its message."""
-    verification = Verification.objects.get(pk=verification_id)
+    verification = VERIFICATION_BY_ID.get(verification_id)
     _move_on(verification, channel=channel, reason=reason)
     # Done, whatever the provider said: the page stops saying "Sending your code by …"
     # (a transition already cleared it when the step started; an error the task retries
@@ -109,7 +110,7 @@ def _move_on(verification: Verification, *, channel: str | None, reason: str) ->
 def verification_next_channel_gave_up(*, verification_id: UUID, error: Exception) -> None:
     """The switch could not be asked for after retries: say so; the step's own deadline
     still moves the verification on."""
-    verification = Verification.objects.get(pk=verification_id)
+    verification = VERIFICATION_BY_ID.get(verification_id)
     if verification.status == Status.SENT:
         verification_note(
             verification, reason=f"switch not done: {_describe(error)}", notice=SWITCH_NOT_DONE

@@ -16,6 +16,7 @@ from django.utils import timezone
 from two_factor.live import Committed
 from two_factor.models import (
     TRANSITIONS,
+    VERIFICATION_LOCKED,
     Status,
     Verification,
     VerificationEvent,
@@ -70,9 +71,7 @@ def _transition(
     locked: bool,
     **fields: Any,
 ) -> Verification:
-    current = (
-        verification if locked else Verification.objects.select_for_update().get(pk=verification.pk)
-    )
+    current = verification if locked else VERIFICATION_LOCKED.get(verification.pk)
     if to not in TRANSITIONS[current.status]:
         raise IllegalTransition(f"{current.status} → {to} is not allowed")
     from_status = current.status
@@ -161,7 +160,7 @@ def verification_note(verification: Verification, *, reason: str, notice: str = 
     """Record something that happened to a verification without changing its status (an
     audit event from and to the same status), and tell the voter when there is a notice."""
     with transaction.atomic():
-        current = Verification.objects.select_for_update().get(pk=verification.pk)
+        current = VERIFICATION_LOCKED.get(verification.pk)
         VerificationEvent.objects.create(
             verification=current,
             from_status=current.status,

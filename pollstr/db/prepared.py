@@ -1,0 +1,166 @@
+"""Hot reads whose SQL Django compiles once per process, then only binds new values.
+
+Compiling a query is most of what a simple ORM read costs in Python: Django quotes and
+joins every column of the model and walks the lookups each time. For the verification
+row (26 columns) that is ~0.8 ms of CPU on our 2-core machine, against ~0.2 ms to run
+the compiled statement and build the instance (``benchmarks/orm_cost.py``). A verified
+voter reads that row about a dozen times across the web tier and the workers.
+
+``PreparedRead(model, "pk", "user_id", for_update=True)`` is the read
+``model._default_manager.filter(pk=…, user_id=…).select_for_update()``: Django's own
+compiler writes its SQL the first time it runs on a database (every filter of the
+default manager included), with a placeholder for each value, and keeps the column
+converters Django would apply (JSON, phone numbers, SQLite's dates). Later calls bind
+the values with the fields' own ``get_db_prep_value``, run the statement through
+Django's cursor (so it is counted, logged and wrapped like any other) and build the
+instances with ``Model.from_db``, as a queryset would.
+
+Only equality on concrete fields of the model itself, and whole rows: anything else
+stays a queryset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+from django.db import connections, models, router
+from django.db.models.expressions import Expression
+from django.db.transaction import TransactionManagementError
+
+M = TypeVar("M", bound=models.Model)
+
+
+class _Marker:
+    """Where the i-th value goes in a compiled statement's parameters."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class _Slot(Expression):
+    """A value bound at run time: compiles to one placeholder and a marker."""
+
+    def __init__(self, index: int, field: models.Field[Any, Any]) -> None:
+        super().__init__(output_field=field)
+        self.index = index
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        return "%s", (_Marker(self.index),)
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    # Column position → (converters, its expression), from Django's compiler.
+    converters: dict[int, tuple[list[Any], Any]]
+
+
+class PreparedRead(Generic[M]):
+    def __init__(self, model: type[M], *fields: str, for_update: bool = False) -> None:
+        if not fields:
+            raise ValueError("a prepared read filters on at least one field")
+        self.model = model
+        self.names = fields
+        self.for_update = for_update
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
+
+    @cached_property
+    def fields(self) -> list[models.Field[Any, Any]]:
+        # Looked up at first use: a module may build its reads before the models are ready.
+        meta = self.model._meta
+        fields = [meta.pk if name == "pk" else meta.get_field(name) for name in self.names]
+        for field in fields:
+            if not getattr(field, "concrete", False) or field.model is not self.model:
+                raise ValueError(f"{self.model.__name__}.{field.name} is not a column of its table")
+        return fields  # type: ignore[return-value]
+
+    @cached_property
+    def attnames(self) -> list[str]:
+        return [field.attname for field in self.model._meta.concrete_fields]
+
+    def all(self, *values: Any) -> list[M]:
+        """Every row whose fields equal ``values`` (in the order the fields were named)."""
+        if len(values) != len(self.fields):
+            raise TypeError(f"{len(self.fields)} values expected, {len(values)} given")
+        alias = (router.db_for_write if self.for_update else router.db_for_read)(self.model)
+        connection = connections[alias]
+        if self.for_update and connection.get_autocommit():
+            # Django's own refusal: a row lock outside a transaction is released at once.
+            raise TransactionManagementError(
+                "select_for_update cannot be used outside of a transaction."
+            )
+        compiled = self._compiled.get((alias, connection.vendor))
+        if compiled is None:
+            compiled = self._compiled[(alias, connection.vendor)] = self._compile(alias)
+        params = [
+            self._bind(values[param.index], self.fields[param.index], connection)
+            if isinstance(param, _Marker)
+            else param
+            for param in compiled.params
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows: Any = cursor.fetchall()
+        if compiled.converters:
+            rows = [_converted(row, compiled.converters, connection) for row in rows]
+        return [self.model.from_db(alias, self.attnames, row) for row in rows]
+
+    def first(self, *values: Any) -> M | None:
+        """The row, or None (for unique fields: no order is needed to pick it)."""
+        found = self.all(*values)
+        return found[0] if found else None
+
+    def get(self, *values: Any) -> M:
+        """The one row, or ``DoesNotExist``/``MultipleObjectsReturned`` as ``get()``."""
+        found = self.all(*values)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise self.model.DoesNotExist(  # type: ignore[attr-defined]
+                f"{self.model._meta.object_name} matching query does not exist."
+            )
+        raise self.model.MultipleObjectsReturned(  # type: ignore[attr-defined]
+            f"get() returned more than one {self.model._meta.object_name} -- "
+            f"it returned {len(found)}!"
+        )
+
+    def _compile(self, alias: str) -> _Compiled:
+        queryset = self.model._default_manager.using(alias).filter(
+            **{field.attname: _Slot(index, field) for index, field in enumerate(self.fields)}
+        )
+        if self.for_update:
+            queryset = queryset.select_for_update()
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        # Whole rows of the model, in its field order, and nothing else: from_db needs it.
+        columns = [column for column, _, _ in compiler.select]
+        expected = [field.column for field in self.model._meta.concrete_fields]
+        if [
+            getattr(column, "target", None) and column.target.column for column in columns
+        ] != expected:
+            raise ValueError(f"{self.model.__name__}'s default manager does not select whole rows")
+        markers = sorted(param.index for param in params if isinstance(param, _Marker))
+        if markers != list(range(len(self.fields))):
+            raise ValueError(f"{self.model.__name__}: each value must be bound exactly once")
+        converters = compiler.get_converters(columns)
+        return _Compiled(sql=sql, params=tuple(params), converters=converters)
+
+    @staticmethod
+    def _bind(value: Any, field: models.Field[Any, Any], connection: Any) -> Any:
+        return field.get_db_prep_value(value, connection, prepared=False)
+
+
+def _converted(
+    row: tuple[Any, ...], converters: dict[int, Any], connection: Any
+) -> tuple[Any, ...]:
+    """A row as a queryset returns it: each column through its converters, in order."""
+    values = list(row)
+    for position, (functions, expression) in converters.items():
+        for function in functions:
+            values[position] = function(values[position], expression, connection)
+    return tuple(values)
