@@ -97,6 +97,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "two_factor.context_processors.two_factor",
             ],
+            "libraries": {"pollstr": "pollstr.template_tags"},
         },
     },
 ]
