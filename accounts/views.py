@@ -37,7 +37,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             if form.is_valid():
                 throttle_hit(events=events)
                 user = form.save()
-                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+                login(request, user, backend="accounts.backends.AccountBackend")
                 messages.success(
                     request,
                     gettext("Welcome, %(name)s! Your account is ready.")

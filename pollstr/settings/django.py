@@ -212,6 +212,12 @@ AUTH_PASSWORD_VALIDATORS = [
 VOTE_HASH_KEYS = env_keys("VOTE_HASH_KEYS", reserved=frozenset({"legacy"}))
 if not VOTE_HASH_KEYS and not DATABASE_URL:
     VOTE_HASH_KEYS = [("v1", embedded_secret_key(VAR_DIR / "vote_hash_key"))]
+# Django's ModelBackend with a cheaper read of each request's user; Django's own stays
+# listed second for sessions signed in through it (accounts/backends.py).
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.AccountBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "polls:index"
 LOGOUT_REDIRECT_URL = "polls:index"
