@@ -57,7 +57,12 @@ from two_factor.live import (
     user_sockets_group,
     verification_group,
 )
-from two_factor.models import VERIFICATION_BY_ID, Status, Verification, VerificationEvent
+from two_factor.models import (
+    TRAIL_OF_VERIFICATION,
+    VERIFICATION_BY_ID,
+    VERIFICATION_OF_SESSION,
+    Status,
+)
 from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
 
@@ -436,8 +441,12 @@ class VerificationConsumer(SessionBoundConsumer):
         verification_id = self._verification_id()
         if verification_id is None:
             return False
-        own = Verification.objects.of_session(user=user, session_key=self._session_key())
-        return own.filter(pk=verification_id).exists()
+        key = self._session_key()
+        if not key or not getattr(user, "is_authenticated", False):
+            return False
+        # Verification.objects.of_session(...).filter(pk=...), compiled once.
+        own = VERIFICATION_OF_SESSION.first(verification_id, user.pk, session_key_hash(key))
+        return own is not None
 
     async def verification_changed(self, event: dict[str, Any]) -> None:
         html = event.get("html")
@@ -493,15 +502,10 @@ class VerificationConsumer(SessionBoundConsumer):
         verification_id = self._verification_id()
         if verification_id is None:
             return False
-        row = (
-            Verification.objects.filter(pk=verification_id)
-            .order_by()
-            .values_list("updated_at", "status", "channel_deadline")
-            .first()
-        )
+        row = VERIFICATION_BY_ID.first(verification_id)
         if row is None:
             return False
-        updated_at, status, channel_deadline = row
+        updated_at, status, channel_deadline = row.updated_at, row.status, row.channel_deadline
         step_over = channel_deadline is not None and channel_deadline <= timezone.now()
         if status == Status.SENT and step_over:
             return False
@@ -514,7 +518,7 @@ class VerificationConsumer(SessionBoundConsumer):
             return None
         # The trail before the row (as two_factor.live does): the version never claims
         # more than what is shown.
-        events = list(VerificationEvent.objects.filter(verification_id=verification_id))
+        events = TRAIL_OF_VERIFICATION.all(verification_id)
         verification = VERIFICATION_BY_ID.first(verification_id)
         if verification is None:
             return None

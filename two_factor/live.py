@@ -74,12 +74,12 @@ def _renderings(
     languages: list[str | None],
     as_of: Committed | None,
 ) -> list[Rendered | None]:
-    from two_factor.models import VERIFICATION_BY_ID, VerificationEvent
+    from two_factor.models import TRAIL_OF_VERIFICATION, VERIFICATION_BY_ID
 
     if as_of is None:
         # The trail before the row: the version then never claims more than the row
         # shows, so a socket drops only what is truly older (never a newer state).
-        events = list(VerificationEvent.objects.filter(verification_id=verification_id))
+        events = TRAIL_OF_VERIFICATION.all(verification_id)
         verification = VERIFICATION_BY_ID.first(verification_id)
         if verification is None:
             return [None for _language in languages]

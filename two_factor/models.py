@@ -427,3 +427,7 @@ VERIFICATION_OF_SESSION: PreparedRead[Verification] = PreparedRead(
 )
 VERIFICATION_OF_USER: PreparedRead[Verification] = PreparedRead(Verification, "pk", "user")
 PHONE_NUMBER_OF_USER: PreparedRead[PhoneNumber] = PreparedRead(PhoneNumber, "user")
+# A verification's audit trail, in its order (VerificationEvent.Meta.ordering).
+TRAIL_OF_VERIFICATION: PreparedRead[VerificationEvent] = PreparedRead(
+    VerificationEvent, "verification"
+)

@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from two_factor.channels import CHANNELS, Channel
 from two_factor.forms import CodeForm
-from two_factor.models import Status, Verification, VerificationEvent
+from two_factor.models import TRAIL_OF_VERIFICATION, Status, Verification, VerificationEvent
 from two_factor.outcomes import OUTCOMES
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def status_context(
     socket uses to refuse a push older than the one it already showed (two_factor.live)."""
     now = timezone.now()
     if events is None:
-        events = list(verification.events.all())
+        events = TRAIL_OF_VERIFICATION.all(verification.pk)
     verification = as_shown(verification, now=now)
     resend_in = verification.resend_available_in(now=now) if verification.is_live else 0
     wrong_code_event = None if malformed else _wrong_code_event(verification, events)
@@ -317,7 +317,7 @@ def verification_timeline(
     it ended badly, what happened and how it ended."""
     reached: dict[str, datetime] = {}
     by_channel: dict[str, datetime] = {}
-    for event in verification.events.all() if events is None else events:
+    for event in TRAIL_OF_VERIFICATION.all(verification.pk) if events is None else events:
         reached.setdefault(event.to_status, event.created_at)
         if event.to_status == Status.SENT and event.channel:
             by_channel.setdefault(event.channel, event.created_at)
