@@ -123,3 +123,14 @@ def test_only_columns_of_the_model_itself_can_be_named(db: None) -> None:
         PreparedRead(Verification, "pk", "user").get(uuid.uuid4())
     with pytest.raises(ValueError, match="at least one field"):
         PreparedRead(Verification)
+
+
+def test_refine_compiles_its_constant_conditions_in(user: AbstractBaseUser) -> None:
+    create_verification(user=user, status=Status.FAILED)
+    live = create_verification(user=user, status=Status.SENT, channel="sms")
+    read = PreparedRead(Verification, "user", refine=lambda rows: rows.live())
+
+    assert [row.pk for row in read.all(user.pk)] == [live.pk]
+    assert [row.pk for row in read.all(user.pk)] == list(
+        Verification.objects.filter(user=user).live().values_list("pk", flat=True)
+    )

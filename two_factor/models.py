@@ -426,6 +426,14 @@ VERIFICATION_OF_SESSION: PreparedRead[Verification] = PreparedRead(
     Verification, "pk", "user", "session_key_hash"
 )
 VERIFICATION_OF_USER: PreparedRead[Verification] = PreparedRead(Verification, "pk", "user")
+# The session's code on its way (at most one: one live verification per user).
+LIVE_OF_SESSION: PreparedRead[Verification] = PreparedRead(
+    Verification, "user", "session_key_hash", refine=VerificationQuerySet.live
+)
+# The user's live verifications, locked (a new start supersedes them).
+LIVE_OF_USER_LOCKED: PreparedRead[Verification] = PreparedRead(
+    Verification, "user", for_update=True, refine=VerificationQuerySet.live
+)
 PHONE_NUMBER_OF_USER: PreparedRead[PhoneNumber] = PreparedRead(PhoneNumber, "user")
 # A verification's audit trail, in its order (VerificationEvent.Meta.ordering).
 TRAIL_OF_VERIFICATION: PreparedRead[VerificationEvent] = PreparedRead(

@@ -24,6 +24,7 @@ from two_factor.channels import channel_get, workflow_for
 from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import (
+    LIVE_OF_SESSION,
     PHONE_NUMBER_OF_USER,
     VERIFICATION_OF_SESSION,
     VERIFICATION_OF_USER,
@@ -150,11 +151,7 @@ def _start_page(
         "error": gettext(refusal.message) if refusal else "",
         "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
-        "pending": Verification.objects.of_session(
-            user=request.user, session_key=_session_key(request)
-        )
-        .live()
-        .first(),
+        "pending": LIVE_OF_SESSION.first(request.user.pk, session_key_hash(_session_key(request))),
     }
     if refusal is None:
         return render(request, "two_factor/start.html", context)

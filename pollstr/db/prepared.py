@@ -15,12 +15,16 @@ the values with the fields' own ``get_db_prep_value``, run the statement through
 Django's cursor (so it is counted, logged and wrapped like any other) and build the
 instances with ``Model.from_db``, as a queryset would.
 
+``refine`` narrows or orders the queryset with what is the same on every call
+(``refine=lambda rows: rows.live()``: constants only, compiled in with the rest).
+
 Only equality on concrete fields of the model itself, and whole rows: anything else
 stays a queryset.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Generic, TypeVar
@@ -61,12 +65,19 @@ class _Compiled:
 
 
 class PreparedRead(Generic[M]):
-    def __init__(self, model: type[M], *fields: str, for_update: bool = False) -> None:
+    def __init__(
+        self,
+        model: type[M],
+        *fields: str,
+        for_update: bool = False,
+        refine: Callable[[Any], models.QuerySet[M]] | None = None,
+    ) -> None:
         if not fields:
             raise ValueError("a prepared read filters on at least one field")
         self.model = model
         self.names = fields
         self.for_update = for_update
+        self.refine = refine
         self._compiled: dict[tuple[str, str], _Compiled] = {}
 
     @cached_property
@@ -133,6 +144,8 @@ class PreparedRead(Generic[M]):
         queryset = self.model._default_manager.using(alias).filter(
             **{field.attname: _Slot(index, field) for index, field in enumerate(self.fields)}
         )
+        if self.refine is not None:
+            queryset = self.refine(queryset)
         if self.for_update:
             queryset = queryset.select_for_update()
         compiler = queryset.query.get_compiler(using=alias)

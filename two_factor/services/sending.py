@@ -24,11 +24,11 @@ from two_factor.gateways.errors import (
     TransientGatewayError,
 )
 from two_factor.models import (
+    LIVE_OF_USER_LOCKED,
     LIVE_STATUSES,
     PHONE_NUMBER_OF_USER,
     VERIFICATION_BY_ID,
     VERIFICATION_LOCKED,
-    PhoneNumber,
     Status,
     Verification,
     VerificationEvent,
@@ -105,13 +105,13 @@ def _start_locked(
     locale: str,
 ) -> Verification:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).only("pk"))
+    # Not `user.phone_number`: a cached relation may predate a bind in this request.
+    phone = PHONE_NUMBER_OF_USER.first(user.pk)
     if number is None:
-        # Not `user.phone_number`: a cached relation may predate a bind in this request.
-        phone = PHONE_NUMBER_OF_USER.first(user.pk)
         if phone is None:
             raise VerificationRefused(gettext_noop("Add your mobile number first."))
         number = phone.number
-    live = list(Verification.objects.select_for_update().filter(user=user).live())
+    live = LIVE_OF_USER_LOCKED.all(user.pk)
     if any(old.status == Status.CHECKING for old in live):
         raise VerificationRefused(
             gettext_noop("We're checking the code you entered. Wait a moment, then try again."),
@@ -140,7 +140,7 @@ def _start_locked(
     # The per-IP limit is for accounts that never proved a phone (the shape of SMS
     # pumping: fresh accounts, many numbers). A voter who once verified is not locked
     # out by the office or carrier NAT they share an address with.
-    if not PhoneNumber.objects.filter(user=user, verified_at__isnull=False).exists():
+    if phone is None or phone.verified_at is None:
         limits.append(("start_per_ip", ip or "unknown"))
         limits.append(("start_per_network", client_network(ip)))
     _limit(limits)
