@@ -1,5 +1,6 @@
 """pollstr.db.prepared: a prepared read returns what the queryset it stands for returns,
-on the database the suite runs on (SQLite or PostgreSQL), and compiles its SQL once."""
+and save_fields writes what save(update_fields=...) writes, on the database the suite
+runs on (SQLite or PostgreSQL), each compiling its SQL once."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.models import F, signals
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from pollstr.db.prepared import PreparedRead
+from pollstr.db.prepared import PreparedRead, save_fields
 from tests.phone_numbers import give_phone
 from tests.two_factor.verifications import create_verification
 from two_factor.models import PhoneNumber, Status, Verification
@@ -134,3 +136,86 @@ def test_refine_compiles_its_constant_conditions_in(user: AbstractBaseUser) -> N
     assert [row.pk for row in read.all(user.pk)] == list(
         Verification.objects.filter(user=user).live().values_list("pk", flat=True)
     )
+
+
+# --- save_fields: save(update_fields=...) compiled once ------------------------------------
+
+
+def test_saving_fields_writes_them_and_nothing_else(user: AbstractBaseUser) -> None:
+    made = create_verification(user=user, status=Status.SENT, channel="sms", notice="before")
+    stale = Verification.objects.get(pk=made.pk)
+    Verification.objects.filter(pk=made.pk).update(wrong_codes=2)  # another writer
+    before = stale.updated_at
+
+    stale.status = Status.CHECKING
+    stale.notice = ""
+    stale.workflow = ["voice"]
+    save_fields(stale, ["status", "notice", "workflow", "updated_at"])
+
+    stored = Verification.objects.get(pk=made.pk)
+    assert (stored.status, stored.notice, stored.workflow) == (Status.CHECKING, "", ["voice"])
+    assert stored.wrong_codes == 2  # not among the fields: left as the other writer left it
+    assert stale.updated_at > before  # auto_now ran, on the instance as save() does
+    assert stored.updated_at == stale.updated_at
+
+
+def test_saving_fields_sends_the_model_signals(user: AbstractBaseUser) -> None:
+    made = create_verification(user=user)
+    seen: list[tuple[str, object]] = []
+
+    def pre(
+        sender: object, instance: Verification, update_fields: object, **kwargs: object
+    ) -> None:
+        seen.append(("pre", update_fields))
+
+    def post(sender: object, created: bool, update_fields: object, **kwargs: object) -> None:
+        seen.append(("post", (created, update_fields)))
+
+    signals.pre_save.connect(pre, sender=Verification)
+    signals.post_save.connect(post, sender=Verification)
+    try:
+        save_fields(made, ["notice"])
+    finally:
+        signals.pre_save.disconnect(pre, sender=Verification)
+        signals.post_save.disconnect(post, sender=Verification)
+
+    assert seen == [("pre", frozenset({"notice"})), ("post", (False, frozenset({"notice"})))]
+
+
+def test_saving_fields_compiles_once(user: AbstractBaseUser) -> None:
+    first = create_verification(user=user, status=Status.FAILED)
+    second = create_verification(user=user, status=Status.FAILED)
+    save_fields(first, ["notice"])
+
+    with (
+        mock.patch.object(
+            SQLCompiler, "as_sql", autospec=True, wraps=SQLCompiler.as_sql
+        ) as compiles,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        second.notice = "x"
+        save_fields(second, ["notice"])
+
+    assert compiles.call_count == 0
+    assert len(queries.captured_queries) == 1
+    assert Verification.objects.get(pk=second.pk).notice == "x"
+
+
+def test_saving_a_row_that_is_gone_is_an_error(user: AbstractBaseUser) -> None:
+    made = create_verification(user=user)
+    Verification.objects.filter(pk=made.pk).delete()
+    with pytest.raises(DatabaseError, match="did not affect any rows"):
+        save_fields(made, ["notice"])
+
+
+def test_saving_fields_refuses_what_save_refuses(user: AbstractBaseUser) -> None:
+    made = create_verification(user=user)
+    with pytest.raises(ValueError, match="do not exist"):
+        save_fields(made, ["events"])
+
+
+def test_an_expression_goes_through_save(user: AbstractBaseUser) -> None:
+    made = create_verification(user=user, status=Status.SENT, channel="sms")
+    made.wrong_codes = F("wrong_codes") + 1
+    save_fields(made, ["wrong_codes"])
+    assert Verification.objects.get(pk=made.pk).wrong_codes == 1

@@ -6,11 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, router
+from django.db.models.sql import Query
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
-from pollstr.db.prepared import PreparedRead
+from pollstr.db.prepared import PreparedRead, row_converted
 
 
 class PhoneNumber(models.Model):
@@ -231,6 +232,13 @@ class Verification(models.Model):
         return max(0, int((moment - timezone.now()).total_seconds()))
 
 
+def _event_converters(connection: Any) -> dict[int, Any]:
+    """Django's converters for the event table's columns on `connection`, by position."""
+    meta = VerificationEvent._meta
+    columns = [field.get_col(meta.db_table) for field in meta.concrete_fields]
+    return Query(VerificationEvent).get_compiler(connection=connection).get_converters(columns)
+
+
 class VerificationEventManager(models.Manager["VerificationEvent"]):
     def append(self, event: VerificationEvent) -> list[VerificationEvent] | None:
         """Insert `event` (a new one: the trail is append-only) and, on PostgreSQL, return
@@ -270,12 +278,24 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
         verification_id = meta.get_field("verification").get_db_prep_value(
             event.verification_id, connection
         )
-        trail = list(self.raw(sql, [*values, verification_id]).using(connection.alias))
-        (appended,) = [row for row in trail if row.appended]
-        event.pk = appended.pk
-        event._state.adding = False
-        event._state.db = connection.alias
-        return [event if row is appended else row for row in trail]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*values, verification_id])
+            rows = cursor.fetchall()
+        # Rows as a queryset builds them (Django's column converters, then from_db), without
+        # a raw queryset's per-statement mapping of columns to fields.
+        converters = _event_converters(connection)
+        attnames = [field.attname for field in meta.concrete_fields]
+        trail: list[VerificationEvent] = []
+        for *columns, appended in rows:
+            if appended:
+                event.pk = columns[attnames.index(meta.pk.attname)]
+                event._state.adding = False
+                event._state.db = connection.alias
+                trail.append(event)
+            else:
+                values_of = row_converted(tuple(columns), converters, connection)
+                trail.append(VerificationEvent.from_db(connection.alias, attnames, values_of))
+        return trail
 
 
 class VerificationEvent(models.Model):

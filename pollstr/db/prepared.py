@@ -24,13 +24,15 @@ stays a queryset.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
-from django.db import connections, models, router
+from django.db import DatabaseError, connections, models, router, transaction
+from django.db.models import signals
 from django.db.models.expressions import Expression
+from django.db.models.sql.subqueries import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=models.Model)
@@ -118,7 +120,7 @@ class PreparedRead(Generic[M]):
             cursor.execute(compiled.sql, params)
             rows: Any = cursor.fetchall()
         if compiled.converters:
-            rows = [_converted(row, compiled.converters, connection) for row in rows]
+            rows = [row_converted(row, compiled.converters, connection) for row in rows]
         return [self.model.from_db(alias, self.attnames, row) for row in rows]
 
     def first(self, *values: Any) -> M | None:
@@ -168,7 +170,7 @@ class PreparedRead(Generic[M]):
         return field.get_db_prep_value(value, connection, prepared=False)
 
 
-def _converted(
+def row_converted(
     row: tuple[Any, ...], converters: dict[int, Any], connection: Any
 ) -> tuple[Any, ...]:
     """A row as a queryset returns it: each column through its converters, in order."""
@@ -177,3 +179,103 @@ def _converted(
         for function in functions:
             values[position] = function(values[position], expression, connection)
     return tuple(values)
+
+
+# --- Saving some fields of a row ----------------------------------------------------------
+@dataclass(frozen=True)
+class _Update:
+    sql: str
+    params: tuple[Any, ...]  # markers: 0..n-1 the fields' values, n the primary key
+    fields: tuple[models.Field[Any, Any], ...]
+
+
+_updates: dict[tuple[type[models.Model], frozenset[str], str, str], _Update] = {}
+
+
+def save_fields(instance: models.Model, fields: Iterable[str]) -> None:
+    """``instance.save(update_fields=fields)``, with the UPDATE's SQL written by Django's
+    compiler once per model, set of fields and database.
+
+    What ``save()`` does for an existing row is done here too: ``pre_save`` and
+    ``post_save`` are sent, each field's ``pre_save`` runs (``auto_now``), values are
+    prepared with ``get_db_prep_save``, an UPDATE that matches no row raises
+    ``DatabaseError``, and an error marks the caller's transaction for rollback. A model
+    with parents, or a value that is an expression (``F()``), goes through ``save()``."""
+    model = type(instance)
+    names = frozenset(fields)
+    if not names:
+        return
+    using = router.db_for_write(model, instance=instance)
+    connection = connections[using]
+    key = (model, names, using, connection.vendor)
+    update = _updates.get(key)
+    if update is None:
+        if model._meta.parents:
+            instance.save(update_fields=names)
+            return
+        update = _updates[key] = _update_compile(model, names, using)
+    if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
+        instance.save(update_fields=names)
+        return
+    meta = model._meta
+    if not meta.auto_created:
+        signals.pre_save.send(
+            sender=model, instance=instance, raw=False, using=using, update_fields=names
+        )
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection)
+        for field in update.fields
+    ]
+    pk = meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
+    params = [
+        (values[param.index] if param.index < len(values) else pk)
+        if isinstance(param, _Marker)
+        else param
+        for param in update.params
+    ]
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(update.sql, params)
+        if cursor.rowcount == 0:
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+    instance._state.db = using
+    instance._state.adding = False
+    if not meta.auto_created:
+        signals.post_save.send(
+            sender=model,
+            instance=instance,
+            created=False,
+            update_fields=names,
+            raw=False,
+            using=using,
+        )
+
+
+def _update_compile(model: type[models.Model], names: frozenset[str], using: str) -> _Update:
+    meta = model._meta
+    fields = tuple(
+        field
+        for field in meta.local_concrete_fields
+        if not field.primary_key
+        and not getattr(field, "generated", False)
+        and (field.name in names or field.attname in names)
+    )
+    known = {field.name for field in fields} | {field.attname for field in fields}
+    if names - known:
+        # save()'s own words for a name that is not a column of this table.
+        raise ValueError(
+            "The following fields do not exist in this model, are m2m fields, primary keys, "
+            f"or are non-concrete fields: {', '.join(sorted(names - known))}"
+        )
+    query: Any = (
+        model._base_manager.using(using)
+        .filter(pk=_Slot(len(fields), meta.pk))
+        .query.chain(UpdateQuery)
+    )
+    query.add_update_fields(
+        [(field, None, _Slot(index, field)) for index, field in enumerate(fields)]
+    )
+    sql, params = query.get_compiler(using).as_sql()
+    markers = sorted(param.index for param in params if isinstance(param, _Marker))
+    if markers != list(range(len(fields) + 1)):
+        raise ValueError(f"{model.__name__}: each value must be bound exactly once")
+    return _Update(sql=sql, params=tuple(params), fields=fields)

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from pollstr.db.prepared import save_fields
 from two_factor.live import Committed
 from two_factor.models import (
     TRANSITIONS,
@@ -82,8 +83,9 @@ def _transition(
         setattr(current, name, value)
     if "deadline_at" not in fields:
         current.deadline_at = deadline_for(current, now=timezone.now())
-    # Only what changed: the UPDATE stays small whatever the row holds.
-    current.save(update_fields=["status", "deadline_at", "updated_at", *fields])
+    # Only what changed: the UPDATE stays small whatever the row holds. save() as Django
+    # does it, signals included, with the statement compiled once (pollstr/db/prepared.py).
+    save_fields(current, ["status", "deadline_at", "updated_at", *fields])
     event = VerificationEvent(
         verification=current,
         from_status=from_status,
