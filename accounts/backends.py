@@ -5,6 +5,7 @@ user; through the ORM that read was ~0.8 ms of CPU, most of it compiling the sam
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,14 +20,10 @@ from pollstr.db.prepared import PreparedRead
 # one so they stay signed in, and is never asked to check a password (see authenticate).
 LEGACY_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
-_user_by_id: PreparedRead[Any] | None = None
 
-
+@cache  # built at first use: the user model is known once the apps are loaded
 def _users() -> PreparedRead[Any]:
-    global _user_by_id
-    if _user_by_id is None:  # the user model is known once the apps are loaded
-        _user_by_id = PreparedRead(get_user_model(), "pk")
-    return _user_by_id
+    return PreparedRead(get_user_model(), "pk")
 
 
 class AccountBackend(ModelBackend):

@@ -60,8 +60,8 @@ from two_factor.live import (
 from two_factor.models import (
     TRAIL_OF_VERIFICATION,
     VERIFICATION_BY_ID,
-    VERIFICATION_OF_SESSION,
     Status,
+    verification_of_session,
 )
 from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
@@ -441,11 +441,7 @@ class VerificationConsumer(SessionBoundConsumer):
         verification_id = self._verification_id()
         if verification_id is None:
             return False
-        key = self._session_key()
-        if not key or not getattr(user, "is_authenticated", False):
-            return False
-        # Verification.objects.of_session(...).filter(pk=...), compiled once.
-        own = VERIFICATION_OF_SESSION.first(verification_id, user.pk, session_key_hash(key))
+        own = verification_of_session(verification_id, user=user, session_key=self._session_key())
         return own is not None
 
     async def verification_changed(self, event: dict[str, Any]) -> None:

@@ -6,12 +6,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, models, router
-from django.db.models.sql import Query
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
-from pollstr.db.prepared import PreparedRead, row_converted
+from pollstr.db.prepared import PreparedRead, row_converted, whole_row_converters
 
 
 class PhoneNumber(models.Model):
@@ -95,11 +94,10 @@ class VerificationQuerySet(models.QuerySet["Verification"]):
 
     def of_session(self, *, user: Any, session_key: str | None) -> VerificationQuerySet:
         """The user's verifications started in this session (none without a session)."""
-        from two_factor.session import session_key_hash
-
-        if not session_key or not getattr(user, "is_authenticated", False):
+        owner = _session_owner(user, session_key)
+        if owner is None:
             return self.none()
-        return self.filter(user=user, session_key_hash=session_key_hash(session_key))
+        return self.filter(user=owner[0], session_key_hash=owner[1])
 
 
 class Verification(models.Model):
@@ -232,13 +230,6 @@ class Verification(models.Model):
         return max(0, int((moment - timezone.now()).total_seconds()))
 
 
-def _event_converters(connection: Any) -> dict[int, Any]:
-    """Django's converters for the event table's columns on `connection`, by position."""
-    meta = VerificationEvent._meta
-    columns = [field.get_col(meta.db_table) for field in meta.concrete_fields]
-    return Query(VerificationEvent).get_compiler(connection=connection).get_converters(columns)
-
-
 class VerificationEventManager(models.Manager["VerificationEvent"]):
     def append(self, event: VerificationEvent) -> list[VerificationEvent] | None:
         """Insert `event` (a new one: the trail is append-only) and, on PostgreSQL, return
@@ -283,7 +274,7 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
             rows = cursor.fetchall()
         # Rows as a queryset builds them (Django's column converters, then from_db), without
         # a raw queryset's per-statement mapping of columns to fields.
-        converters = _event_converters(connection)
+        converters = whole_row_converters(VerificationEvent, connection)
         attnames = [field.attname for field in meta.concrete_fields]
         trail: list[VerificationEvent] = []
         for *columns, appended in rows:
@@ -441,13 +432,11 @@ class TrustedDevice(models.Model):
 # with Django's SQL compiled once per process: pollstr/db/prepared.py.
 VERIFICATION_BY_ID: PreparedRead[Verification] = PreparedRead(Verification, "pk")
 VERIFICATION_LOCKED: PreparedRead[Verification] = PreparedRead(Verification, "pk", for_update=True)
-# A verification of this user started in this session (Verification.objects.of_session).
-VERIFICATION_OF_SESSION: PreparedRead[Verification] = PreparedRead(
+_OF_SESSION: PreparedRead[Verification] = PreparedRead(
     Verification, "pk", "user", "session_key_hash"
 )
 VERIFICATION_OF_USER: PreparedRead[Verification] = PreparedRead(Verification, "pk", "user")
-# The session's code on its way (at most one: one live verification per user).
-LIVE_OF_SESSION: PreparedRead[Verification] = PreparedRead(
+_LIVE_OF_SESSION: PreparedRead[Verification] = PreparedRead(
     Verification, "user", "session_key_hash", refine=VerificationQuerySet.live
 )
 # The user's live verifications, locked (a new start supersedes them).
@@ -459,3 +448,26 @@ PHONE_NUMBER_OF_USER: PreparedRead[PhoneNumber] = PreparedRead(PhoneNumber, "use
 TRAIL_OF_VERIFICATION: PreparedRead[VerificationEvent] = PreparedRead(
     VerificationEvent, "verification"
 )
+
+
+def _session_owner(user: Any, session_key: str | None) -> tuple[Any, str] | None:
+    """(user id, session key hash) of a signed-in user's session; None without one."""
+    from two_factor.session import session_key_hash
+
+    if not session_key or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk, session_key_hash(session_key)
+
+
+def verification_of_session(
+    verification_id: Any, *, user: Any, session_key: str | None
+) -> Verification | None:
+    """``Verification.objects.of_session(...).filter(pk=verification_id).first()``, prepared."""
+    owner = _session_owner(user, session_key)
+    return None if owner is None else _OF_SESSION.first(verification_id, *owner)
+
+
+def live_of_session(*, user: Any, session_key: str | None) -> Verification | None:
+    """The session's code on its way (at most one: one live verification per user)."""
+    owner = _session_owner(user, session_key)
+    return None if owner is None else _LIVE_OF_SESSION.first(*owner)

@@ -24,13 +24,13 @@ from two_factor.channels import channel_get, workflow_for
 from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import (
-    LIVE_OF_SESSION,
     PHONE_NUMBER_OF_USER,
-    VERIFICATION_OF_SESSION,
     VERIFICATION_OF_USER,
     PhoneNumber,
     Status,
     Verification,
+    live_of_session,
+    verification_of_session,
 )
 from two_factor.numbers import number_destination
 from two_factor.protection import verification_not_required
@@ -62,9 +62,8 @@ def _session_key(request: HtmxHttpRequest) -> str:
 
 def _get_own_verification(request: HtmxHttpRequest, verification_id: UUID) -> Verification:
     """This user's verification started in this session, else 404 (never say it exists)."""
-    # Verification.objects.of_session(...).get(pk=...), compiled once.
-    verification = VERIFICATION_OF_SESSION.first(
-        verification_id, request.user.pk, session_key_hash(_session_key(request))
+    verification = verification_of_session(
+        verification_id, user=request.user, session_key=_session_key(request)
     )
     if verification is None:
         raise Http404("No such verification.")
@@ -151,7 +150,7 @@ def _start_page(
         "error": gettext(refusal.message) if refusal else "",
         "verified": request.is_verified(),
         # A code already on its way to this session: offer to go back to it.
-        "pending": LIVE_OF_SESSION.first(request.user.pk, session_key_hash(_session_key(request))),
+        "pending": live_of_session(user=request.user, session_key=_session_key(request)),
     }
     if refusal is None:
         return render(request, "two_factor/start.html", context)

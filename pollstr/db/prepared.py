@@ -32,6 +32,7 @@ from typing import Any, Generic, TypeVar
 from django.db import DatabaseError, connections, models, router, transaction
 from django.db.models import signals
 from django.db.models.expressions import Expression
+from django.db.models.sql import Query
 from django.db.models.sql.subqueries import UpdateQuery
 from django.db.transaction import TransactionManagementError
 
@@ -168,6 +169,14 @@ class PreparedRead(Generic[M]):
     @staticmethod
     def _bind(value: Any, field: models.Field[Any, Any], connection: Any) -> Any:
         return field.get_db_prep_value(value, connection, prepared=False)
+
+
+def whole_row_converters(model: type[models.Model], connection: Any) -> dict[int, Any]:
+    """Django's converters for a whole row of ``model`` on ``connection``, by position (for
+    rows a statement of the project's own returns, in the model's field order)."""
+    meta = model._meta
+    columns = [field.get_col(meta.db_table) for field in meta.concrete_fields]
+    return Query(model).get_compiler(connection=connection).get_converters(columns)
 
 
 def row_converted(
