@@ -6,9 +6,8 @@ PY := $(VENV)/bin/python
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 HOST ?= 127.0.0.1
 PORT ?= 8000
-PG_URL ?= postgres://postgres@127.0.0.1:5432/pollstr
+PG_BASE_URL ?= postgres://postgres@127.0.0.1:5432
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
-TEST_REDIS_URL_SQLITE ?= redis://127.0.0.1:6379/14
 # The translated languages (settings.LANGUAGES, English being the source).
 LANGS ?= fr es
 
@@ -78,29 +77,16 @@ lock: $(VENV)/.dev
 migrations-check: $(VENV)/.runtime
 	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 
-# With PostgreSQL: the whole suite on it, and the unit suite on SQLite (the embedded
-# default) alongside it, niced so the timed multi-process tests keep the CPU they need;
-# each half has its own Redis database and var directory, and the SQLite half's output
-# is printed after the PostgreSQL half's.
+# With PostgreSQL: the whole suite on it and the unit suite again on SQLite (the embedded
+# default), in three lanes at once (scripts/test-lanes.sh: each with its own databases,
+# Redis database and var directory). Without it: the suite on SQLite.
 pytest: $(VENV)/.dev services translations
-	@export TEST_REDIS_URL="$(TEST_REDIS_URL)"; \
-	if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
-	  echo "make test: database = PostgreSQL ($(PG_URL), test database test_pollstr): whole suite"; \
-	  echo "make test: database = SQLite: the suite again, without the multi-process tests, alongside"; \
-	  sqlite_log=$$(mktemp); \
-	  ( TEST_REDIS_URL="$(TEST_REDIS_URL_SQLITE)" POLLSTR_VAR_DIR=$$(mktemp -d) \
-	    nice -n 10 $(VENV)/bin/pytest -p no:cacheprovider -m "not integration and not e2e" \
-	    $(PYTEST_ARGS) >$$sqlite_log 2>&1 ) & sqlite_pid=$$!; \
-	  DATABASE_URL="$(PG_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS); pg_status=$$?; \
-	  wait $$sqlite_pid; sqlite_status=$$?; \
-	  echo "make test: database = SQLite (the unit suite, run alongside):"; cat $$sqlite_log; \
-	  rm -f $$sqlite_log; \
-	  [ $$pg_status -eq 0 ] || { echo "make test: the PostgreSQL run failed"; exit $$pg_status; }; \
-	  [ $$sqlite_status -eq 0 ] || { echo "make test: the SQLite run failed"; exit $$sqlite_status; }; \
+	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  PG_BASE_URL="$(PG_BASE_URL)" scripts/test-lanes.sh $(VENV) $(PYTEST_ARGS); \
 	else \
 	  echo "make test: database = SQLite (PostgreSQL is not reachable on 127.0.0.1:5432;"; \
 	  echo "  the integration and browser tests need it and will say so)"; \
-	  $(VENV)/bin/pytest $(PYTEST_ARGS); \
+	  TEST_REDIS_URL="$(TEST_REDIS_URL)" $(VENV)/bin/pytest $(PYTEST_ARGS); \
 	fi
 
 test: lint typecheck migrations-check pytest

@@ -42,16 +42,19 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_up && is_root && command -v pg_
   done
   for _ in $(seq 1 50); do pg_up && break; sleep 0.2; done
 fi
-# The database the Makefile's PG_URL names: the test runner connects to it around the
-# test database's creation, and a new machine has only `test` and `postgres`.
-PG_DB=${PG_DB:-pollstr}
+# The databases make test's lanes name (scripts/test-lanes.sh): the test runner connects
+# to one around its test database's creation, and a new machine has only `test` and
+# `postgres`.
+PG_DBS=${PG_DBS:-pollstr pollstr_browser pollstr_units}
 if command -v psql >/dev/null 2>&1 && pg_up; then
-  if ! psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc \
-      "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" 2>/dev/null | grep -q 1; then
-    say "Creating the PostgreSQL database $PG_DB."
-    createdb -h "$PG_HOST" -p "$PG_PORT" -U postgres "$PG_DB" 2>/dev/null \
-      || say "Could not create $PG_DB: createdb -h $PG_HOST -U postgres $PG_DB"
-  fi
+  for PG_DB in $PG_DBS; do
+    if ! psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'" 2>/dev/null | grep -q 1; then
+      say "Creating the PostgreSQL database $PG_DB."
+      createdb -h "$PG_HOST" -p "$PG_PORT" -U postgres "$PG_DB" 2>/dev/null \
+        || say "Could not create $PG_DB: createdb -h $PG_HOST -U postgres $PG_DB"
+    fi
+  done
 fi
 
 if [ ! -x /usr/bin/chromium ]; then

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# make test's run with PostgreSQL: the whole suite on it, and the unit suite again on
+# SQLite (the embedded default), in three lanes at once so the two cores stay busy while
+# the multi-process tests wait on their processes:
+#
+#   processes  the multi-process tests (-m "integration and not e2e") on PostgreSQL
+#   browser    the browser tests (-m e2e) on PostgreSQL
+#   units      the unit suite on PostgreSQL, then on SQLite; niced, so the timed
+#              multi-process and browser tests keep the CPU they need
+#
+# Each lane has its own PostgreSQL database (pytest-django creates test_<name> from it),
+# its own Redis database and its own var directory, so no lane sees another's rows, keys
+# or files. Each lane's output is printed whole when all are done, with its wall time.
+#
+# Usage: scripts/test-lanes.sh VENV_DIR [pytest args...]   (the Makefile's pytest target)
+set -u
+
+venv=$1
+shift
+pytest=("$venv/bin/pytest" -p no:cacheprovider)
+pg_base=${PG_BASE_URL:-postgres://postgres@127.0.0.1:5432}
+redis_base=${TEST_REDIS_BASE_URL:-redis://127.0.0.1:6379}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+
+# lane NAME NICENESS -- command...: run it in the background, its output and wall time
+# into $logs/NAME.*; the pid goes into $logs/NAME.pid.
+lane() {
+  local name=$1 niceness=$2
+  shift 3
+  (
+    started=$SECONDS
+    nice -n "$niceness" "$@" >"$logs/$name.log" 2>&1
+    status=$?
+    echo "$status $((SECONDS - started))" >"$logs/$name.status"
+  ) &
+}
+
+# var_dir: a fresh POLLSTR_VAR_DIR for one pytest run.
+var_dir() { mktemp -d; }
+
+echo "make test: PostgreSQL ($pg_base): the multi-process, browser and unit suites in three lanes;"
+echo "make test: SQLite: the unit suite again, after the PostgreSQL units in their lane"
+
+lane processes 0 -- env DATABASE_URL="$pg_base/pollstr" TEST_REDIS_URL="$redis_base/15" \
+  POLLSTR_VAR_DIR="$(var_dir)" "${pytest[@]}" -m "integration and not e2e" "$@"
+lane browser 0 -- env DATABASE_URL="$pg_base/pollstr_browser" TEST_REDIS_URL="$redis_base/13" \
+  POLLSTR_VAR_DIR="$(var_dir)" "${pytest[@]}" -m e2e "$@"
+lane units 10 -- bash -c '
+  pg_status=0
+  echo "=== units on PostgreSQL ==="
+  env DATABASE_URL="$1/pollstr_units" TEST_REDIS_URL="$2/11" POLLSTR_VAR_DIR="$(mktemp -d)" \
+    "${@:4}" -m "not integration and not e2e" || pg_status=$?
+  echo "=== units on SQLite ==="
+  env -u DATABASE_URL TEST_REDIS_URL="$2/14" POLLSTR_VAR_DIR="$(mktemp -d)" \
+    "${@:4}" -m "not integration and not e2e" || exit $?
+  exit $pg_status
+' units "$pg_base" "$redis_base" -- "${pytest[@]}" "$@"
+wait
+
+failed=0
+for name in processes browser units; do
+  read -r status seconds <"$logs/$name.status"
+  echo
+  echo "================ make test, lane '$name': exit $status after ${seconds}s ================"
+  cat "$logs/$name.log"
+  [ "$status" -eq 0 ] || failed=1
+done
+echo
+for name in processes browser units; do
+  read -r status seconds <"$logs/$name.status"
+  echo "make test: lane $name: $([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in ${seconds}s"
+done
+exit $failed
