@@ -5,6 +5,8 @@ from django.db import models
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from pollstr.db.prepared import PreparedRead
+
 
 class QuestionQuerySet(models.QuerySet["Question"]):
     def published(self) -> QuestionQuerySet:
@@ -95,3 +97,9 @@ class Vote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user or 'a deleted account'} → {self.choice}"
+
+
+# The poll page's reads, compiled once per process (pollstr/db/prepared.py): a question by
+# its id (whether it is published is the caller's to check), its choices in order.
+QUESTION_BY_ID: PreparedRead[Question] = PreparedRead(Question, "pk")
+CHOICES_OF_QUESTION: PreparedRead[Choice] = PreparedRead(Choice, "question")

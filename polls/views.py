@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.models import User
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from polls.models import Question
+from polls.models import CHOICES_OF_QUESTION, QUESTION_BY_ID, Question
 from polls.services import AlreadyVoted, VoteRefused, vote_cast, vote_find
 from two_factor.protection import verification_not_required, verified_session_required
 
@@ -24,7 +24,10 @@ class VoterRequest(HttpRequest):
 
 
 def _get_published_question(question_id: int) -> Question:
-    return get_object_or_404(Question.objects.published(), pk=question_id)
+    question = QUESTION_BY_ID.first(question_id)
+    if question is None or not question.is_published:
+        raise Http404("No such poll.")
+    return question
 
 
 @require_GET
@@ -42,7 +45,9 @@ def detail(request: VoterRequest, question_id: int) -> HttpResponse:
     if question.is_closed:
         return redirect("polls:results", question_id=question.pk)
     # Someone who voted (or whose phone did) sees that, not a ballot they can't use.
-    context = {"question": question, "past_vote": vote_find(user=request.user, question=question)}
+    past_vote = vote_find(user=request.user, question=question)
+    choices = [] if past_vote else CHOICES_OF_QUESTION.all(question.pk)
+    context = {"question": question, "past_vote": past_vote, "choices": choices}
     return render(request, "polls/detail.html", context)
 
 
@@ -59,7 +64,12 @@ def vote(request: VoterRequest, question_id: int) -> HttpResponse:
         if question.is_closed:
             messages.info(request, str(refusal))
             return redirect("polls:results", question_id=question.pk)
-        context = {"question": question, "past_vote": None, "error_message": str(refusal)}
+        context = {
+            "question": question,
+            "past_vote": None,
+            "choices": CHOICES_OF_QUESTION.all(question.pk),
+            "error_message": str(refusal),
+        }
         return render(request, "polls/detail.html", context, status=400)
     messages.success(request, gettext("Thanks, your vote is counted."))
     return redirect("polls:results", question_id=question.pk)

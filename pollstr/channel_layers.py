@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import threading
 import time
 from typing import Any
 
+import redis
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer as _ChannelsRedisLayer
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.retry import Retry
+
+logger = logging.getLogger(__name__)
 
 
 class EmbeddedChannelLayer(InMemoryChannelLayer):
@@ -59,6 +65,8 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._held: dict[str, collections.deque[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        # (pid, host index → (blocking client, its group-send script), None for Sentinel).
+        self._blocking: tuple[int, dict[int, tuple[redis.Redis, Any] | None]] = (os.getpid(), {})
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:
@@ -132,6 +140,115 @@ class RedisChannelLayer(_ChannelsRedisLayer):
             held = self._held[channel] = collections.deque(maxlen=self.get_capacity(channel))
         held.append(message)
 
+    # --- sending from synchronous code, without an event loop --------------------------------
+
+    # channels_redis's group_send stores a message as its own does, in one script per
+    # connection: each member channel's expired messages dropped, the message added by
+    # time unless the channel is at capacity, the channel's expiry renewed.
+    _GROUP_SEND_LUA = """
+        local count = #KEYS
+        local now, expiry, stale = ARGV[2 * count + 1], ARGV[2 * count + 2], ARGV[2 * count + 3]
+        local over_capacity = 0
+        for i = 1, count do
+            redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, stale)
+            if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[count + i]) then
+                redis.call('ZADD', KEYS[i], now, ARGV[i])
+                redis.call('EXPIRE', KEYS[i], expiry)
+            else
+                over_capacity = over_capacity + 1
+            end
+        end
+        return over_capacity
+    """
+
+    def blocking_client(self, index: int) -> redis.Redis | None:
+        """A synchronous client of host ``index``, one per process (None for a host given
+        by Sentinel: that one is reached through channels_redis's own pools only)."""
+        held = self._blocking_held(index)
+        return held[0] if held else None
+
+    def _blocking_held(self, index: int) -> tuple[redis.Redis, Any] | None:
+        """(client, its group-send script) of host ``index`` in this process."""
+        pid, held = self._blocking
+        if pid != os.getpid():  # a forked child: clients never cross a fork
+            held = {}
+            self._blocking = (os.getpid(), held)
+        if index not in held:
+            host = dict(self.hosts[index])
+            if "master_name" in host:
+                held[index] = None
+                return None
+            retry = host.get("retry")
+            if isinstance(retry, AsyncRetry):  # the same policy, for a blocking client
+                host["retry"] = Retry(retry._backoff, retry._retries, retry._supported_errors)
+            address = host.pop("address", None)
+            client = redis.Redis.from_url(address, **host) if address else redis.Redis(**host)
+            held[index] = (client, client.register_script(self._GROUP_SEND_LUA))
+        return held[index]
+
+    def blocking_ready(self) -> bool:
+        """Whether every host has a blocking client (else: channels_redis's async path)."""
+        return all(self.blocking_client(index) is not None for index in range(self.ring_size))
+
+    def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
+        """``group_send`` for a thread without an event loop: the same members (joined
+        within group_expiry), the same serialized messages, capacities and expiry, in two
+        round trips (the members, then one script per connection) where channels_redis
+        makes four, and without a hop to an event loop's thread."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        now = time.time()
+        key = self._group_key(group)
+        client = self.blocking_client(self.consistent_hash(group))
+        assert client is not None, "blocking_ready() first"
+        with client.pipeline(transaction=False) as pipeline:
+            pipeline.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
+            pipeline.zrange(key, 0, -1)
+            _, members = pipeline.execute()
+        channels = [member.decode("utf8") for member in members]
+        if not channels:
+            return
+        by_connection, messages, capacities = self._map_channel_keys_to_connection(
+            channels, message
+        )
+        for index, keys in by_connection.items():
+            held = self._blocking_held(index)
+            assert held is not None, "blocking_ready() first"
+            over_capacity = held[1](
+                keys=keys,
+                args=[
+                    *(messages[key] for key in keys),
+                    *(capacities[key] for key in keys),
+                    now,
+                    self.expiry,
+                    int(now) - int(self.expiry),
+                ],
+            )
+            if over_capacity:
+                logger.info(
+                    "%s of %s channels over capacity in group %s",
+                    over_capacity,
+                    len(channels),
+                    group,
+                )
+
+    def groups_present_blocking(self, groups: list[str]) -> list[str]:
+        """Those of ``groups`` with a member joined within group_expiry, one round trip
+        per connection (see `groups_present`)."""
+        alive_since = time.time() - self.group_expiry
+        by_connection: dict[int, list[str]] = {}
+        for group in groups:
+            by_connection.setdefault(self.consistent_hash(group), []).append(group)
+        present: set[str] = set()
+        for index, some in by_connection.items():
+            client = self.blocking_client(index)
+            assert client is not None, "blocking_ready() first"
+            with client.pipeline(transaction=False) as pipeline:
+                for group in some:
+                    pipeline.zcount(self._group_key(group), alive_since, "+inf")
+                counts = pipeline.execute()
+            present.update(group for group, count in zip(some, counts, strict=True) if count)
+        return [group for group in groups if group in present]
+
 
 # --- publishing from synchronous code -------------------------------------------------------
 
@@ -143,12 +260,17 @@ PUBLISH_TIMEOUT = 10.0
 def group_send(group: str, message: dict[str, Any]) -> None:
     """Send `message` to `group` from synchronous code (a task, a view, a signal).
 
-    `async_to_sync` outside a server builds an event loop per call, and the Redis layer a
-    connection pool per loop: a worker paid a new loop and a new Redis connection for
-    every publish. One long-lived loop per process, in a thread of its own, keeps them.
+    On Redis (`RedisChannelLayer.group_send_blocking`) the send is made in this thread
+    with a blocking client kept per process, in two round trips. Any other layer's
+    coroutine runs on one long-lived loop per process, in a thread of its own
+    (`async_to_sync` outside a server builds an event loop per call, and a Redis layer a
+    connection pool per loop).
     """
     layer = get_channel_layer()
     if layer is None:
+        return
+    if isinstance(layer, RedisChannelLayer) and layer.blocking_ready():
+        layer.group_send_blocking(group, message)
         return
     future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop())
     future.result(timeout=PUBLISH_TIMEOUT)
@@ -169,6 +291,8 @@ def groups_present(groups: list[str]) -> list[str]:
     held = getattr(layer, "groups", None)
     if isinstance(held, dict):
         return [group for group in groups if held.get(group)]
+    if isinstance(layer, RedisChannelLayer) and layer.blocking_ready():
+        return layer.groups_present_blocking(groups)
     if not all(hasattr(layer, name) for name in ("_group_key", "connection", "consistent_hash")):
         return list(groups)
     future = asyncio.run_coroutine_threadsafe(_redis_groups_present(layer, groups), _loop())

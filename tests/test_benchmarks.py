@@ -235,3 +235,25 @@ def test_a_micro_benchmarks_lines_give_each_modes_median_then_its_repetitions_in
     lines = medians_lines({"as shipped": [0.5, 0.7, 0.6], "fixed": [0.3]}, unit="ms", digits=3)
 
     assert lines == ["  as shipped: 0.600 ms (0.500, 0.700, 0.600)", "  fixed: 0.300 ms (0.300)"]
+
+
+@pytest.mark.redis
+def test_the_publish_micro_benchmark_runs_both_paths_and_leaves_nothing_behind(capsys) -> None:
+    import os
+
+    import redis
+
+    from benchmarks import publish_cost
+
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    publish_cost.main(["--publishes", "3", "--repetitions", "2", "--redis-url", url])
+
+    lines = capsys.readouterr().out.splitlines()
+    figures = [line for line in lines if line.startswith("  ")]
+    assert [line.split(":")[0].strip() for line in figures] == [
+        "channels_redis on the publisher's loop thread",
+        "blocking client (group_send_blocking)",
+    ]
+    for line in figures:
+        assert float(line.split(": ")[1].split(" ms")[0]) > 0
+    assert redis.Redis.from_url(url).keys("pollstr-bench-publish-*") == []

@@ -75,6 +75,17 @@ def test_no_row_and_too_many_rows_are_the_querysets_errors(user: AbstractBaseUse
     assert len(PreparedRead(Verification, "user").all(user.pk)) == 2
 
 
+def test_an_integer_its_column_cannot_hold_finds_no_row(user: AbstractBaseUser) -> None:
+    # As Django's exact lookup: no row and no statement, not the database's range error.
+    give_phone(user)
+    by_owner = PreparedRead(PhoneNumber, "user")
+    assert by_owner.get(user.pk).user_id == user.pk
+    with CaptureQueriesContext(connection) as queries:
+        assert by_owner.all(2**63) == []
+        assert by_owner.first(-(2**63) - 1) is None
+    assert queries.captured_queries == []
+
+
 def test_a_one_to_one_reads_by_its_owner(user: AbstractBaseUser) -> None:
     read = PreparedRead(PhoneNumber, "user")
     assert read.first(user.pk) is None

@@ -30,6 +30,7 @@ from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import DatabaseError, connections, models, router, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import signals
 from django.db.models.expressions import Expression
 from django.db.models.sql import Query
@@ -65,6 +66,8 @@ class _Compiled:
     params: tuple[Any, ...]
     # Column position → (converters, its expression), from Django's compiler.
     converters: dict[int, tuple[list[Any], Any]]
+    # (value index, lowest, highest) of each value bound to an integer column.
+    integer_ranges: tuple[tuple[int, int, int], ...]
 
 
 class PreparedRead(Generic[M]):
@@ -111,11 +114,17 @@ class PreparedRead(Generic[M]):
         compiled = self._compiled.get((alias, connection.vendor))
         if compiled is None:
             compiled = self._compiled[(alias, connection.vendor)] = self._compile(alias)
+        bound = [
+            self._bind(value, field, connection)
+            for value, field in zip(values, self.fields, strict=True)
+        ]
+        for index, low, high in compiled.integer_ranges:
+            if bound[index] is not None and not low <= bound[index] <= high:
+                # What Django's exact lookup does with an integer its column cannot hold
+                # (a path's <int:…> has no bound): no row, not the database's error.
+                return []
         params = [
-            self._bind(values[param.index], self.fields[param.index], connection)
-            if isinstance(param, _Marker)
-            else param
-            for param in compiled.params
+            bound[param.index] if isinstance(param, _Marker) else param for param in compiled.params
         ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
@@ -164,11 +173,24 @@ class PreparedRead(Generic[M]):
         if markers != list(range(len(self.fields))):
             raise ValueError(f"{self.model.__name__}: each value must be bound exactly once")
         converters = compiler.get_converters(columns)
-        return _Compiled(sql=sql, params=tuple(params), converters=converters)
+        operations = connections[alias].ops
+        integer_ranges = tuple(
+            (index, *operations.integer_field_range(internal_type))
+            for index, internal_type in enumerate(_column_type(field) for field in self.fields)
+            if internal_type in BaseDatabaseOperations.integer_field_ranges
+        )
+        return _Compiled(
+            sql=sql, params=tuple(params), converters=converters, integer_ranges=integer_ranges
+        )
 
     @staticmethod
     def _bind(value: Any, field: models.Field[Any, Any], connection: Any) -> Any:
         return field.get_db_prep_value(value, connection, prepared=False)
+
+
+def _column_type(field: models.Field[Any, Any]) -> str:
+    """The internal type of the column ``field`` reads (a foreign key: its target's)."""
+    return getattr(field, "target_field", field).get_internal_type()
 
 
 def whole_row_converters(model: type[models.Model], connection: Any) -> dict[int, Any]:

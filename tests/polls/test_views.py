@@ -32,6 +32,28 @@ def test_detail_of_a_future_poll_is_not_found(voter_client, make_question):
     assert voter_client.get(reverse("polls:detail", args=[future.pk])).status_code == 404
 
 
+def test_a_poll_id_no_column_can_hold_is_not_found(voter_client, question):
+    # The path's <int:…> takes any digits; the read must answer "no such poll", not 500.
+    too_big = 2**63
+    for name in ("polls:detail", "polls:results"):
+        assert voter_client.get(reverse(name, args=[too_big])).status_code == 404
+    response = voter_client.post(reverse("polls:vote", args=[too_big]), {"choice": "1"})
+    assert response.status_code == 404
+    assert not Vote.objects.exists()
+
+
+def test_the_ballot_lists_the_choices_in_order_and_none_once_voted(voter_client, question, user):
+    url = reverse("polls:detail", args=[question.pk])
+    choices = list(question.choices.order_by("id"))
+    assert list(voter_client.get(url).context["choices"]) == choices
+
+    voter_client.post(reverse("polls:vote", args=[question.pk]), {"choice": choices[0].pk})
+
+    response = voter_client.get(url)
+    assert response.context["choices"] == []
+    assert b'type="radio"' not in response.content
+
+
 def test_detail_of_a_closed_poll_redirects_to_results(voter_client, make_question):
     closed = make_question(closes_in=timedelta(minutes=-1))
     response = voter_client.get(reverse("polls:detail", args=[closed.pk]))

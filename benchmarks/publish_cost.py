@@ -1,0 +1,96 @@
+"""CPU of publishing one status push from synchronous code on the Redis channel layer
+(what every transition does while a page is open: ask which languages' groups have
+members, then send the rendering to the group), through channels_redis's coroutines on
+the publisher's event loop thread and through the layer's blocking client
+(``pollstr.channel_layers.RedisChannelLayer.group_send_blocking``). Interleaved,
+repetition by repetition, in one run, against the local Redis:
+
+    python -m benchmarks.publish_cost [--publishes 2000] [--repetitions 5]
+
+The figure is this process's own CPU counter over the publishes (every thread's: the
+event loop's included), per publish; one member channel is in the group (of three
+languages' groups asked), its capacity high enough that no send is refused, its queue
+emptied between repetitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.stats import medians_lines
+
+MESSAGE_BYTES = 3000  # about a status fragment's size
+
+
+def per_publish(publish: Callable[[], Any], publishes: int) -> float:
+    """CPU milliseconds per call of ``publish`` (after a warm-up)."""
+    for _ in range(20):
+        publish()
+    started = time.process_time()
+    for _ in range(publishes):
+        publish()
+    return (time.process_time() - started) * 1000 / publishes
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--publishes", type=int, default=2000)
+    parser.add_argument("--repetitions", type=int, default=5)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args(argv)
+
+    from pollstr.channel_layers import PUBLISH_TIMEOUT, RedisChannelLayer, _loop
+
+    layer = RedisChannelLayer(
+        hosts=[args.redis_url],
+        prefix=f"pollstr-bench-publish-{uuid.uuid4().hex}",
+        capacity=10 * args.publishes,
+    )
+    member = f"bench-page-{uuid.uuid4().hex}"  # another process's socket: read by nobody
+    group = "verification-bench"
+    groups = [f"{group}.{code}" for code in ("en", "fr", "es")]
+    message = {"type": "verification.changed", "html": "x" * MESSAGE_BYTES, "version": 1}
+
+    def on_loop(coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, _loop()).result(PUBLISH_TIMEOUT)
+
+    on_loop(layer.group_add(groups[0], member))
+
+    def through_the_loop() -> None:
+        from pollstr.channel_layers import _redis_groups_present
+
+        for present in on_loop(_redis_groups_present(layer, groups)):
+            on_loop(layer.group_send(present, message))
+
+    def blocking() -> None:
+        for present in layer.groups_present_blocking(groups):
+            layer.group_send_blocking(present, message)
+
+    modes: dict[str, Callable[[], None]] = {
+        "channels_redis on the publisher's loop thread": through_the_loop,
+        "blocking client (group_send_blocking)": blocking,
+    }
+    client = layer.blocking_client(0)
+    assert client is not None
+    results: dict[str, list[float]] = {name: [] for name in modes}
+    print(f"load average before: {Path('/proc/loadavg').read_text().strip()}")
+    try:
+        for _ in range(args.repetitions):
+            for name, publish in modes.items():
+                client.delete(layer.prefix + member)
+                results[name].append(per_publish(publish, args.publishes))
+    finally:
+        on_loop(layer.flush())
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
+    print("CPU per publish (members asked, then one group sent), median of the repetitions:")
+    print("\n".join(medians_lines(results, unit="ms", digits=3)))
+
+
+if __name__ == "__main__":
+    main()
