@@ -235,11 +235,8 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         """Those of ``groups`` with a member joined within group_expiry, one round trip
         per connection (see `groups_present`)."""
         alive_since = time.time() - self.group_expiry
-        by_connection: dict[int, list[str]] = {}
-        for group in groups:
-            by_connection.setdefault(self.consistent_hash(group), []).append(group)
         present: set[str] = set()
-        for index, some in by_connection.items():
+        for index, some in _by_host(self, groups).items():
             client = self.blocking_client(index)
             assert client is not None, "blocking_ready() first"
             with client.pipeline(transaction=False) as pipeline:
@@ -301,17 +298,22 @@ def groups_present(groups: list[str]) -> list[str]:
 
 async def _redis_groups_present(layer: Any, groups: list[str]) -> list[str]:
     alive_since = time.time() - layer.group_expiry
-    by_connection: dict[int, list[str]] = {}
-    for group in groups:
-        by_connection.setdefault(layer.consistent_hash(group), []).append(group)
     present: set[str] = set()
-    for index, some in by_connection.items():
+    for index, some in _by_host(layer, groups).items():
         pipeline = layer.connection(index).pipeline(transaction=False)
         for group in some:
             pipeline.zcount(layer._group_key(group), alive_since, "+inf")
         counts = await pipeline.execute()
         present.update(group for group, count in zip(some, counts, strict=True) if count)
     return [group for group in groups if group in present]
+
+
+def _by_host(layer: Any, groups: list[str]) -> dict[int, list[str]]:
+    """``groups`` by the index of the Redis host that keeps each (channels_redis's hash)."""
+    by_host: dict[int, list[str]] = {}
+    for group in groups:
+        by_host.setdefault(layer.consistent_hash(group), []).append(group)
+    return by_host
 
 
 def _loop() -> asyncio.AbstractEventLoop:
