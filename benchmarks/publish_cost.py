@@ -1,4 +1,6 @@
-"""CPU of publishing one status push from synchronous code on the Redis channel layer
+"""CPU of one status push on the Redis channel layer, its publish and its receive.
+
+Publishing, from synchronous code
 (what every transition does while a page is open: ask which languages' groups have
 members, then send the rendering to the group), through channels_redis's coroutines on
 the publisher's event loop thread and through the layer's blocking client
@@ -11,6 +13,12 @@ The figure is this process's own CPU counter over the publishes (every thread's:
 event loop's included), per publish; one member channel is in the group (of three
 languages' groups asked), its capacity high enough that no send is refused, its queue
 emptied between repetitions.
+
+Receiving, by a process's reader (``RedisChannelLayer.receive_single`` on the process's
+channel, what every socket's messages come through): channels_redis's own pop (a cleanup
+script, BZPOPMIN, a copy to the backup queue, a task that removes it) and the layer's
+(one BZPOPMIN). The messages are queued beforehand; the figure is the CPU of popping and
+decoding them, the removal tasks awaited, per message.
 """
 
 from __future__ import annotations
@@ -85,11 +93,42 @@ def main(argv: list[str] | None = None) -> None:
             for name, publish in modes.items():
                 client.delete(layer.prefix + member)
                 results[name].append(per_publish(publish, args.publishes))
+        received = _receive_costs(layer, message, args.publishes, args.repetitions)
     finally:
         on_loop(layer.flush())
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
     print("CPU per publish (members asked, then one group sent), median of the repetitions:")
     print("\n".join(medians_lines(results, unit="ms", digits=3)))
+    print("CPU per message received by a process's reader, median of the repetitions:")
+    print("\n".join(medians_lines(received, unit="ms", digits=3)))
+
+
+def _receive_costs(
+    layer: Any, message: dict[str, Any], messages: int, repetitions: int
+) -> dict[str, list[float]]:
+    from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
+
+    modes = {
+        "channels_redis's pop (backup queue)": ChannelsRedisLayer.receive_single,
+        "the layer's pop (one BZPOPMIN)": type(layer).receive_single,
+    }
+    results: dict[str, list[float]] = {name: [] for name in modes}
+
+    async def run(pop: Any) -> float:
+        channel = await layer.new_channel()
+        process_channel = layer.non_local_name(channel)
+        for _ in range(messages):
+            await layer.send(channel, message)
+        started = time.process_time()
+        for _ in range(messages):
+            await pop(layer, process_channel)
+        await asyncio.gather(*layer.receive_cleaners)
+        return (time.process_time() - started) * 1000 / messages
+
+    for _ in range(repetitions):
+        for name, pop in modes.items():
+            results[name].append(asyncio.run(run(pop)))
+    return results
 
 
 if __name__ == "__main__":

@@ -58,6 +58,15 @@ class RedisChannelLayer(_ChannelsRedisLayer):
     message for a channel nobody waits on is held, at most ``capacity`` of them, oldest
     dropped first (as channels_redis's bounded queue does). A Redis error reaches every
     waiting receive, as it would have reached each of them.
+
+    The reader pops the process's channel with one BZPOPMIN a message. channels_redis
+    guards each pop with a backup queue (a cleanup script before it, the message copied to
+    ``<channel>$inflight`` after it, a task of its own removing the copy: four commands and
+    a task a message) for a consumer cancelled while its pop is in flight; here no
+    consumer's cancellation reaches the pop (consumers wait on futures; the reader is
+    shared and stops by itself once no receive is waiting), so only the end of the
+    process's event loop cancels it, when this process's sockets, the only readers of
+    what it pops, are closing too.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -112,7 +121,9 @@ class RedisChannelLayer(_ChannelsRedisLayer):
 
     async def _read(self, real_channel: str) -> None:
         loop = asyncio.get_running_loop()
-        while self._waiting:
+        # Until no receive waits: a receive whose message was just handed over counts as
+        # not waiting, so the reader does not start another pop for nobody.
+        while any(not future.done() for futures in self._waiting.values() for future in futures):
             try:
                 target, message = await self.receive_single(real_channel)
             except BaseException as error:
@@ -129,6 +140,26 @@ class RedisChannelLayer(_ChannelsRedisLayer):
                 raise
             for name in target if isinstance(target, list) else [target]:
                 self._deliver(name, message)
+
+    async def receive_single(self, channel: str) -> tuple[Any, dict[str, Any]]:
+        """(target channel or channels, message): the process's channel by one BZPOPMIN a
+        message (see the class), any other as channels_redis receives it."""
+        if not channel.endswith("!"):
+            return await super().receive_single(channel)
+        assert self.require_valid_channel_name(channel, receive=True), "Channel name invalid"
+        connection = self.connection(self.consistent_hash(channel))
+        key = self.prefix + channel
+        popped = None
+        while popped is None:
+            popped = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+            task = asyncio.current_task()
+            if popped is None and task is not None and task.cancelling():
+                # redis-py lets a blocking pop run out its timeout and returns nothing
+                # when cancelled meanwhile: the cancellation is honoured here.
+                raise asyncio.CancelledError
+        message = self.deserialize(popped[1])
+        target = message.pop("__asgi_channel__", channel)
+        return target, message
 
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         for future in self._waiting.get(channel, ()):

@@ -115,3 +115,47 @@ async def test_a_receive_cancelled_with_messages_held_drops_them(layer):
     with pytest.raises(asyncio.CancelledError):
         await receiving
     assert channel not in layer._held
+
+
+async def test_the_reader_pops_each_message_once_in_order_without_a_backup_queue(layer):
+    """One BZPOPMIN a message: nothing copied to channels_redis's `$inflight` queue, and
+    what was sent, to one channel or through a group, arrives once and in order."""
+    channel = await layer.new_channel()
+    await layer.group_add("ordered", channel)
+    for number in range(5):
+        await layer.send(channel, {"type": "n", "n": number})
+    await layer.group_send("ordered", {"type": "n", "n": 5})
+
+    received = [await asyncio.wait_for(layer.receive(channel), 5) for _ in range(6)]
+
+    assert [message["n"] for message in received] == list(range(6))
+    connection = layer.connection(0)
+    assert await connection.keys(f"{layer.prefix}*$inflight") == []
+    assert await connection.zcard(layer.prefix + layer.non_local_name(channel)) == 0
+    pending = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.2)
+    assert not pending.done()  # nothing left to deliver twice
+    pending.cancel()
+
+
+async def test_the_reader_stops_once_nobody_waits_and_a_cancelled_pop_ends_it(layer):
+    layer.brpop_timeout = 1
+    channel = await layer.new_channel()
+    first = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.1)
+    await layer.send(channel, {"type": "one"})
+    assert await asyncio.wait_for(first, 5) == {"type": "one"}
+    reader = layer._reader
+    assert reader is not None
+    await asyncio.wait_for(reader, 5)  # nobody waits: it stopped, no pop left for nobody
+
+    second = asyncio.ensure_future(layer.receive(channel))
+    await asyncio.sleep(0.1)
+    reader = layer._reader
+    assert reader is not None
+    assert not reader.done()
+    reader.cancel()  # as the event loop's end does, while the pop blocks in Redis
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(reader, 3)
+    with pytest.raises(asyncio.CancelledError):
+        await second
