@@ -23,8 +23,8 @@ redis_base=${TEST_REDIS_BASE_URL:-redis://127.0.0.1:6379}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 
-# lane NAME NICENESS -- command...: run it in the background, its output and wall time
-# into $logs/NAME.*; the pid goes into $logs/NAME.pid.
+# lane NAME NICENESS -- command...: run it in the background, its output into
+# $logs/NAME.log, its exit status and wall seconds into $logs/NAME.status.
 lane() {
   local name=$1 niceness=$2
   shift 3
@@ -36,16 +36,13 @@ lane() {
   ) &
 }
 
-# var_dir: a fresh POLLSTR_VAR_DIR for one pytest run.
-var_dir() { mktemp -d; }
-
 echo "make test: PostgreSQL ($pg_base): the multi-process, browser and unit suites in three lanes;"
 echo "make test: SQLite: the unit suite again, after the PostgreSQL units in their lane"
 
 lane processes 0 -- env DATABASE_URL="$pg_base/pollstr" TEST_REDIS_URL="$redis_base/15" \
-  POLLSTR_VAR_DIR="$(var_dir)" "${pytest[@]}" -m "integration and not e2e" "$@"
+  POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m "integration and not e2e" "$@"
 lane browser 0 -- env DATABASE_URL="$pg_base/pollstr_browser" TEST_REDIS_URL="$redis_base/13" \
-  POLLSTR_VAR_DIR="$(var_dir)" "${pytest[@]}" -m e2e "$@"
+  POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m e2e "$@"
 lane units 10 -- bash -c '
   pg_status=0
   echo "=== units on PostgreSQL ==="
