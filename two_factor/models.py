@@ -10,7 +10,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
-from pollstr.db.prepared import PreparedRead, row_converted, whole_row_converters
+from pollstr.db.prepared import (
+    GuardedUpdate,
+    PreparedRead,
+    row_converted,
+    whole_row_converters,
+)
 
 
 class PhoneNumber(models.Model):
@@ -246,6 +251,23 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
         if connection.vendor != "postgresql":
             event.save(force_insert=True)
             return None
+        return self._append(event, connection, after=None)
+
+    def append_after(
+        self, event: VerificationEvent, update: GuardedUpdate
+    ) -> list[VerificationEvent] | None:
+        """`update` (the verification's row, written only if it is as its writer read
+        it) and, if it wrote the row, `event` and the trail up to it as `append` returns
+        them: one statement, so the row's lock is taken and released by its own write
+        (outside a transaction) with nothing read before. None: the row had changed and
+        nothing was written. PostgreSQL only (`guarded_update`)."""
+        if event.pk is not None:
+            raise ValueError("Verification events are append-only.")
+        return self._append(event, connections[update.using], after=update)
+
+    def _append(
+        self, event: VerificationEvent, connection: Any, *, after: GuardedUpdate | None
+    ) -> list[VerificationEvent] | None:
         meta = VerificationEvent._meta
         fields = [field for field in meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
@@ -255,23 +277,41 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
         values = [
             field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields
         ]
-        placeholders = ", ".join(["%s"] * len(values))
         verification_column = quote(meta.get_field("verification").column)
         order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
-        # The statement's snapshot predates its own insert: the earlier events come from
+        # The statement's snapshot predates its own writes: the earlier events come from
         # the table, the new one from the CTE. Only quoted model names are interpolated.
-        sql = (
-            f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "  # noqa: S608
-            f"RETURNING {every}) "
-            f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
-            f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
-        )
+        if after is None:
+            placeholders = ", ".join(["%s"] * len(values))
+            sql = (
+                f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "  # noqa: S608
+                f"RETURNING {every}) "
+                f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
+                f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
+            )
+            prefix: tuple[Any, ...] = ()
+        else:
+            # Typed, as VALUES would type them: the SELECT's own columns have no target.
+            typed = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in fields)
+            sql = (
+                f"WITH written AS ({after.sql}), "  # noqa: S608
+                f"new AS (INSERT INTO {table} ({written}) SELECT {typed} FROM written "
+                f"RETURNING {every}) "
+                f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
+                f"AND EXISTS (SELECT 1 FROM written) "
+                f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
+            )
+            prefix = after.params
         verification_id = meta.get_field("verification").get_db_prep_value(
             event.verification_id, connection
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [*values, verification_id])
+            cursor.execute(sql, [*prefix, *values, verification_id])
             rows = cursor.fetchall()
+        if after is not None:
+            if not rows:
+                return None
+            after.written()
         # Rows as a queryset builds them (Django's column converters, then from_db), without
         # a raw queryset's per-statement mapping of columns to fields.
         converters = whole_row_converters(VerificationEvent, connection)

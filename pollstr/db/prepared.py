@@ -310,3 +310,81 @@ def _update_compile(model: type[models.Model], names: frozenset[str], using: str
     if markers != list(range(len(fields) + 1)):
         raise ValueError(f"{model.__name__}: each value must be bound exactly once")
     return _Update(sql=sql, params=tuple(params), fields=fields)
+
+
+# --- Saving some fields of a row only while it is as the caller read it ---------------------
+@dataclass(frozen=True)
+class GuardedUpdate:
+    """``save_fields(instance, fields)`` as one statement for a larger statement of the
+    caller's (a CTE): it writes the row only while every column still holds what the
+    caller read, and returns the row's primary key when it did."""
+
+    sql: str
+    params: tuple[Any, ...]
+    instance: models.Model
+    using: str
+
+    def written(self) -> None:
+        """Mark the instance saved, as ``save()`` does (call it once the row was written)."""
+        self.instance._state.db = self.using
+        self.instance._state.adding = False
+
+
+def guarded_update(
+    instance: models.Model, fields: Iterable[str], *, read: models.Model
+) -> GuardedUpdate | None:
+    """The UPDATE of ``fields`` of ``instance`` (values prepared as ``save_fields`` does,
+    ``auto_now`` included) that matches the row only if all its columns equal those of
+    ``read``: the row as the caller read it, before changing its own copy. A caller that
+    acted on a stale copy writes nothing, and can read the row under its lock instead.
+
+    None where this cannot stand for ``save_fields``: a model with parents, a value that
+    is an expression, a model whose ``pre_save``/``post_save`` have receivers (this
+    statement sends no signals), or a database other than PostgreSQL (the statement is
+    meant for a data-modifying CTE)."""
+    model = type(instance)
+    meta = model._meta
+    names = frozenset(fields)
+    using = router.db_for_write(model, instance=instance)
+    connection = connections[using]
+    if (
+        connection.vendor != "postgresql"
+        or not names
+        or meta.parents
+        or signals.pre_save.has_listeners(model)
+        or signals.post_save.has_listeners(model)
+    ):
+        return None
+    key = (model, names, using, connection.vendor)
+    update = _updates.get(key)
+    if update is None:
+        update = _updates[key] = _update_compile(model, names, using)
+    if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
+        return None
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection)
+        for field in update.fields
+    ]
+    pk = meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
+    params = [
+        (values[param.index] if param.index < len(values) else pk)
+        if isinstance(param, _Marker)
+        else param
+        for param in update.params
+    ]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    columns = meta.concrete_fields
+    stored = ", ".join(f"{table}.{quote(field.column)}" for field in columns)
+    # Each value cast to its column's type: equal means equal as the database compares.
+    held = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in columns)
+    held_values = [
+        field.get_db_prep_value(getattr(read, field.attname), connection, prepared=False)
+        for field in columns
+    ]
+    # Django's UPDATE ends with its WHERE on the primary key: the guard narrows it.
+    sql = (
+        f"{update.sql} AND ROW({stored}) IS NOT DISTINCT FROM ROW({held}) "
+        f"RETURNING {table}.{quote(meta.pk.column)}"
+    )
+    return GuardedUpdate(sql=sql, params=(*params, *held_values), instance=instance, using=using)

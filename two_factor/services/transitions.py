@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from pollstr.db.prepared import save_fields
+from pollstr.db.prepared import guarded_update, save_fields
 from two_factor.live import Committed
 from two_factor.models import (
     TRANSITIONS,
@@ -41,10 +41,15 @@ def transition(
 ) -> Verification:
     """Move `verification` to `to`, saving `fields` with it, auditing and publishing.
 
-    Locks the row so concurrent deliveries (a worker and a callback) serialise; the
-    state machine is checked against the row as stored, not as the caller last saw it.
-    `locked=True` says the caller read `verification` with `select_for_update()` in the
-    transaction it is still in: that row is the stored one, and is not read again.
+    The state machine is checked against the row as stored, not as the caller last saw
+    it, and concurrent deliveries (a worker and a callback) serialise on the row's lock.
+    On PostgreSQL, when the caller's copy is still the stored row (every column as it
+    read it), that takes one statement: the write and its audit event happen only if the
+    row is unchanged, under the lock the write itself takes (`_transition_unless_changed`).
+    Otherwise the row is read again under its lock and the state machine judged on what
+    it holds. `locked=True` says the caller read `verification` with
+    `select_for_update()` in the transaction it is still in: that row is the stored one,
+    and is not read again.
     Every transition sets the row's next deadline (see `deadline_for`) and replaces
     the voter's notice, unless the caller passes them.
 
@@ -52,11 +57,17 @@ def transition(
     (IllegalTransition) before anything is written, so a refusal leaves the caller's
     transaction usable, and any later error rolls the caller's work back with it.
     """
-    if transaction.get_connection().in_atomic_block:
-        current = _transition(verification, to, reason=reason, ip=ip, locked=locked, **fields)
-    else:
-        with transaction.atomic():
+    current = None
+    if not locked:
+        current = _transition_unless_changed(verification, to, reason=reason, ip=ip, **fields)
+    if current is None:
+        if transaction.get_connection().in_atomic_block:
             current = _transition(verification, to, reason=reason, ip=ip, locked=locked, **fields)
+        else:
+            with transaction.atomic():
+                current = _transition(
+                    verification, to, reason=reason, ip=ip, locked=locked, **fields
+                )
     # Hand the caller the fresh row so it never acts on a stale status.
     if current is not verification:
         verification.__dict__.update(current.__dict__)
@@ -76,6 +87,44 @@ def _transition(
     if to not in TRANSITIONS[current.status]:
         raise IllegalTransition(f"{current.status} → {to} is not allowed")
     from_status = current.status
+    # Only what changed: the UPDATE stays small whatever the row holds. save() as Django
+    # does it, signals included, with the statement compiled once (pollstr/db/prepared.py).
+    save_fields(current, _changed(current, to, fields))
+    event = _event(current, from_status=from_status, reason=reason, ip=ip)
+    # On PostgreSQL the insert also reads the audit trail up to this event, for the push.
+    trail = VerificationEvent.objects.append(event)
+    _after_commit(current, event, trail, from_status=from_status, reason=reason)
+    return current
+
+
+def _transition_unless_changed(
+    verification: Verification, to: Status, *, reason: str, ip: str | None, **fields: Any
+) -> Verification | None:
+    """`_transition` in one statement, without reading the row first, if the stored row
+    is exactly the caller's copy: its write matches only then, and the audit event is
+    inserted only after that write (pollstr/db/prepared.py `guarded_update`). The row's
+    lock is the write's own; outside a transaction the statement commits by itself.
+
+    None, having written nothing, when the copy does not allow `to`, the row changed
+    since the caller read it, or the statement is not possible here (not PostgreSQL,
+    save signals with receivers): `_transition` then decides on the row as stored."""
+    if verification._state.adding or to not in TRANSITIONS[verification.status]:
+        return None
+    current = copy.copy(verification)
+    update = guarded_update(current, _changed(current, to, dict(fields)), read=verification)
+    if update is None:
+        return None
+    event = _event(current, from_status=verification.status, reason=reason, ip=ip)
+    with transaction.mark_for_rollback_on_error(update.using):
+        trail = VerificationEvent.objects.append_after(event, update)
+    if trail is None:
+        return None
+    _after_commit(current, event, trail, from_status=verification.status, reason=reason)
+    return current
+
+
+def _changed(current: Verification, to: Status, fields: dict[str, Any]) -> list[str]:
+    """Set the new status and `fields` on `current`; the names of the fields to save."""
     current.status = to
     fields.setdefault("notice", "")
     fields.setdefault("switching_to", "")
@@ -83,28 +132,40 @@ def _transition(
         setattr(current, name, value)
     if "deadline_at" not in fields:
         current.deadline_at = deadline_for(current, now=timezone.now())
-    # Only what changed: the UPDATE stays small whatever the row holds. save() as Django
-    # does it, signals included, with the statement compiled once (pollstr/db/prepared.py).
-    save_fields(current, ["status", "deadline_at", "updated_at", *fields])
-    event = VerificationEvent(
+    return ["status", "deadline_at", "updated_at", *fields]
+
+
+def _event(
+    current: Verification, *, from_status: str, reason: str, ip: str | None
+) -> VerificationEvent:
+    return VerificationEvent(
         verification=current,
         from_status=from_status,
-        to_status=to,
+        to_status=current.status,
         channel=current.channel,
         reason=reason,
         ip=ip,
     )
-    # On PostgreSQL the insert also reads the audit trail up to this event, for the push.
-    trail = VerificationEvent.objects.append(event)
+
+
+def _after_commit(
+    current: Verification,
+    event: VerificationEvent,
+    trail: list[VerificationEvent] | None,
+    *,
+    from_status: str,
+    reason: str,
+) -> None:
+    """Publish and announce the transition once it commits (at once outside a transaction)."""
     # The pages are shown this row as this transition saved it (a copy: the caller may
     # go on changing its own), not read again after the commit. A later write to the row
     # in the same transaction that changes what the page shows must publish itself.
     committed = Committed(copy.copy(current), event_id=event.pk, events=trail)
+    to_status = current.status
     transaction.on_commit(lambda: _publish(current.pk, as_of=committed))
     transaction.on_commit(
-        lambda: _announce(current, from_status=from_status, to_status=to, reason=reason)
+        lambda: _announce(current, from_status=from_status, to_status=to_status, reason=reason)
     )
-    return current
 
 
 def _publish(verification_id: UUID, *, as_of: Committed | None = None) -> None:
