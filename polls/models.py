@@ -103,3 +103,8 @@ class Vote(models.Model):
 # its id (whether it is published is the caller's to check), its choices in order.
 QUESTION_BY_ID: PreparedRead[Question] = PreparedRead(Question, "pk")
 CHOICES_OF_QUESTION: PreparedRead[Choice] = PreparedRead(Choice, "question")
+CHOICE_BY_ID: PreparedRead[Choice] = PreparedRead(Choice, "pk")
+# A voter's past vote on a question: at most one per account and one per phone hash (the
+# two unique constraints above).
+VOTE_OF_USER: PreparedRead[Vote] = PreparedRead(Vote, "question", "user")
+VOTE_OF_PHONE_HASH: PreparedRead[Vote] = PreparedRead(Vote, "question", "phone_hash")

@@ -8,13 +8,12 @@ from typing import NoReturn
 import phonenumbers
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils.translation import gettext
 
 from polls.live import results_publish
-from polls.models import Choice, Question, Vote
+from polls.models import CHOICE_BY_ID, VOTE_OF_PHONE_HASH, VOTE_OF_USER, Choice, Question, Vote
 from polls.phone_hashes import phone_hash_current, phone_hashes_all
-from two_factor.models import PhoneNumber
+from two_factor.models import PhoneNumber, phone_number_of
 
 
 class VoteRefused(Exception):
@@ -107,24 +106,16 @@ class PastVote:
 
 def vote_find(*, user: User, question: Question) -> PastVote | None:
     """This account's vote on ``question``, else one its verified phone cast elsewhere."""
-    # The phone the verified-session check loaded already, when it did (no second query).
-    phone = _cached_phone(user)
-    if phone is None:
-        phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
-    mine = Q(user=user)
-    if phone is not None and phone.verified_at is not None:
-        mine |= Q(phone_hash__in=phone_hashes_all(phone.number))
-    # One query for both: this account's vote first, else the phone's earliest.
-    votes = list(question.votes.filter(mine).select_related("choice").order_by("cast_at"))
-    own = next((vote for vote in votes if vote.user_id == user.pk), None)
+    # Prepared reads, each matching one row at most (the unique constraints on votes):
+    # this account's vote, then the phone's under each hash key. The phone is the one
+    # the verified-session check loaded already, when it did.
+    own = VOTE_OF_USER.first(question.pk, user.pk)
     if own is not None:
-        return PastVote(choice=own.choice)
-    if votes:
-        return PastVote(choice=None)
+        return PastVote(choice=CHOICE_BY_ID.get(own.choice_id))
+    phone = phone_number_of(user)
+    if phone is None or phone.verified_at is None:
+        return None
+    for phone_hash in phone_hashes_all(phone.number):
+        if VOTE_OF_PHONE_HASH.first(question.pk, phone_hash) is not None:
+            return PastVote(choice=None)
     return None
-
-
-def _cached_phone(user: User) -> PhoneNumber | None:
-    """``user.phone_number`` if this request already loaded it, without a query."""
-    cache = getattr(getattr(user, "_state", None), "fields_cache", {})
-    return cache.get("phone_number")

@@ -230,3 +230,29 @@ def test_an_expression_goes_through_save(user: AbstractBaseUser) -> None:
     made.wrong_codes = F("wrong_codes") + 1
     save_fields(made, ["wrong_codes"])
     assert Verification.objects.get(pk=made.pk).wrong_codes == 1
+
+
+def test_phone_number_of_reads_once_per_user_object_and_fills_the_relation(
+    django_user_model, make_user
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.phone_numbers import NUMBER, give_phone
+    from two_factor.models import phone_number_of
+
+    with_phone, without = make_user("with-phone"), make_user("without-phone")
+    give_phone(with_phone, NUMBER)
+    with_phone = django_user_model.objects.get(pk=with_phone.pk)
+    without = django_user_model.objects.get(pk=without.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        phone = phone_number_of(with_phone)
+        assert phone_number_of(with_phone) is phone
+        assert with_phone.phone_number is phone  # the relation's own cache
+        assert phone.user is with_phone
+        assert phone_number_of(without) is None
+        assert phone_number_of(without) is None
+        assert not hasattr(without, "phone_number")  # Django's "does not exist", cached
+    assert len(queries.captured_queries) == 2
+    assert phone.number == NUMBER

@@ -16,7 +16,6 @@ number moving to another account, ends it), and to an age.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -25,15 +24,15 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
+from two_factor.models import phone_number_of
+
+# Defined with the model whose rows store it (models import nothing of this module);
+# imported from here as well.
+from two_factor.models import session_key_hash as session_key_hash
 from two_factor.numbers import number_hash
 
 # Where the flag is stored in the session: only this module (and its own tests) use it.
 SESSION_KEY = "two_factor_verified"
-
-
-def session_key_hash(session_key: str) -> str:
-    """What a Verification stores of its session: never the key itself."""
-    return hashlib.sha256(f"{settings.SECRET_KEY}:{session_key}".encode()).hexdigest()
 
 
 # --- the writer -----------------------------------------------------------------------------
@@ -71,7 +70,7 @@ def session_verified_until(*, session: Any, user: AbstractBaseUser | AnonymousUs
         until = float(flag.get("at", 0)) + settings.TWO_FACTOR_VERIFIED_MAX_AGE
     except (TypeError, ValueError):
         return None
-    phone = getattr(user, "phone_number", None)
+    phone = phone_number_of(user)
     bound = (
         flag.get("user_id") == str(user.pk)
         and constant_time_compare(str(flag.get("auth_hash", "")), user.get_session_auth_hash())

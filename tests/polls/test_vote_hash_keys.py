@@ -188,3 +188,22 @@ def test_without_vote_hash_keys_start_up_warns_that_votes_hang_on_the_secret_key
 
     settings.VOTE_HASH_KEYS = [V1]
     assert vote_hash_keys_check(None) == []
+
+
+def test_the_poll_page_finds_a_vote_the_phone_cast_under_an_older_key(
+    settings, question, make_user
+):
+    from polls.services import vote_find
+
+    settings.VOTE_HASH_KEYS = [V1]
+    _vote_from(make_user("first"), question)
+    settings.VOTE_HASH_KEYS = [V2, V1]
+    second = make_user("second")
+    _number_moves_to(second)
+
+    past = vote_find(user=second, question=question)
+
+    assert past is not None
+    assert past.choice is None  # the other account's choice stays its own
+    settings.VOTE_HASH_KEYS = [V2]
+    assert vote_find(user=type(second).objects.get(pk=second.pk), question=question) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.test import Client
 from django.urls import reverse
 
+from polls.phone_hashes import phone_hashes_all
 from polls.services import vote_cast
 from tests.phone_numbers import NUMBER
 from tests.two_factor.verifications import mark_session_verified
@@ -64,3 +65,27 @@ def test_the_results_page_says_how_you_voted(voter_client, user, question):
 
     assert b"You voted for <strong>vim</strong>" in response.content
     assert b"Vote on this poll" not in response.content
+
+
+def test_the_poll_page_reads_the_phone_once_and_compiles_no_query(voter_client, user, question):
+    """The page's reads are prepared statements (pollstr/db/prepared.py): the user, the
+    phone (once, for the verified-session check and the vote lookup), the question, the
+    account's vote, the phone's vote under each hash key, the choices."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("polls:detail", args=[question.pk])
+    voter_client.get(url)  # the prepared statements are compiled at first use
+    with CaptureQueriesContext(connection) as captured:
+        response = voter_client.get(url)
+
+    assert VOTE_FORM in response.content
+    statements = [query["sql"] for query in captured.captured_queries]
+    phone_reads = [sql for sql in statements if 'FROM "two_factor_phonenumber"' in sql]
+    assert len(phone_reads) == 1, statements
+    vote_reads = [sql for sql in statements if 'FROM "polls_vote"' in sql]
+    # One read by account, one per hash the phone's vote may be stored under: no OR, no
+    # IN list, each matching one row at most.
+    hashes = phone_hashes_all(user.phone_number.number)
+    assert len(vote_reads) == 1 + len(hashes), statements
+    assert not any(" OR " in sql or " IN (" in sql for sql in vote_reads), vote_reads
