@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -269,43 +270,18 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
     def _append(
         self, event: VerificationEvent, connection: Any, *, after: GuardedUpdate | None
     ) -> list[VerificationEvent] | None:
-        meta = VerificationEvent._meta
-        fields = [field for field in meta.concrete_fields if not field.primary_key]
-        quote = connection.ops.quote_name
-        table = quote(meta.db_table)
-        written = ", ".join(quote(field.column) for field in fields)
-        every = ", ".join(quote(field.column) for field in meta.concrete_fields)
+        shape = _append_shape(connection)
         values = [
-            field.get_db_prep_save(field.pre_save(event, add=True), connection) for field in fields
+            field.get_db_prep_save(field.pre_save(event, add=True), connection)
+            for field in shape.fields
         ]
-        verification_column = quote(meta.get_field("verification").column)
-        order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
-        # The statement's snapshot predates its own writes: the earlier events come from
-        # the table, the new one from the CTE. Only quoted model names are interpolated.
-        if after is None:
-            placeholders = ", ".join(["%s"] * len(values))
-            sql = (
-                f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "  # noqa: S608
-                f"RETURNING {every}) "
-                f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
-                f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
-            )
-            prefix: tuple[Any, ...] = ()
-        else:
-            # Typed, as VALUES would type them: the SELECT's own columns have no target.
-            typed = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in fields)
-            sql = (
-                f"WITH written AS ({after.sql}), "  # noqa: S608
-                f"new AS (INSERT INTO {table} ({written}) SELECT {typed} FROM written "
-                f"RETURNING {every}) "
-                f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "
-                f"AND EXISTS (SELECT 1 FROM written) "
-                f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"
-            )
-            prefix = after.params
-        verification_id = meta.get_field("verification").get_db_prep_value(
+        verification_id = VerificationEvent._meta.get_field("verification").get_db_prep_value(
             event.verification_id, connection
         )
+        if after is None:
+            sql, prefix = shape.plain, ()
+        else:
+            sql, prefix = f"WITH written AS ({after.sql}), {shape.after_written}", after.params
         with connection.cursor() as cursor:
             cursor.execute(sql, [*prefix, *values, verification_id])
             rows = cursor.fetchall()
@@ -315,19 +291,70 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
             after.written()
         # Rows as a queryset builds them (Django's column converters, then from_db), without
         # a raw queryset's per-statement mapping of columns to fields.
-        converters = whole_row_converters(VerificationEvent, connection)
-        attnames = [field.attname for field in meta.concrete_fields]
         trail: list[VerificationEvent] = []
         for *columns, appended in rows:
             if appended:
-                event.pk = columns[attnames.index(meta.pk.attname)]
+                event.pk = columns[shape.pk_index]
                 event._state.adding = False
                 event._state.db = connection.alias
                 trail.append(event)
             else:
-                values_of = row_converted(tuple(columns), converters, connection)
-                trail.append(VerificationEvent.from_db(connection.alias, attnames, values_of))
+                values_of = row_converted(tuple(columns), shape.converters, connection)
+                trail.append(VerificationEvent.from_db(connection.alias, shape.attnames, values_of))
         return trail
+
+
+@dataclass(frozen=True)
+class _AppendShape:
+    """What an event's insert with its trail needs of a database, worked out once."""
+
+    fields: list[Any]  # the inserted fields, in column order
+    plain: str  # the INSERT (VALUES) with the trail
+    after_written: str  # the same after a `written` CTE: inserted only if it has a row
+    converters: dict[int, Any]
+    attnames: list[str]
+    pk_index: int
+
+
+_append_shapes: dict[tuple[str, str], _AppendShape] = {}
+
+
+def _append_shape(connection: Any) -> _AppendShape:
+    key = (connection.alias, connection.vendor)
+    shape = _append_shapes.get(key)
+    if shape is not None:
+        return shape
+    meta = VerificationEvent._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    written = ", ".join(quote(field.column) for field in fields)
+    every = ", ".join(quote(field.column) for field in meta.concrete_fields)
+    verification_column = quote(meta.get_field("verification").column)
+    order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
+    placeholders = ", ".join(["%s"] * len(fields))
+    # Typed, as VALUES would type them: a SELECT's own columns have no target type.
+    typed = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in fields)
+    # The statement's snapshot predates its own writes: the earlier events come from the
+    # table, the new one from the CTE. Only quoted model names are interpolated.
+    trail = f"SELECT {every}, false AS appended FROM {table} WHERE {verification_column} = %s "  # noqa: S608
+    new = f"UNION ALL SELECT {every}, true AS appended FROM new ORDER BY {order}"  # noqa: S608
+    attnames = [field.attname for field in meta.concrete_fields]
+    shape = _append_shapes[key] = _AppendShape(
+        fields=fields,
+        plain=(
+            f"WITH new AS (INSERT INTO {table} ({written}) VALUES ({placeholders}) "  # noqa: S608
+            f"RETURNING {every}) {trail}{new}"
+        ),
+        after_written=(
+            f"new AS (INSERT INTO {table} ({written}) SELECT {typed} FROM written "  # noqa: S608
+            f"RETURNING {every}) {trail}AND EXISTS (SELECT 1 FROM written) {new}"
+        ),
+        converters=whole_row_converters(VerificationEvent, connection),
+        attnames=attnames,
+        pk_index=attnames.index(meta.pk.attname),
+    )
+    return shape
 
 
 class VerificationEvent(models.Model):

@@ -253,17 +253,7 @@ def save_fields(instance: models.Model, fields: Iterable[str]) -> None:
         signals.pre_save.send(
             sender=model, instance=instance, raw=False, using=using, update_fields=names
         )
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, False), connection)
-        for field in update.fields
-    ]
-    pk = meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
-    params = [
-        (values[param.index] if param.index < len(values) else pk)
-        if isinstance(param, _Marker)
-        else param
-        for param in update.params
-    ]
+    params = _update_params(update, instance, connection)
     with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
         cursor.execute(update.sql, params)
         if cursor.rowcount == 0:
@@ -279,6 +269,22 @@ def save_fields(instance: models.Model, fields: Iterable[str]) -> None:
             raw=False,
             using=using,
         )
+
+
+def _update_params(update: _Update, instance: models.Model, connection: Any) -> list[Any]:
+    """The UPDATE's parameters: each field's ``pre_save`` value (``auto_now``) prepared
+    with ``get_db_prep_save``, and the primary key."""
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, False), connection)
+        for field in update.fields
+    ]
+    pk = instance._meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
+    return [
+        (values[param.index] if param.index < len(values) else pk)
+        if isinstance(param, _Marker)
+        else param
+        for param in update.params
+    ]
 
 
 def _update_compile(model: type[models.Model], names: frozenset[str], using: str) -> _Update:
@@ -361,30 +367,31 @@ def guarded_update(
         update = _updates[key] = _update_compile(model, names, using)
     if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
         return None
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, False), connection)
-        for field in update.fields
+    sql = _guarded.get(key)
+    if sql is None:
+        sql = _guarded[key] = _guarded_sql(model, update, connection)
+    params = _update_params(update, instance, connection)
+    held_values = [
+        field.get_db_prep_value(getattr(read, field.attname), connection, prepared=False)
+        for field in meta.concrete_fields
     ]
-    pk = meta.pk.get_db_prep_value(instance.pk, connection, prepared=False)
-    params = [
-        (values[param.index] if param.index < len(values) else pk)
-        if isinstance(param, _Marker)
-        else param
-        for param in update.params
-    ]
+    return GuardedUpdate(sql=sql, params=(*params, *held_values), instance=instance, using=using)
+
+
+# The guarded UPDATE's SQL, by the same key as `_updates`.
+_guarded: dict[tuple[type[models.Model], frozenset[str], str, str], str] = {}
+
+
+def _guarded_sql(model: type[models.Model], update: _Update, connection: Any) -> str:
+    meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     columns = meta.concrete_fields
     stored = ", ".join(f"{table}.{quote(field.column)}" for field in columns)
     # Each value cast to its column's type: equal means equal as the database compares.
     held = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in columns)
-    held_values = [
-        field.get_db_prep_value(getattr(read, field.attname), connection, prepared=False)
-        for field in columns
-    ]
     # Django's UPDATE ends with its WHERE on the primary key: the guard narrows it.
-    sql = (
+    return (
         f"{update.sql} AND ROW({stored}) IS NOT DISTINCT FROM ROW({held}) "
         f"RETURNING {table}.{quote(meta.pk.column)}"
     )
-    return GuardedUpdate(sql=sql, params=(*params, *held_values), instance=instance, using=using)
