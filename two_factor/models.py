@@ -4,7 +4,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connections, models, router
@@ -331,7 +331,8 @@ def _append_shape(connection: Any) -> _AppendShape:
     written = ", ".join(quote(field.column) for field in fields)
     every = ", ".join(quote(field.column) for field in meta.concrete_fields)
     verification_column = quote(meta.get_field("verification").column)
-    order = ", ".join(quote(meta.get_field(name).column) for name in ("created_at", "id"))
+    columns = {field.name: field.column for field in meta.concrete_fields}
+    order = ", ".join(quote(columns[name]) for name in ("created_at", "id"))
     placeholders = ", ".join(["%s"] * len(fields))
     # Typed, as VALUES would type them: a SELECT's own columns have no target type.
     typed = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in fields)
@@ -521,8 +522,7 @@ def phone_number_of(user: Any) -> PhoneNumber | None:
     compiled on every request."""
     relation = PhoneNumber._meta.get_field("user").remote_field
     if relation.is_cached(user):
-        cached: PhoneNumber | None = relation.get_cached_value(user)
-        return cached
+        return cast("PhoneNumber | None", relation.get_cached_value(user))
     phone = PHONE_NUMBER_OF_USER.first(user.pk) if user.pk is not None else None
     if phone is not None:
         relation.field.set_cached_value(phone, user)
