@@ -107,8 +107,8 @@ def _run(args: argparse.Namespace) -> None:
         gate = step("gate", lambda: client.get(poll))["Location"]
         step("number page", lambda: client.get(gate))
         answer = step("number submit", lambda: client.post("/2fa/", {"number": voter.number}))
-        match = re.search(r"/2fa/v/([0-9a-f-]+)/", answer["Location"])
-        assert match, f"the number submit went to {answer['Location']}"
+        match = re.search(r"/2fa/v/([0-9a-f-]+)/", answer.get("Location", ""))
+        assert match, f"the number submit answered {answer.status_code}: {_said(answer)}"
         verification_id = match.group(1)
         step("code page", lambda: client.get(f"/2fa/v/{verification_id}/"))
         # The open page's socket: every transition from now on renders and publishes.
@@ -153,6 +153,13 @@ def _run(args: argparse.Namespace) -> None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(50)
         print(out.getvalue())
+
+
+def _said(response: Any) -> str:
+    """What a page that did not move on says (its form errors), for the failure."""
+    text = re.sub(r"<[^>]+>", " ", response.content.decode(errors="replace"))
+    found = re.findall(r"[^.\n]*(?:wait|again|couldn't|can't|limit)[^.\n]*", text, flags=re.I)
+    return "; ".join(" ".join(part.split()) for part in found[:3]) or "(no sentence found)"
 
 
 def _server_cpu() -> tuple[float, float]:
