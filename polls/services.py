@@ -13,7 +13,7 @@ from django.utils.translation import gettext
 from polls.live import results_publish
 from polls.models import CHOICE_BY_ID, VOTE_OF_PHONE_HASH, VOTE_OF_USER, Choice, Question, Vote
 from polls.phone_hashes import phone_hash_current, phone_hashes_all
-from two_factor.models import PhoneNumber, phone_number_of
+from two_factor.models import phone_number_of
 
 
 class VoteRefused(Exception):
@@ -48,8 +48,9 @@ def vote_cast(*, user: User, question: Question, choice_id: object) -> Vote:
         choice = question.choices.get(pk=int(str(choice_id)))
     except (ValueError, TypeError, OverflowError, Choice.DoesNotExist):
         raise InvalidChoice(gettext("Please pick one of the choices below.")) from None
-    phone = PhoneNumber.objects.filter(user=user, verified_at__isnull=False).first()
-    if phone is None:
+    # The phone the verified-session check of this request read already, if it did.
+    phone = phone_number_of(user)
+    if phone is None or phone.verified_at is None:
         raise PhoneNotVerified(gettext("Verify your phone number to vote."))
     # A vote stored under an older key of VOTE_HASH_KEYS still counts; between two votes
     # under the newest key, the unique constraints, not this SELECT, decide a race.

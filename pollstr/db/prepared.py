@@ -238,14 +238,8 @@ def save_fields(instance: models.Model, fields: Iterable[str]) -> None:
         return
     using = router.db_for_write(model, instance=instance)
     connection = connections[using]
-    key = (model, names, using, connection.vendor)
-    update = _updates.get(key)
+    update = None if model._meta.parents else _update_for(model, names, using, instance)
     if update is None:
-        if model._meta.parents:
-            instance.save(update_fields=names)
-            return
-        update = _updates[key] = _update_compile(model, names, using)
-    if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
         instance.save(update_fields=names)
         return
     meta = model._meta
@@ -269,6 +263,21 @@ def save_fields(instance: models.Model, fields: Iterable[str]) -> None:
             raw=False,
             using=using,
         )
+
+
+def _update_for(
+    model: type[models.Model], names: frozenset[str], using: str, instance: models.Model
+) -> _Update | None:
+    """The compiled UPDATE of ``names`` (once per model, set of fields and database), or
+    None when a value of ``instance`` is an expression (``F()``): only ``save()`` can
+    write that."""
+    key = (model, names, using, connections[using].vendor)
+    update = _updates.get(key)
+    if update is None:
+        update = _updates[key] = _update_compile(model, names, using)
+    if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
+        return None
+    return update
 
 
 def _update_params(update: _Update, instance: models.Model, connection: Any) -> list[Any]:
@@ -361,12 +370,10 @@ def guarded_update(
         or signals.post_save.has_listeners(model)
     ):
         return None
-    key = (model, names, using, connection.vendor)
-    update = _updates.get(key)
+    update = _update_for(model, names, using, instance)
     if update is None:
-        update = _updates[key] = _update_compile(model, names, using)
-    if any(hasattr(getattr(instance, f.attname), "resolve_expression") for f in update.fields):
         return None
+    key = (model, names, using, connection.vendor)
     sql = _guarded.get(key)
     if sql is None:
         sql = _guarded[key] = _guarded_sql(model, update, connection)
