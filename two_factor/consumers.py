@@ -33,7 +33,9 @@ from typing import Any
 from urllib.parse import parse_qs
 from uuid import UUID
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import (
@@ -278,6 +280,28 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             with suppress(Exception):  # the connection may be gone already
                 await send({"type": "websocket.close", "code": CLOSE_TRY_AGAIN})
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without the thread hop it makes before every message
+        (``aclose_old_connections``: close stale database connections). This socket's
+        database work runs only through ``database_sync_to_async``, which closes them
+        before and after, in the thread that holds them; the extra hop cost each push a
+        quarter of a millisecond and queued it behind the process's one thread-sensitive
+        thread, where every socket's database work waits (docs/ARCHITECTURE.md,
+        "Throughput")."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        """Channels' disconnect without its closing hop (see ``dispatch``); the live
+        groups are left by ``disconnect``, any class-level ``groups`` as Channels leaves
+        them."""
+        for group in self.groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.disconnect(message["code"])
+        raise StopConsumer()
+
     def may_watch(self, *, user: Any, session: Mapping[str, Any]) -> bool:
         raise NotImplementedError
 
@@ -465,15 +489,13 @@ class VerificationConsumer(SessionBoundConsumer):
     _first_frame = True
 
     async def send_current(self) -> None:
-        if self._first_frame:
-            self._first_frame = False
-            page = self._page_shown()
-            if page is not None and await self._row_unchanged_since(page[0]):
-                self.shown_version = max(self.shown_version, page[1])
-                return
-        rendered = await self._render_status()
-        if rendered is not None:
-            self.shown_version = max(self.shown_version, rendered.version)
+        page = self._page_shown() if self._first_frame else None
+        self._first_frame = False
+        rendered = await self._render_status(page)
+        if rendered is None:
+            return
+        self.shown_version = max(self.shown_version, rendered.version)
+        if rendered.html:
             await self.send(text_data=rendered.html)
 
     def _verification_id(self) -> UUID | None:
@@ -490,14 +512,10 @@ class VerificationConsumer(SessionBoundConsumer):
         except (KeyError, ValueError):
             return None
 
-    @database_sync_to_async
-    def _row_unchanged_since(self, stamp: int) -> bool:
+    def _row_unchanged_since(self, verification_id: UUID, stamp: int) -> bool:
         """Whether the row is as the page showed it: not written since (every write moves
         `updated_at`, a queryset's too), and no step past its deadline (shown as the step
         it becomes, two_factor.status.as_shown)."""
-        verification_id = self._verification_id()
-        if verification_id is None:
-            return False
         row = VERIFICATION_BY_ID.first(verification_id)
         if row is None:
             return False
@@ -508,10 +526,15 @@ class VerificationConsumer(SessionBoundConsumer):
         return row_stamp(updated_at) == stamp
 
     @database_sync_to_async
-    def _render_status(self) -> Rendered | None:
+    def _render_status(self, page: tuple[int, int] | None = None) -> Rendered | None:
+        """The status as it is now, in one database hop; with ``page`` (what the page's
+        URL says it shows), nothing to send (empty HTML, the page's version) while the
+        row is still as the page shows it."""
         verification_id = self._verification_id()
         if verification_id is None:
             return None
+        if page is not None and self._row_unchanged_since(verification_id, page[0]):
+            return Rendered(html="", version=page[1])
         # The trail before the row (as two_factor.live does): the version never claims
         # more than what is shown.
         events = TRAIL_OF_VERIFICATION.all(verification_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -318,3 +319,29 @@ async def test_a_pushed_status_is_rendered_once_and_carries_this_browsers_token(
     html = await communicator.receive_from(timeout=5)
     assert html == shared.replace(CSRF_PLACEHOLDER, CSRF_SECRET)
     await communicator.disconnect()
+
+
+async def test_pushes_and_the_close_never_wait_for_the_database_thread(make_user):
+    """A push and a close touch no database, so they must not queue behind the process's
+    one thread-sensitive thread, where every socket's database work waits (Channels'
+    dispatch hops there before each message to close stale connections)."""
+    from channels.layers import get_channel_layer
+
+    from two_factor.live import verification_group
+
+    _client, verification, communicator = await _watching_own_verification(make_user)
+    release = threading.Event()
+    busy = asyncio.ensure_future(sync_to_async(release.wait)())  # thread-sensitive
+    try:
+        await asyncio.sleep(0.05)  # the database thread is now taken
+        push = {"type": "verification.changed", "html": "pushed", "version": 10**9}
+        await get_channel_layer().group_send(verification_group(verification.pk, "en"), push)
+        assert await communicator.receive_from(timeout=2) == "pushed"
+
+        await communicator.disconnect(timeout=2)
+        # It ended by itself, not cancelled at the timeout.
+        assert communicator.future.done()
+        assert not communicator.future.cancelled()
+    finally:
+        release.set()
+        await busy
