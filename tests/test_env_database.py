@@ -43,6 +43,18 @@ def test_postgres_gets_a_bounded_pool_and_no_persistent_connections():
     assert (entry["USER"], entry["HOST"], entry["PORT"]) == ("app", "db.example", "5433")
 
 
+def test_statements_are_bound_by_the_server_and_prepared_after_five_runs():
+    options = database_from_url(URL)["OPTIONS"]
+
+    assert options["server_side_binding"] is True
+    assert options["prepare_threshold"] == 5
+    # 0 (behind a pooler that cannot keep prepared statements): never prepare.
+    assert (
+        database_from_url(URL, DatabaseLimits(prepare_threshold=0))["OPTIONS"]["prepare_threshold"]
+        is None
+    )
+
+
 def test_a_zero_statement_timeout_sets_none():
     entry = database_from_url(URL, DatabaseLimits(statement_timeout_ms=0))
 
@@ -105,6 +117,32 @@ def test_a_pooled_connection_runs_with_the_statement_timeout(db: None) -> None:
     finally:
         wrapper.close()
         wrapper.close_pool()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("threshold", [3, 0])
+def test_a_statement_run_often_enough_is_prepared_on_the_server(db: None, threshold) -> None:
+    """The server parses and plans a repeated statement once per connection (psycopg
+    prepares it at the threshold); with 0 it never does."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): SQLite has no prepared statements")
+    limits = DatabaseLimits(pool_min_size=0, pool_max_size=1, prepare_threshold=threshold)
+    entry = database_from_url(stack.database_url(connection.settings_dict), limits)
+    wrapper = _wrapper(entry)
+    try:
+        with wrapper.cursor() as cursor:
+            for value in range(4):
+                cursor.execute("SELECT %s::int + 1", [value])
+                assert cursor.fetchone() == (value + 1,)
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            prepared = [row[0] for row in cursor.fetchall()]
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
+    if threshold:
+        assert prepared == ["SELECT $1::int + 1"]
+    else:
+        assert prepared == []
 
 
 @pytest.mark.django_db
@@ -176,6 +214,7 @@ def test_the_limits_come_from_the_environment():
         DATABASE_POOL_TIMEOUT="1.5",
         DATABASE_STATEMENT_TIMEOUT_MS="2500",
         DATABASE_CONNECT_TIMEOUT="4",
+        DATABASE_PREPARE_THRESHOLD="0",
     )
 
     assert result.returncode == 0, result.stderr
@@ -185,6 +224,7 @@ def test_the_limits_come_from_the_environment():
     assert options["pool"]["timeout"] == 1.5
     assert options["options"] == "-c statement_timeout=2500"
     assert options["connect_timeout"] == "4"
+    assert options["prepare_threshold"] is None
 
 
 @pytest.mark.parametrize(
@@ -196,6 +236,7 @@ def test_the_limits_come_from_the_environment():
         ("DATABASE_POOL_TIMEOUT", "0"),
         ("DATABASE_STATEMENT_TIMEOUT_MS", "5s"),
         ("DATABASE_CONNECT_TIMEOUT", "1"),
+        ("DATABASE_PREPARE_THRESHOLD", "-1"),
     ],
 )
 def test_a_bad_limit_stops_start_up_naming_the_variable(name, value):

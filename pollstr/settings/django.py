@@ -109,6 +109,7 @@ DATABASE_LIMITS = DatabaseLimits(
     pool_timeout=env_float("DATABASE_POOL_TIMEOUT", 5.0, minimum=0.1, maximum=60),
     statement_timeout_ms=env_int("DATABASE_STATEMENT_TIMEOUT_MS", 5000, minimum=0),
     connect_timeout=env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=2, maximum=60),
+    prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0, maximum=1000),
 )
 # Threads per web process serving HTTP (pollstr/http_bridge.py). Requests are short and
 # CPU-bound between sub-millisecond queries: more threads than cores only make them fight
