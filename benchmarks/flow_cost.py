@@ -24,7 +24,6 @@ import argparse
 import collections
 import cProfile
 import io
-import os
 import pstats
 import re
 import time
@@ -45,18 +44,8 @@ def main() -> None:
     parser.add_argument("--profile", metavar="STEP", help="cProfile one step (or 'all')")
     args = parser.parse_args()
 
-    world = infra.new_world(args.postgres, args.redis_url)
-    infra.database_create(world)
-    try:
-        infra.configure_django(world)
-        os.environ["TWO_FACTOR_GATEWAY"] = "sandbox"
-        from django.conf import settings
-
-        settings.TWO_FACTOR_GATEWAY = "sandbox"
-        infra.database_migrate()
+    with infra.in_process_world(args.postgres, args.redis_url):
         _run(args)
-    finally:
-        infra.database_drop(world)
 
 
 def _run(args: argparse.Namespace) -> None:

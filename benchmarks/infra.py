@@ -242,6 +242,24 @@ def database_migrate() -> None:
     call_command("migrate", interactive=False, verbosity=0)
 
 
+@contextmanager
+def in_process_world(postgres: str, redis_url: str) -> Iterator[World]:
+    """This process as Pollstr, on a fresh migrated database (dropped afterwards) and its
+    own Redis prefix, with the sandbox gateway: the in-process benchmarks' setting."""
+    world = new_world(postgres, redis_url)
+    database_create(world)
+    try:
+        configure_django(world)
+        os.environ["TWO_FACTOR_GATEWAY"] = "sandbox"
+        from django.conf import settings
+
+        settings.TWO_FACTOR_GATEWAY = "sandbox"
+        database_migrate()
+        yield world
+    finally:
+        database_drop(world)
+
+
 def postgres_headroom(world: World) -> tuple[int, int]:
     """(max_connections, connections in use now) on the shared server."""
     with _admin_connection(world) as conn:

@@ -41,15 +41,8 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     args = parser.parse_args()
 
-    world = infra.new_world(args.postgres, args.redis_url)
-    infra.database_create(world)
-    try:
-        infra.configure_django(world)
-        os.environ["TWO_FACTOR_GATEWAY"] = "sandbox"
-        infra.database_migrate()
+    with infra.in_process_world(args.postgres, args.redis_url):
         asyncio.run(_run(args))
-    finally:
-        infra.database_drop(world)
 
 
 async def _run(args: argparse.Namespace) -> None:
