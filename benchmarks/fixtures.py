@@ -132,8 +132,7 @@ def verifications_create(voters: list[Voter], *, status: str) -> list[str]:
     from django.conf import settings
     from django.utils import timezone
 
-    from two_factor.models import Verification
-    from two_factor.session import session_key_hash
+    from two_factor.models import Verification, session_key_hash
 
     now = timezone.now()
     sent = status == "sent"

@@ -55,7 +55,7 @@ def test_a_row_reads_as_the_queryset_reads_it(user: AbstractBaseUser) -> None:
 
 def test_values_are_bound_by_their_fields(user: AbstractBaseUser) -> None:
     made = create_verification(user=user, session_key="the-session")
-    from two_factor.session import session_key_hash
+    from two_factor.models import session_key_hash
 
     own = PreparedRead(Verification, "pk", "user", "session_key_hash")
 

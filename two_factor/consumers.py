@@ -63,9 +63,9 @@ from two_factor.models import (
     TRAIL_OF_VERIFICATION,
     VERIFICATION_BY_ID,
     Status,
+    session_key_hash,
     verification_of_session,
 )
-from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
 
 logger = logging.getLogger(__name__)

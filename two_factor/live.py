@@ -137,7 +137,7 @@ def user_sockets_group(user_id: Any) -> str:
 
 def sockets_session_ended(*, user_id: Any, session_key: str | None) -> None:
     """This session logged out: its sockets close (the hash, never the key, travels)."""
-    from two_factor.session import session_key_hash
+    from two_factor.models import session_key_hash
 
     if session_key:
         event = {"type": "session.ended", "session": session_key_hash(session_key)}

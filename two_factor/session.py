@@ -25,10 +25,6 @@ from django.http import HttpRequest
 from django.utils.crypto import constant_time_compare
 
 from two_factor.models import phone_number_of
-
-# Defined with the model whose rows store it (models import nothing of this module);
-# imported from here as well.
-from two_factor.models import session_key_hash as session_key_hash
 from two_factor.numbers import number_hash
 
 # Where the flag is stored in the session: only this module (and its own tests) use it.

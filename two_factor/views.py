@@ -30,13 +30,13 @@ from two_factor.models import (
     Status,
     Verification,
     live_of_session,
+    session_key_hash,
     verification_of_session,
 )
 from two_factor.numbers import number_destination
 from two_factor.protection import verification_not_required
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
-from two_factor.session import session_key_hash
 from two_factor.status import STATUS_TEMPLATE, status_context
 
 NEXT_SESSION_KEY = "two_factor_next"

@@ -53,8 +53,7 @@ from tests.two_factor.verifications import create_verification, mark_session_ver
 from two_factor import services
 from two_factor.gateways.sandbox import sandbox_messages_for
 from two_factor.gateways.vonage.callbacks import callback_sign
-from two_factor.models import PhoneNumber, Status, Verification
-from two_factor.session import session_key_hash
+from two_factor.models import PhoneNumber, Status, Verification, session_key_hash
 
 SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 SECRET = "fuzz-signature-secret-of-a-decent-length"

@@ -15,8 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.two_factor.verifications import client_session_key
-from two_factor.models import Status, Verification, VerificationEvent
-from two_factor.session import session_key_hash
+from two_factor.models import Status, Verification, VerificationEvent, session_key_hash
 
 TABS = 10
 

@@ -15,8 +15,8 @@ from tests.phone_numbers import NUMBER, give_phone, unique_number
 from two_factor import services
 from two_factor.channels import workflow_steps
 from two_factor.gateways.base import WorkflowStep
-from two_factor.models import Status, Verification, VerificationEvent
-from two_factor.session import session_key_hash, session_verify
+from two_factor.models import Status, Verification, VerificationEvent, session_key_hash
+from two_factor.session import session_verify
 
 Capture = Callable[..., Any]  # pytest-django's django_capture_on_commit_callbacks
 

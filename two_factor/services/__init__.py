@@ -10,6 +10,7 @@ This package re-exports the public functions, so callers write `services.verific
 
 from __future__ import annotations
 
+from two_factor.models import session_key_hash
 from two_factor.services.budget import governor_lift
 from two_factor.services.checking import (
     CHECK_AGAIN,
@@ -56,7 +57,6 @@ from two_factor.services.transitions import (
     transition_if_allowed,
     verification_note,
 )
-from two_factor.session import session_key_hash
 
 __all__ = [
     "CHECK_AGAIN",

@@ -13,10 +13,10 @@ from two_factor.models import (
     VERIFICATION_LOCKED,
     Status,
     Verification,
+    session_key_hash,
 )
 from two_factor.services.refusals import AlreadyCompleted, VerificationRefused
 from two_factor.services.transitions import transition
-from two_factor.session import session_key_hash
 
 
 def verification_complete(*, verification: Verification, session: Any) -> None:

@@ -32,6 +32,7 @@ from two_factor.models import (
     Status,
     Verification,
     VerificationEvent,
+    session_key_hash,
 )
 from two_factor.numbers import number_destination
 from two_factor.services.budget import budget_reserve, governor_check, governor_judge
@@ -50,7 +51,6 @@ from two_factor.services.transitions import (
     transition,
     transition_if_allowed,
 )
-from two_factor.session import session_key_hash
 
 GOVERNOR_PAUSED = gettext_noop(
     "Codes to numbers like yours are paused for a while because of unusual traffic. "
