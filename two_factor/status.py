@@ -26,7 +26,13 @@ from django.utils.translation import gettext_lazy as _
 
 from two_factor.channels import CHANNELS, Channel
 from two_factor.forms import CodeForm
-from two_factor.models import TRAIL_OF_VERIFICATION, Status, Verification, VerificationEvent
+from two_factor.models import (
+    TRAIL_OF_VERIFICATION,
+    VERIFICATION_BY_ID,
+    Status,
+    Verification,
+    VerificationEvent,
+)
 from two_factor.outcomes import OUTCOMES
 
 if TYPE_CHECKING:
@@ -71,7 +77,13 @@ def status_context(
     socket uses to refuse a push older than the one it already showed (two_factor.live)."""
     now = timezone.now()
     if events is None:
+        # The trail, then the row (as the pushes read them, two_factor.live): a worker may
+        # have moved the row on since the caller read it, and the version must never
+        # claim more than the row shows. The page keeps the newest state it was shown
+        # (static/pollstr/live.js): an answer that arrives after a push of the state that
+        # followed it must say it is older, not "as new".
         events = TRAIL_OF_VERIFICATION.all(verification.pk)
+        verification = _as_stored(verification)
     verification = as_shown(verification, now=now)
     resend_in = verification.resend_available_in(now=now) if verification.is_live else 0
     wrong_code_event = None if malformed else _wrong_code_event(verification, events)
@@ -93,6 +105,16 @@ def status_context(
         "refresh_without_js": _refresh_without_js(verification, resend_in=resend_in),
         "error": error,
     }
+
+
+def _as_stored(verification: Verification) -> Verification:
+    """The row as stored now (the caller's copy if it is gone), with the relations the
+    caller's copy had loaded (its user)."""
+    stored = VERIFICATION_BY_ID.first(verification.pk)
+    if stored is None:
+        return verification
+    stored._state.fields_cache.update(verification._state.fields_cache)
+    return stored
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -85,7 +85,7 @@ def _refused(
     request: HtmxHttpRequest, verification: Verification, refusal: VerificationRefused
 ) -> HttpResponse:
     if request.htmx:
-        verification.refresh_from_db()  # show the state as it is now, not as we read it
+        # status_context shows the row as it is now, not as this request read it.
         context = status_context(verification, error=gettext(refusal.message))
         return render(request, STATUS_TEMPLATE, context, status=200)
     messages.error(request, gettext(refusal.message))

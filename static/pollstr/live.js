@@ -108,9 +108,31 @@
       notice(UNREACHABLE);
     }
   });
+  // --- An older state never replaces a newer one -------------------------------------------
+  // Every status fragment carries its version (#verification-status[data-version], its
+  // newest audit event). Pushes and answers travel apart: the worker's verdict on a code
+  // can reach the page over the websocket before the answer to the code's own submission
+  // ("Checking your code…"), which must not then put the older state back.
+  var VERSION = /id="verification-status"[^>]*\sdata-version="(\d+)"/;
+  function olderThanShown(html) {
+    var found = VERSION.exec(html || "");
+    var status = document.getElementById("verification-status");
+    if (!found || !status) { return false; }
+    return parseInt(found[1], 10) < (parseInt(status.getAttribute("data-version") || "0", 10) || 0);
+  }
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    if (olderThanShown(event.detail.message)) { event.preventDefault(); }
+  });
+
   document.addEventListener("htmx:beforeSwap", function (event) {
     var xhr = event.detail.xhr;
     if (!xhr) { return; }
+    if (xhr.status < 400 && olderThanShown(xhr.responseText)) {
+      event.detail.shouldSwap = false;  // answered, and already overtaken
+      notice("");
+      if (codeFormOf(event.detail.elt)) { retryCancel(); }
+      return;
+    }
     if (xhr.status >= 500) {
       event.detail.shouldSwap = false;  // keep the form and what the voter typed
       var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");

@@ -30,6 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed browser test's report ends with its worker's and daphne's last log lines:
+    what the stack did is gone with its processes once the test ends."""
+    report = yield
+    running = getattr(item, "funcargs", {}).get("e2e_stack")
+    if report.failed and call.when == "call" and isinstance(running, dict):
+        for label in ("worker", "web"):
+            child = running.get(label)
+            if child is not None:
+                report.sections.append((f"{label} log, last lines", child.process.log_tail(80)))
+    return report
+
+
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     if not Path(CHROMIUM).exists():

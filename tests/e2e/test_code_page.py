@@ -102,6 +102,42 @@ def test_a_wrong_code_is_announced_once_in_one_wording(e2e_stack: dict[str, Any]
     )
 
 
+@pytest.mark.parametrize(
+    "stack_settings", [{"TWO_FACTOR_SANDBOX_LATENCY": "0.5"}], indirect=True, ids=["slow-check"]
+)
+def test_an_answer_overtaken_by_the_push_of_the_next_state_never_puts_the_older_back(
+    e2e_stack: dict[str, Any], browser: Browser
+):
+    """The verdict on a code comes from the worker over the websocket; the answer to the
+    code's submission ("Checking your code…") comes over HTTP, and can arrive after it
+    (a busy server, a slow network). The page keeps the newer state."""
+    voter, inbox, _ = _on_the_code_page(e2e_stack, browser)
+    page = voter.page
+    held: list[tuple[Any, Any]] = []
+    # The submission reaches the server at once; its answer reaches the page when the
+    # test lets it (the provider's half-second latency makes it the older state).
+    page.route(
+        re.compile(r"/v/[0-9a-f-]+/code/$"), lambda route: held.append((route, route.fetch()))
+    )
+
+    voter.enter_code(wrong_code_for(voter.code_from_inbox(inbox)))
+    expect(page.locator("#status-line")).to_contain_text("2 attempts left", timeout=TIMEOUT_MS)
+    assert len(held) == 1
+    route, answer = held[0]
+    assert "Checking your code" in answer.text()
+
+    page.evaluate(
+        "window.__answered = false; document.addEventListener('htmx:afterRequest',"
+        " function () { window.__answered = true; }, {once: true})"
+    )
+    route.fulfill(response=answer)
+    page.wait_for_function("window.__answered", timeout=TIMEOUT_MS)
+
+    expect(page.locator("#status-line")).to_contain_text("2 attempts left")
+    expect(voter.status()).to_have_attribute("data-status", "sent")
+    expect(page.locator("#id_code")).to_be_editable()
+
+
 # --- 4. without JavaScript nothing waits for a click or a clock that never moves --------------
 
 

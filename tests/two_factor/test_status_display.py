@@ -15,6 +15,7 @@ from django.utils import timezone
 from tests.two_factor.verifications import client_session_key
 from two_factor.models import Status, Verification, VerificationEvent
 from two_factor.services import CHECK_AGAIN
+from two_factor.services.transitions import transition
 from two_factor.status import SLOW_AFTER, STATUS_TEMPLATE, status_context
 
 pytestmark = pytest.mark.usefixtures("two_factor_settings")
@@ -233,3 +234,20 @@ def test_the_pages_urls_are_what_reverse_says(make_verification):
     assert verification_urls(verification.pk) == {
         name: reverse(f"two_factor:{name}", args=[verification.pk]) for name in VERIFICATION_URLS
     }
+
+
+def test_the_version_never_claims_more_than_the_row_shows(make_verification):
+    """A worker may move the row on between a request's read of it and its rendering: the
+    page is then shown the row as stored, at the version of that state, never the older
+    state under the newer version (the page would take it for as new as the push of the
+    newer state, and put it back: static/pollstr/live.js)."""
+    verification = make_verification(Status.SENT)
+    read_by_the_request = Verification.objects.get(pk=verification.pk)
+    transition(verification, Status.CHECKING, reason="code submitted")  # the worker's write
+    newest = VerificationEvent.objects.filter(verification=verification).latest("pk")
+
+    context = status_context(read_by_the_request)
+
+    assert context["verification"].status == Status.CHECKING
+    assert context["version"] == newest.pk
+    assert f'data-version="{newest.pk}"' in _render(read_by_the_request)
