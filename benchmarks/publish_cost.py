@@ -19,6 +19,11 @@ channel, what every socket's messages come through): channels_redis's own pop (a
 script, BZPOPMIN, a copy to the backup queue, a task that removes it) and the layer's
 (one BZPOPMIN). The messages are queued beforehand; the figure is the CPU of popping and
 decoding them, the removal tasks awaited, per message.
+
+Joining and leaving, by a socket (its user's group and its verification's, at connect and
+at close): channels_redis's ``group_add`` / ``group_discard`` one group at a time (two
+round trips a join, one a leave) and the layer's ``groups_add`` / ``groups_discard``
+(one pipeline each); CPU per socket, both groups joined and left.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                 client.delete(layer.prefix + member)
                 results[name].append(per_publish(publish, args.publishes))
         received = _receive_costs(layer, message, args.publishes, args.repetitions)
+        joined = _membership_costs(layer, args.publishes, args.repetitions)
     finally:
         on_loop(layer.flush())
     print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
@@ -101,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(medians_lines(results, unit="ms", digits=3)))
     print("CPU per message received by a process's reader, median of the repetitions:")
     print("\n".join(medians_lines(received, unit="ms", digits=3)))
+    print("CPU per socket, its two groups joined and left, median of the repetitions:")
+    print("\n".join(medians_lines(joined, unit="ms", digits=3)))
 
 
 def _receive_costs(
@@ -128,6 +136,44 @@ def _receive_costs(
     for _ in range(repetitions):
         for name, pop in modes.items():
             results[name].append(asyncio.run(run(pop)))
+    return results
+
+
+def _membership_costs(layer: Any, sockets: int, repetitions: int) -> dict[str, list[float]]:
+    from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
+
+    from pollstr.channel_layers import groups_add, groups_discard
+
+    groups = ["user-sockets-1", f"verification-{uuid.uuid4().hex}.en"]
+
+    async def one_at_a_time(channel: str) -> None:
+        for group in groups:
+            await ChannelsRedisLayer.group_add(layer, group, channel)
+        for group in groups:
+            await ChannelsRedisLayer.group_discard(layer, group, channel)
+
+    async def together(channel: str) -> None:
+        await groups_add(layer, groups, channel)
+        await groups_discard(layer, groups, channel)
+
+    modes = {
+        "channels_redis, a group at a time": one_at_a_time,
+        "the layer's groups_add / groups_discard": together,
+    }
+    results: dict[str, list[float]] = {name: [] for name in modes}
+
+    async def run(socket: Any) -> float:
+        channel = await layer.new_channel()
+        for _ in range(20):
+            await socket(channel)
+        started = time.process_time()
+        for _ in range(sockets):
+            await socket(channel)
+        return (time.process_time() - started) * 1000 / sockets
+
+    for _ in range(repetitions):
+        for name, socket in modes.items():
+            results[name].append(asyncio.run(run(socket)))
     return results
 
 

@@ -161,6 +161,37 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         target = message.pop("__asgi_channel__", channel)
         return target, message
 
+    # --- a socket's groups: one round trip to join them all, one to leave -------------------
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await self.groups_add([group], channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await self.groups_discard([group], channel)
+
+    async def groups_add(self, groups: list[str], channel: str) -> None:
+        """``channel`` joins every one of ``groups`` (as channels_redis's ``group_add``
+        does each: the member added with the time, the group's expiry renewed), in one
+        pipeline per Redis host instead of two round trips per group."""
+        self.require_valid_channel_name(channel)
+        now = time.time()
+        for index, some in _by_host(self, _valid_groups(self, groups)).items():
+            async with self.connection(index).pipeline(transaction=False) as pipeline:
+                for group in some:
+                    key = self._group_key(group)
+                    pipeline.zadd(key, {channel: now})
+                    pipeline.expire(key, self.group_expiry)
+                await pipeline.execute()
+
+    async def groups_discard(self, groups: list[str], channel: str) -> None:
+        """``channel`` leaves every one of ``groups``, one pipeline per Redis host."""
+        self.require_valid_channel_name(channel)
+        for index, some in _by_host(self, _valid_groups(self, groups)).items():
+            async with self.connection(index).pipeline(transaction=False) as pipeline:
+                for group in some:
+                    pipeline.zrem(self._group_key(group), channel)
+                await pipeline.execute()
+
     def _deliver(self, channel: str, message: dict[str, Any]) -> None:
         for future in self._waiting.get(channel, ()):
             if not future.done():
@@ -337,6 +368,30 @@ async def _redis_groups_present(layer: Any, groups: list[str]) -> list[str]:
         counts = await pipeline.execute()
         present.update(group for group, count in zip(some, counts, strict=True) if count)
     return [group for group in groups if group in present]
+
+
+def _valid_groups(layer: Any, groups: list[str]) -> list[str]:
+    for group in groups:
+        layer.require_valid_group_name(group)  # raises TypeError (not an assert: -O keeps it)
+    return groups
+
+
+async def groups_add(layer: Any, groups: list[str], channel: str) -> None:
+    """``channel`` joins ``groups``: in one round trip on Redis, one by one elsewhere."""
+    if isinstance(layer, RedisChannelLayer):
+        await layer.groups_add(groups, channel)
+        return
+    for group in groups:
+        await layer.group_add(group, channel)
+
+
+async def groups_discard(layer: Any, groups: list[str], channel: str) -> None:
+    """``channel`` leaves ``groups`` (see `groups_add`)."""
+    if isinstance(layer, RedisChannelLayer):
+        await layer.groups_discard(groups, channel)
+        return
+    for group in groups:
+        await layer.group_discard(group, channel)
 
 
 def _by_host(layer: Any, groups: list[str]) -> dict[int, list[str]]:

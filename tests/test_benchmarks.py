@@ -255,6 +255,8 @@ def test_the_push_micro_benchmark_runs_each_path_and_leaves_nothing_behind(capsy
         "blocking client (group_send_blocking)",
         "channels_redis's pop (backup queue)",
         "the layer's pop (one BZPOPMIN)",
+        "channels_redis, a group at a time",
+        "the layer's groups_add / groups_discard",
     ]
     for line in figures:
         assert float(line.split(": ")[1].split(" ms")[0]) > 0

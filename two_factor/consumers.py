@@ -52,6 +52,7 @@ from django.utils import timezone, translation
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
+from pollstr.channel_layers import groups_add, groups_discard
 from pollstr.fanout import relay
 from two_factor.live import (
     CSRF_PLACEHOLDER,
@@ -297,8 +298,8 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         """Channels' disconnect without its closing hop (see ``dispatch``); the live
         groups are left by ``disconnect``, any class-level ``groups`` as Channels leaves
         them."""
-        for group in self.groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if self.groups:
+            await groups_discard(self.channel_layer, list(self.groups), self.channel_name)
         await self.disconnect(message["code"])
         raise StopConsumer()
 
@@ -326,8 +327,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         else:
             own_groups.append(self.live_group())
         self._groups = tuple(own_groups)
-        for group in self._groups:
-            await self.channel_layer.group_add(group, self.channel_name)
+        await groups_add(self.channel_layer, own_groups, self.channel_name)
         await self.accept()
         _open_sockets.add(self)
         _layer_check_start(self.channel_layer)
@@ -433,8 +433,8 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         relayed, self._relayed_group = self._relayed_group, None
         if relayed is not None:
             await relay().leave(relayed, id(self))
-        for group in groups:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        if groups:
+            await groups_discard(self.channel_layer, list(groups), self.channel_name)
 
     async def _take_relayed(self, message: dict[str, Any]) -> None:
         """A message of the relayed group, handled as Channels would dispatch it."""
