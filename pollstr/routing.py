@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import ParseResult, urlparse
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
@@ -23,7 +22,6 @@ from django.urls import URLPattern
 
 from polls.routing import websocket_urlpatterns as polls_websockets
 from pollstr.languages import scope_language
-from two_factor.consumers import SessionNow, session_authenticated
 from two_factor.routing import websocket_urlpatterns as two_factor_websockets
 
 Scope = MutableMapping[str, Any]
@@ -54,18 +52,19 @@ class SocketGate:
        before it is accepted, which servers answer with HTTP 403.
     2. **Route.** The path picks the consumer (``websocket_urlpatterns``); any other path
        is closed with 4404.
-    3. **Session.** The session cookie's session is loaded once and its user resolved
-       with django.contrib.auth.get_user()'s checks, the auth hash included, so a changed
-       password or a rotated session no longer authenticates (without get_user's side
-       effects: a socket never flushes a session). Whether that user may watch is the
-       consumer's to say (two_factor.consumers).
+    3. **Session.** The session cookie's key goes to the consumer, which loads the
+       session and resolves its user with django.contrib.auth.get_user()'s checks, the
+       auth hash included, so a changed password or a rotated session no longer
+       authenticates (without get_user's side effects: a socket never flushes a
+       session), in the same database hop as its decision on whether that user may
+       watch (two_factor.consumers, ``SessionBoundConsumer.connect``).
 
     The consumer's scope holds: ``type``, ``path``, ``query_string``, ``scheme``,
     ``host``, ``url_route``, ``language`` (as LocaleMiddleware would choose it for the
     handshake), ``csrf_token`` (the browser's CSRF cookie, for the forms pushed to it),
-    ``user_id`` and ``session_key`` (None when the session authenticates nobody), and
-    ``session_now``: the loaded session and its user, for the consumer's decision at
-    connect only (it takes them out of its scope, so an open socket does not keep them).
+    ``user_id`` and ``session_key`` (None until the consumer finds that the session
+    authenticates someone), and ``session_cookie``: the cookie's key, for the consumer's
+    decision at connect only (it takes it out of its scope).
     """
 
     def __init__(self, routes: Sequence[URLPattern]) -> None:
@@ -81,7 +80,7 @@ class SocketGate:
             await UnknownPathConsumer.as_asgi()(scope, receive, send)
             return
         consumer, kwargs = routed
-        await consumer(await _consumer_scope(scope, kwargs), receive, send)
+        await consumer(_consumer_scope(scope, kwargs), receive, send)
 
     def _route(self, scope: Scope) -> tuple[Any, dict[str, Any]] | None:
         path = str(scope.get("path", ""))
@@ -120,17 +119,13 @@ def _origin_allowed(origin: ParseResult) -> bool:
     return bool(OriginValidator(None, allowed).valid_origin(origin))
 
 
-async def _consumer_scope(scope: Scope, route_kwargs: dict[str, Any]) -> Scope:
+def _consumer_scope(scope: Scope, route_kwargs: dict[str, Any]) -> Scope:
     """The consumer's scope (see SocketGate); nothing in it refers to the handshake's."""
     headers: dict[bytes, bytes] = {}
     for name, value in scope.get("headers") or ():
         headers[bytes(name)] = bytes(value)  # the last of a repeated header, as channels
     cookie_header = headers.get(b"cookie")
     cookies = parse_cookie(cookie_header.decode("latin1")) if cookie_header else {}
-    now: SessionNow | None = None
-    session_key = cookies.get(settings.SESSION_COOKIE_NAME)
-    if session_key:
-        now = await database_sync_to_async(session_authenticated)(session_key=session_key)
     return {
         "type": "websocket",
         "path": scope.get("path", ""),
@@ -140,9 +135,9 @@ async def _consumer_scope(scope: Scope, route_kwargs: dict[str, Any]) -> Scope:
         "url_route": {"args": (), "kwargs": route_kwargs},
         "language": scope_language({"cookies": cookies, "headers": headers.items()}),
         "csrf_token": cookies.get(settings.CSRF_COOKIE_NAME, ""),
-        "user_id": now.user.pk if now is not None else None,
-        "session_key": session_key if now is not None else None,
-        "session_now": now,
+        "user_id": None,
+        "session_key": None,
+        "session_cookie": cookies.get(settings.SESSION_COOKIE_NAME) or None,
     }
 
 

@@ -314,10 +314,10 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.language = self.scope["language"]
-        # The session and user the gate loaded (pollstr.routing): for this decision only,
-        # so an open socket does not keep them.
-        now = self.scope.pop("session_now", None)
-        if now is None or not await self._may_watch_at_connect(now):
+        # The session cookie's key the gate passed on (pollstr.routing): for this
+        # decision only; the scope keeps the key of a session that authenticates.
+        cookie = self.scope.pop("session_cookie", None)
+        if not cookie or not await self._may_watch_at_connect(cookie):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         own_groups = [user_sockets_group(self.scope["user_id"])]
@@ -396,8 +396,15 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
             await self._end(code)
 
     @database_sync_to_async
-    def _may_watch_at_connect(self, now: SessionNow) -> bool:
+    def _may_watch_at_connect(self, session_key: str) -> bool:
+        """The session loaded, its user resolved and the decision made, in one hop; the
+        loaded session and user are not kept (an open socket holds only their keys)."""
+        now = session_authenticated(session_key=session_key)
+        if now is None:
+            return False
+        self.scope["user_id"], self.scope["session_key"] = now.user.pk, session_key
         if not self.may_watch(user=now.user, session=now.data):
+            self.scope["user_id"] = self.scope["session_key"] = None
             return False
         self._valid_until = self.access_expires(user=now.user, session=now.data)
         return True
