@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -169,7 +170,7 @@ class RedisChannelLayer(_ChannelsRedisLayer):
     async def group_discard(self, group: str, channel: str) -> None:
         await self.groups_discard([group], channel)
 
-    async def groups_add(self, groups: list[str], channel: str) -> None:
+    async def groups_add(self, groups: Sequence[str], channel: str) -> None:
         """``channel`` joins every one of ``groups`` (as channels_redis's ``group_add``
         does each: the member added with the time, the group's expiry renewed), in one
         pipeline per Redis host instead of two round trips per group."""
@@ -183,7 +184,7 @@ class RedisChannelLayer(_ChannelsRedisLayer):
                     pipeline.expire(key, self.group_expiry)
                 await pipeline.execute()
 
-    async def groups_discard(self, groups: list[str], channel: str) -> None:
+    async def groups_discard(self, groups: Sequence[str], channel: str) -> None:
         """``channel`` leaves every one of ``groups``, one pipeline per Redis host."""
         self.require_valid_channel_name(channel)
         for index, some in _by_host(self, _valid_groups(self, groups)).items():
@@ -370,13 +371,13 @@ async def _redis_groups_present(layer: Any, groups: list[str]) -> list[str]:
     return [group for group in groups if group in present]
 
 
-def _valid_groups(layer: Any, groups: list[str]) -> list[str]:
+def _valid_groups(layer: Any, groups: Sequence[str]) -> Sequence[str]:
     for group in groups:
         layer.require_valid_group_name(group)  # raises TypeError (not an assert: -O keeps it)
     return groups
 
 
-async def groups_add(layer: Any, groups: list[str], channel: str) -> None:
+async def groups_add(layer: Any, groups: Sequence[str], channel: str) -> None:
     """``channel`` joins ``groups``: in one round trip on Redis, one by one elsewhere."""
     if isinstance(layer, RedisChannelLayer):
         await layer.groups_add(groups, channel)
@@ -385,7 +386,7 @@ async def groups_add(layer: Any, groups: list[str], channel: str) -> None:
         await layer.group_add(group, channel)
 
 
-async def groups_discard(layer: Any, groups: list[str], channel: str) -> None:
+async def groups_discard(layer: Any, groups: Sequence[str], channel: str) -> None:
     """``channel`` leaves ``groups`` (see `groups_add`)."""
     if isinstance(layer, RedisChannelLayer):
         await layer.groups_discard(groups, channel)
@@ -394,7 +395,7 @@ async def groups_discard(layer: Any, groups: list[str], channel: str) -> None:
         await layer.group_discard(group, channel)
 
 
-def _by_host(layer: Any, groups: list[str]) -> dict[int, list[str]]:
+def _by_host(layer: Any, groups: Sequence[str]) -> dict[int, list[str]]:
     """``groups`` by the index of the Redis host that keeps each (channels_redis's hash)."""
     by_host: dict[int, list[str]] = {}
     for group in groups:

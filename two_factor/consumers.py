@@ -299,7 +299,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         groups are left by ``disconnect``, any class-level ``groups`` as Channels leaves
         them."""
         if self.groups:
-            await groups_discard(self.channel_layer, list(self.groups), self.channel_name)
+            await groups_discard(self.channel_layer, self.groups, self.channel_name)
         await self.disconnect(message["code"])
         raise StopConsumer()
 
@@ -441,7 +441,7 @@ class SessionBoundConsumer(AsyncWebsocketConsumer):
         if relayed is not None:
             await relay().leave(relayed, id(self))
         if groups:
-            await groups_discard(self.channel_layer, list(groups), self.channel_name)
+            await groups_discard(self.channel_layer, groups, self.channel_name)
 
     async def _take_relayed(self, message: dict[str, Any]) -> None:
         """A message of the relayed group, handled as Channels would dispatch it."""
