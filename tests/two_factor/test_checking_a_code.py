@@ -4,6 +4,8 @@ verification_check): right, wrong, malformed, late and redelivered codes."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.two_factor.verifications import (
     latest_code,
@@ -25,6 +27,50 @@ pytestmark = pytest.mark.usefixtures("eager_tasks")
 
 def _events(verification: Verification) -> list[tuple[str, str, str]]:
     return [(e.from_status, e.to_status, e.reason) for e in verification.events.all()]
+
+
+def test_a_code_for_the_row_as_read_is_queued_without_reading_it_again(
+    sent, django_capture_on_commit_callbacks
+):
+    """The usual submission: the page's copy is the stored row, so the write of
+    `checking` and its audit event are one statement (PostgreSQL) that takes the row's
+    lock itself, with no locked read before it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("one-statement transitions are PostgreSQL's; SQLite reads the row locked")
+    events = sent.events.count()
+
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks() as callbacks,
+    ):
+        services.verification_submit_code(verification=sent, code=latest_code(), ip="192.0.2.1")
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "FOR UPDATE" in sql]
+    assert len([sql for sql in statements if sql.startswith("WITH written AS (UPDATE")]) == 1
+    assert sent.status == Status.CHECKING
+    stored = Verification.objects.get(pk=sent.pk)
+    assert stored.status == Status.CHECKING
+    assert stored.events.count() == events + 1
+    assert callbacks  # the check is queued once it commits
+
+
+def test_a_code_for_a_stale_copy_is_judged_on_the_row_as_stored(
+    sent, django_capture_on_commit_callbacks
+):
+    """Another tab's submission moved the row on since this page read it: nothing is
+    written from the stale copy, and the refusal names what the row holds."""
+    Verification.objects.filter(pk=sent.pk).update(status=Status.CHECKING)
+    events = sent.events.count()
+
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(VerificationRefused, match="still checking"),
+    ):
+        services.verification_submit_code(verification=sent, code=latest_code(), ip="192.0.2.1")
+
+    assert callbacks == []
+    assert sent.events.count() == events
 
 
 def test_a_wrong_code_goes_back_to_sent_and_counts(sent, django_capture_on_commit_callbacks):

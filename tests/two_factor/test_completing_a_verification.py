@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from two_factor import services
-from two_factor.models import PhoneNumber, Status
-from two_factor.services import VerificationRefused
+from two_factor.models import PhoneNumber, Status, Verification
+from two_factor.services import AlreadyCompleted, VerificationRefused
 from two_factor.session import SESSION_KEY, session_is_verified
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
@@ -62,3 +64,41 @@ def test_completing_consumes_it_rotates_the_session_key_and_sets_the_flag(
     assert session["marker"] == "kept"
     user.refresh_from_db()
     assert session_is_verified(session=session, user=user)
+
+
+def test_completing_the_row_as_read_consumes_it_without_reading_it_again(
+    user, phone, make_verification, session
+):
+    """The usual completion: the write of `consumed` and its audit event are one
+    statement (PostgreSQL) that takes the row's lock itself."""
+    if connection.vendor != "postgresql":
+        pytest.skip("one-statement transitions are PostgreSQL's; SQLite reads the row locked")
+    verification = make_verification(Status.VERIFIED, session_key=session.session_key)
+    verification = Verification.objects.select_related("user").get(pk=verification.pk)
+
+    with CaptureQueriesContext(connection) as queries:
+        services.verification_complete(verification=verification, session=session)
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "FOR UPDATE" in sql]
+    assert len([sql for sql in statements if sql.startswith("WITH written AS (UPDATE")]) == 1
+    assert Verification.objects.get(pk=verification.pk).status == Status.CONSUMED
+    assert verification.events.filter(to_status=Status.CONSUMED).count() == 1
+    assert SESSION_KEY in session
+
+
+def test_completing_a_copy_another_tab_consumed_meanwhile_is_refused(
+    user, phone, make_verification, session
+):
+    """This page read the row verified; another tab consumed it since: nothing is written
+    from the stale copy, and this session is not marked verified by it."""
+    verification = make_verification(Status.VERIFIED, session_key=session.session_key)
+    verification = Verification.objects.select_related("user").get(pk=verification.pk)
+    Verification.objects.filter(pk=verification.pk).update(status=Status.CONSUMED)
+    events = verification.events.count()
+
+    with pytest.raises(AlreadyCompleted):
+        services.verification_complete(verification=verification, session=session)
+
+    assert verification.events.count() == events
+    assert SESSION_KEY not in session

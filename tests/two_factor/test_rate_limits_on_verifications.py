@@ -119,13 +119,22 @@ def test_codes_are_rate_limited_per_user(sent, settings, django_capture_on_commi
     wrong = wrong_code_for(latest_code())
     submit_code(sent, wrong, django_capture_on_commit_callbacks)
 
-    with pytest.raises(VerificationRefused) as refused:
+    events = sent.events.count()
+
+    # `sent` is the row as stored: on PostgreSQL the submission writes `checking` in one
+    # statement before the limit refuses, and the refusal rolls that write back whole.
+    with (
+        django_capture_on_commit_callbacks() as callbacks,
+        pytest.raises(VerificationRefused) as refused,
+    ):
         services.verification_submit_code(verification=sent, code=wrong, ip=None)
 
     assert refused.value.message.startswith("Too many attempts.")
     assert refused.value.retry_after >= 1
+    assert callbacks == []  # no check queued, nothing pushed
     sent.refresh_from_db()
     assert sent.status == Status.SENT
+    assert sent.events.count() == events
 
 
 def test_entering_number_after_number_is_limited(user, settings):

@@ -36,7 +36,11 @@ from two_factor.services.delivery import (
 from two_factor.services.phone_numbers import NUMBER_MOVED, phone_number_bind
 from two_factor.services.refusals import MalformedCode, VerificationRefused, _limit
 from two_factor.services.steps import verification_refresh
-from two_factor.services.transitions import transition, transition_if_allowed
+from two_factor.services.transitions import (
+    transition,
+    transition_if_allowed,
+    transition_unless_changed,
+)
 
 # Sentences the voter sees when the reconciler or a give-up settles a row.
 CHECK_AGAIN = gettext_noop("We couldn't check your code just now. Please enter it again.")
@@ -61,12 +65,20 @@ def verification_submit_code(
     with transaction.atomic():
         # Two submissions at once (a double click, two tabs) queue on the row: the second
         # sees `checking` and is told so; only a check that goes on to the provider counts.
-        locked = VERIFICATION_LOCKED.get(verification.pk)
-        verification.__dict__.update(locked.__dict__)
-        if not verification.accepts_code:
-            raise VerificationRefused(_why_no_code(verification))
+        # The usual case, the row as this request read it, is one statement whose write
+        # holds the lock (a refusal of the limit below rolls it back); else the row is
+        # read under its lock and judged on what it holds.
+        moved = verification.accepts_code and transition_unless_changed(
+            verification, Status.CHECKING, reason="code submitted", ip=ip
+        )
+        if not moved:
+            locked = VERIFICATION_LOCKED.get(verification.pk)
+            verification.__dict__.update(locked.__dict__)
+            if not verification.accepts_code:
+                raise VerificationRefused(_why_no_code(verification))
         _limit([("check_per_user", str(verification.user_id))])
-        transition(verification, Status.CHECKING, reason="code submitted", ip=ip, locked=True)
+        if not moved:
+            transition(verification, Status.CHECKING, reason="code submitted", ip=ip, locked=True)
         transaction.on_commit(lambda: _enqueue("check", verification.pk, code))
     return verification
 

@@ -74,6 +74,24 @@ def transition(
     return verification
 
 
+def transition_unless_changed(
+    verification: Verification, to: Status, *, reason: str, ip: str | None = None, **fields: Any
+) -> bool:
+    """`transition` in one statement, if the stored row is still exactly the caller's copy
+    and the copy allows `to`: True, the caller's copy now the row as written. False,
+    having written nothing: the caller reads the row under its lock and decides on what
+    it holds (its own refusals, which `transition` would not know).
+
+    Inside the caller's transaction the write holds the row's lock until it ends, as a
+    `select_for_update()` would, and a refusal the caller raises after it rolls it back
+    with its audit event, its push and its announcement."""
+    current = _transition_unless_changed(verification, to, reason=reason, ip=ip, **fields)
+    if current is None:
+        return False
+    verification.__dict__.update(current.__dict__)
+    return True
+
+
 def _transition(
     verification: Verification,
     to: Status,
