@@ -25,6 +25,7 @@ from two_factor.device_cookie import device_cookie_set
 from two_factor.forms import PhoneNumberForm
 from two_factor.models import (
     PHONE_NUMBER_OF_USER,
+    TRAIL_OF_VERIFICATION,
     VERIFICATION_OF_USER,
     PhoneNumber,
     Status,
@@ -223,13 +224,17 @@ def change_number(request: HtmxHttpRequest) -> HttpResponse:
 def verify(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     """The code page; for htmx (the page polling while its websocket is down) only the
     status partial, the same fragment the websocket pushes."""
+    # The audit trail before the row, as status_context reads them when not given the
+    # trail: the version the page shows never claims more than the row it renders.
+    events = TRAIL_OF_VERIFICATION.all(verification_id)
     verification = _get_own_verification(request, verification_id)
     if request.htmx:
-        return render(request, STATUS_TEMPLATE, status_context(verification))
+        return render(request, STATUS_TEMPLATE, status_context(verification, events=events))
     # A refusal redirected here is said in the status line, which the next update
     # replaces: a banner above the page would outstay the moment it was about.
     said = " ".join(str(message) for message in messages.get_messages(request))
-    return render(request, "two_factor/verify.html", status_context(verification, error=said))
+    context = status_context(verification, error=said, events=events)
+    return render(request, "two_factor/verify.html", context)
 
 
 @login_required

@@ -8,6 +8,8 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import resolve, reverse
 from django.utils import timezone
 
@@ -45,6 +47,27 @@ def _found(pattern: str, text: str) -> str:
 
 def _status_line(response) -> str:
     return _found(r'<p id="status-line".*?</p>', _text(response))
+
+
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["the page", "the poller's fragment"])
+def test_the_code_page_reads_the_trail_then_the_row_once_each(client, sent, headers):
+    """The trail before the row, as a push reads them (its version never claims more
+    than the row it shows), and each once: the view's own read of the row is the one
+    rendered."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(_url("verify", sent), **headers)
+
+    assert response.status_code == 200
+    reads = [
+        "row" if sql.startswith('SELECT "two_factor_verification"."id"') else "trail"
+        for sql in (query["sql"] for query in queries.captured_queries)
+        if sql.startswith(
+            ('SELECT "two_factor_verification"."id"', 'SELECT "two_factor_verificationevent"')
+        )
+    ]
+    assert reads == ["trail", "row"]
+    newest = sent.events.latest("pk").pk
+    assert f'data-version="{newest}"' in response.content.decode()
 
 
 def _resend_button(response) -> str:
