@@ -15,7 +15,7 @@ from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from pollstr.db.prepared import PreparedRead, save_fields
+from pollstr.db.prepared import PreparedRead, row_insert, save_fields
 from tests.phone_numbers import give_phone
 from tests.two_factor.verifications import create_verification
 from two_factor.models import PhoneNumber, Status, Verification
@@ -147,6 +147,46 @@ def test_refine_compiles_its_constant_conditions_in(user: AbstractBaseUser) -> N
     assert [row.pk for row in read.all(user.pk)] == list(
         Verification.objects.filter(user=user).live().values_list("pk", flat=True)
     )
+
+
+# --- row_insert: the INSERT save() would run, for a caller's CTE ----------------------------
+
+
+def test_a_row_insert_writes_the_row_save_would_write(user: AbstractBaseUser) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("row_insert is for PostgreSQL's data-modifying CTEs; elsewhere it is None")
+    made = Verification(user=user, number="+33612345678", workflow=["sms", "voice"], step=0)
+    insert = row_insert(made)
+    assert insert is not None
+
+    with connection.cursor() as cursor:
+        cursor.execute(insert.sql, insert.params)
+        assert cursor.fetchall() == [(made.pk,)]
+    insert.written()
+
+    assert made._state.adding is False
+    assert made.created_at is not None  # pre_save (auto_now_add) ran on the instance
+    stored = Verification.objects.get(pk=made.pk)
+    assert {f.attname: getattr(stored, f.attname) for f in Verification._meta.concrete_fields} == {
+        f.attname: getattr(made, f.attname) for f in Verification._meta.concrete_fields
+    }
+
+
+def test_a_row_insert_is_none_where_it_cannot_stand_for_save(user: AbstractBaseUser) -> None:
+    if connection.vendor != "postgresql":
+        assert row_insert(Verification(user=user, number="+33612345678")) is None
+        return
+    # The database assigns the key: save() reads it back, this statement does not.
+    assert row_insert(PhoneNumber(user=user, number="+33612345678")) is None
+
+    def receiver(**kwargs: object) -> None:
+        pass
+
+    signals.pre_save.connect(receiver, sender=Verification)
+    try:
+        assert row_insert(Verification(user=user, number="+33612345678")) is None
+    finally:
+        signals.pre_save.disconnect(receiver, sender=Verification)
 
 
 # --- save_fields: save(update_fields=...) compiled once ------------------------------------

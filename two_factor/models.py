@@ -7,15 +7,16 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import connections, models, router
+from django.db import DatabaseError, connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from phonenumber_field.modelfields import PhoneNumberField
 
 from pollstr.db.prepared import (
-    GuardedUpdate,
     PreparedRead,
+    RowWrite,
     row_converted,
+    row_insert,
     whole_row_converters,
 )
 
@@ -255,8 +256,24 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
             return None
         return self._append(event, connection, after=None)
 
+    def create_with_first(
+        self, verification: Verification, event: VerificationEvent
+    ) -> list[VerificationEvent] | None:
+        """Insert a new `verification` and its first `event`, as their `save()` would
+        write them: on PostgreSQL in one statement, which returns the trail ([event]);
+        elsewhere (or with save signals to send) two saves, and None."""
+        insert = row_insert(verification)
+        if insert is None:
+            verification.save(force_insert=True)
+            event.save(force_insert=True)
+            return None
+        trail = self._append(event, connections[insert.using], after=insert)
+        if trail is None:  # an INSERT writes its row or raises
+            raise DatabaseError("the verification's insert returned no row")
+        return trail
+
     def append_after(
-        self, event: VerificationEvent, update: GuardedUpdate
+        self, event: VerificationEvent, update: RowWrite
     ) -> list[VerificationEvent] | None:
         """`update` (the verification's row, written only if it is as its writer read
         it) and, if it wrote the row, `event` and the trail up to it as `append` returns
@@ -268,7 +285,7 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
         return self._append(event, connections[update.using], after=update)
 
     def _append(
-        self, event: VerificationEvent, connection: Any, *, after: GuardedUpdate | None
+        self, event: VerificationEvent, connection: Any, *, after: RowWrite | None
     ) -> list[VerificationEvent] | None:
         shape = _append_shape(connection)
         values = [

@@ -34,7 +34,7 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import signals
 from django.db.models.expressions import Expression
 from django.db.models.sql import Query
-from django.db.models.sql.subqueries import UpdateQuery
+from django.db.models.sql.subqueries import InsertQuery, UpdateQuery
 from django.db.transaction import TransactionManagementError
 
 M = TypeVar("M", bound=models.Model)
@@ -327,12 +327,12 @@ def _update_compile(model: type[models.Model], names: frozenset[str], using: str
     return _Update(sql=sql, params=tuple(params), fields=fields)
 
 
-# --- Saving some fields of a row only while it is as the caller read it ---------------------
+# --- One row's write inside a larger statement of the caller's (a CTE) ----------------------
 @dataclass(frozen=True)
-class GuardedUpdate:
-    """``save_fields(instance, fields)`` as one statement for a larger statement of the
-    caller's (a CTE): it writes the row only while every column still holds what the
-    caller read, and returns the row's primary key when it did."""
+class RowWrite:
+    """One row's write as a statement for a larger one of the caller's (a CTE): it
+    returns the row's primary key when it wrote the row (``guarded_update``: only while
+    the row is as the caller read it; ``row_insert``: a new row)."""
 
     sql: str
     params: tuple[Any, ...]
@@ -347,7 +347,7 @@ class GuardedUpdate:
 
 def guarded_update(
     instance: models.Model, fields: Iterable[str], *, read: models.Model
-) -> GuardedUpdate | None:
+) -> RowWrite | None:
     """The UPDATE of ``fields`` of ``instance`` (values prepared as ``save_fields`` does,
     ``auto_now`` included) that matches the row only if all its columns equal those of
     ``read``: the row as the caller read it, before changing its own copy. A caller that
@@ -382,7 +382,38 @@ def guarded_update(
         field.get_db_prep_value(getattr(read, field.attname), connection, prepared=False)
         for field in meta.concrete_fields
     ]
-    return GuardedUpdate(sql=sql, params=(*params, *held_values), instance=instance, using=using)
+    return RowWrite(sql=sql, params=(*params, *held_values), instance=instance, using=using)
+
+
+def row_insert(instance: models.Model) -> RowWrite | None:
+    """The INSERT ``instance.save()`` would run for a new row (Django's own compiler, so
+    the same columns, ``pre_save`` values and prepared parameters), returning its
+    primary key. None where this cannot stand for ``save()``: the primary key is not set
+    before the insert (the database would assign it), a model with parents, one whose
+    ``pre_save``/``post_save`` have receivers (this statement sends no signals), or a
+    database other than PostgreSQL (the statement is meant for a data-modifying CTE)."""
+    model = type(instance)
+    meta = model._meta
+    using = router.db_for_write(model, instance=instance)
+    connection = connections[using]
+    if (
+        connection.vendor != "postgresql"
+        or instance.pk is None
+        or meta.parents
+        or signals.pre_save.has_listeners(model)
+        or signals.post_save.has_listeners(model)
+    ):
+        return None
+    query = InsertQuery(model)
+    query.insert_values(
+        [field for field in meta.local_concrete_fields if not field.generated],
+        [instance],
+        raw=False,
+    )
+    [(sql, params)] = query.get_compiler(using=using).as_sql()
+    quote = connection.ops.quote_name
+    returning = f" RETURNING {quote(meta.db_table)}.{quote(meta.pk.column)}"
+    return RowWrite(sql=sql + returning, params=tuple(params), instance=instance, using=using)
 
 
 # The guarded UPDATE's SQL, by the same key as `_updates`.

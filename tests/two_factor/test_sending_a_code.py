@@ -4,6 +4,8 @@ the deliveries, transient errors left to the retry, permanent ones ending it."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.phone_numbers import NUMBER
 from tests.two_factor.verifications import default_workflow
@@ -17,7 +19,7 @@ from two_factor.gateways import (
     TransientGatewayError,
 )
 from two_factor.gateways.sandbox import SandboxGateway, sandbox_fail_next, sandbox_messages_for
-from two_factor.models import Status
+from two_factor.models import VERIFICATION_BY_ID, Status, Verification
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
 
@@ -33,6 +35,50 @@ def test_send_moves_a_queued_verification_to_sent_with_the_provider_id(phone, ma
     assert verification.send_attempts == 1
     assert verification.request_id == sandbox_messages_for(NUMBER)[0]["request_id"]
     assert verification.sent_at is not None
+
+
+def test_a_queued_row_is_claimed_by_one_statement_without_a_locked_read(phone, make_verification):
+    if connection.vendor != "postgresql":
+        pytest.skip("one-statement transitions are PostgreSQL's; SQLite reads the row locked")
+    verification = make_verification()
+
+    with CaptureQueriesContext(connection) as queries:
+        services.verification_send(verification_id=verification.pk, delivery="task-1")
+
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert not [sql for sql in statements if "FOR UPDATE" in sql]
+    # The claim (queued -> sending) and the provider's answer (sending -> sent).
+    assert len([sql for sql in statements if sql.startswith("WITH written AS (UPDATE")]) == 2
+    verification.refresh_from_db()
+    assert (verification.status, verification.send_claim) == (Status.SENT, "task-1")
+    assert verification.send_attempts == 1
+
+
+def test_a_delivery_whose_row_another_claimed_since_it_read_it_sends_nothing(
+    phone, make_verification, monkeypatch
+):
+    """Two deliveries read the queued row; the other claims it between this one's read
+    and its write: this one's write matches nothing, and under the lock it finds the
+    other's claim."""
+    verification = make_verification()
+    read = VERIFICATION_BY_ID.get
+
+    def read_then_another_claims(pk):
+        row = read(pk)
+        Verification.objects.filter(pk=pk).update(
+            status=Status.SENDING, send_claim="task-1", send_attempts=1
+        )
+        return row
+
+    monkeypatch.setattr(VERIFICATION_BY_ID, "get", read_then_another_claims)
+
+    services.verification_send(verification_id=verification.pk, delivery="task-2")
+
+    verification.refresh_from_db()
+    assert (verification.status, verification.send_claim) == (Status.SENDING, "task-1")
+    assert verification.send_attempts == 1
+    assert sandbox_messages_for(NUMBER) == []
+    assert verification.events.filter(to_status=Status.SENDING).count() == 0
 
 
 def test_two_deliveries_with_different_ids_send_one_sms(phone, make_verification):

@@ -4,6 +4,8 @@ sent once the transaction commits, and which earlier requests it replaces."""
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tests.phone_numbers import NUMBER, OTHER_NUMBER
@@ -20,6 +22,23 @@ pytestmark = pytest.mark.usefixtures("eager_tasks")
 
 def _events(verification: Verification) -> list[tuple[str, str, str]]:
     return [(e.from_status, e.to_status, e.reason) for e in verification.events.all()]
+
+
+def test_a_start_writes_its_row_and_first_event_in_one_statement(user, phone):
+    if connection.vendor != "postgresql":
+        pytest.skip("one-statement inserts are PostgreSQL's; SQLite saves the two rows")
+    with CaptureQueriesContext(connection) as queries:
+        verification = services.verification_start(
+            user=user, session_key="key-1", ip="198.51.100.7"
+        )
+
+    inserts = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    assert len(inserts) == 1
+    assert 'INSERT INTO "two_factor_verification"' in inserts[0]
+    assert 'INSERT INTO "two_factor_verificationevent"' in inserts[0]
+    assert _events(Verification.objects.get(pk=verification.pk)) == [
+        ("", Status.QUEUED, "requested")
+    ]
 
 
 def test_start_queues_a_verification_with_an_audit_event(

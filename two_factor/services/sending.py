@@ -50,6 +50,7 @@ from two_factor.services.transitions import (
     task_grace,
     transition,
     transition_if_allowed,
+    transition_unless_changed,
 )
 
 GOVERNOR_PAUSED = gettext_noop(
@@ -152,7 +153,7 @@ def _start_locked(
         if old.request_id:
             _enqueue_cancel(old)
     now = timezone.now()
-    verification = Verification.objects.create(
+    verification = Verification(
         user=user,
         session_key_hash=key_hash,
         number=number,
@@ -166,8 +167,12 @@ def _start_locked(
         created_at=now,
         deadline_at=now + timedelta(seconds=settings.TWO_FACTOR_QUEUED_GRACE),
     )
-    VerificationEvent.objects.create(
-        verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
+    # The row and its first audit event: one statement on PostgreSQL.
+    VerificationEvent.objects.create_with_first(
+        verification,
+        VerificationEvent(
+            verification=verification, to_status=Status.QUEUED, reason="requested", ip=ip
+        ),
     )
     # Announced first, so with an in-process worker "queued" is logged before "sending".
     transaction.on_commit(
@@ -195,45 +200,9 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
     nothing. Raises TransientGatewayError for the task to retry; permanent errors end
     the verification as failed here.
     """
-    with transaction.atomic():
-        # Read under the row's lock, and claimed in the same transaction: a duplicate
-        # delivery waits here, then finds the claim.
-        verification = VERIFICATION_LOCKED.get(verification_id)
-        if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
-            return verification  # the provider already has this request
-        # Counted and re-armed before the call: a worker killed during it leaves a row the
-        # reconciler re-drives once this attempt's time is up.
-        now = timezone.now()
-        attempt: dict[str, Any] = {
-            "send_attempts": verification.send_attempts + 1,
-            "send_started_at": verification.send_started_at or now,
-            "deadline_at": now + task_grace(),
-        }
-        if verification.status == Status.QUEUED:
-            # The claim and the first attempt's count in one write: only a queued row's
-            # claimer counts, and nobody else counts a queued row's attempts.
-            transition(
-                verification,
-                Status.SENDING,
-                reason="worker picked it up",
-                send_claim=delivery,
-                locked=True,
-                **attempt,
-            )
-        elif verification.send_claim != delivery:
-            return verification  # another delivery owns this send
-        elif verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
-            transition(
-                verification,
-                Status.FAILED,
-                reason=f"gave up after {verification.send_attempts} provider calls",
-                failure_reason=SEND_GAVE_UP,
-                locked=True,
-            )
-            return verification
-        else:
-            # Re-driven in `sending` (a lost attempt's task id, the same claim).
-            Verification.objects.filter(pk=verification.pk).update(**attempt)
+    verification, go = _claim(verification_id, delivery)
+    if not go:
+        return verification
     if verification.country:
         # The governor judges what was sent lately (at most every few seconds per
         # prefix), and a destination it paused gets no code, even one asked for before.
@@ -304,6 +273,73 @@ def _release_request(request_id: str, *, keep: Verification) -> None:
         transition_if_allowed(
             other, Status.CANCELLED, reason="provider request taken over by a newer one"
         )
+
+
+def _attempt(verification: Verification) -> dict[str, Any]:
+    """A send attempt's count and re-armed deadline, written before the provider call: a
+    worker killed during it leaves a row the reconciler re-drives once its time is up."""
+    now = timezone.now()
+    return {
+        "send_attempts": verification.send_attempts + 1,
+        "send_started_at": verification.send_started_at or now,
+        "deadline_at": now + task_grace(),
+    }
+
+
+def _claim(verification_id: UUID, delivery: str) -> tuple[Verification, bool]:
+    """The row, and whether this delivery goes on to the provider (it claimed the row,
+    or re-drives its own claim); a failed row it gave up on is returned as not going on.
+
+    The usual case, a queued row nobody has claimed, is one read and one statement that
+    claims it only while it is still as read (two_factor.services.transitions
+    `transition_unless_changed`); any other case, or a row that changed since the read
+    (a duplicate delivery claimed it first), is decided under the row's lock."""
+    verification = VERIFICATION_BY_ID.get(verification_id)
+    if (
+        verification.status == Status.QUEUED
+        and not verification.request_id
+        and transition_unless_changed(
+            verification,
+            Status.SENDING,
+            reason="worker picked it up",
+            send_claim=delivery,
+            **_attempt(verification),
+        )
+    ):
+        return verification, True
+    with transaction.atomic():
+        # Read under the row's lock, and claimed in the same transaction: a duplicate
+        # delivery waits here, then finds the claim.
+        verification = VERIFICATION_LOCKED.get(verification_id)
+        if verification.request_id or verification.status not in (Status.QUEUED, Status.SENDING):
+            return verification, False  # the provider already has this request
+        attempt = _attempt(verification)
+        if verification.status == Status.QUEUED:
+            # The claim and the first attempt's count in one write: only a queued row's
+            # claimer counts, and nobody else counts a queued row's attempts.
+            transition(
+                verification,
+                Status.SENDING,
+                reason="worker picked it up",
+                send_claim=delivery,
+                locked=True,
+                **attempt,
+            )
+        elif verification.send_claim != delivery:
+            return verification, False  # another delivery owns this send
+        elif verification.send_attempts >= settings.TWO_FACTOR_MAX_SEND_ATTEMPTS:
+            transition(
+                verification,
+                Status.FAILED,
+                reason=f"gave up after {verification.send_attempts} provider calls",
+                failure_reason=SEND_GAVE_UP,
+                locked=True,
+            )
+            return verification, False
+        else:
+            # Re-driven in `sending` (a lost attempt's task id, the same claim).
+            Verification.objects.filter(pk=verification.pk).update(**attempt)
+    return verification, True
 
 
 def verification_send_gave_up(*, verification_id: UUID, error: Exception) -> None:
