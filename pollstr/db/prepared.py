@@ -412,7 +412,7 @@ def row_insert(instance: models.Model) -> RowWrite | None:
     )
     [(sql, params)] = query.get_compiler(using=using).as_sql()
     quote = connection.ops.quote_name
-    returning = f" RETURNING {quote(meta.db_table)}.{quote(meta.pk.column)}"
+    returning = f" RETURNING {quote(meta.db_table)}.{quote(str(meta.pk.column))}"
     return RowWrite(sql=sql + returning, params=tuple(params), instance=instance, using=using)
 
 
