@@ -6,9 +6,14 @@ import sys
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import update_last_login
+from django.contrib.auth.signals import user_logged_in
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from accounts.apps import last_login_stamp
 from tests.conftest import PASSWORD
 
 HOSTILE_NEXT = [
@@ -86,6 +91,25 @@ def test_signup_ignores_an_unsafe_next(client, db, hostile):
         },
     )
     assert response["Location"] == reverse("polls:index")
+
+
+def test_a_sign_in_stamps_last_login_with_one_update(client, user):
+    before = user.last_login
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.last_login is not None
+    assert user.last_login != before
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len([sql for sql in updates if '"auth_user"' in sql]) == 1
+    assert '"last_login"' in updates[0]
+    assert '"password"' not in updates[0]
+    # The compiled stamp in place of Django's receiver, not beside it.
+    sync_receivers, _async = user_logged_in._live_receivers(type(user))
+    assert last_login_stamp in sync_receivers
+    assert update_last_login not in sync_receivers
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_NEXT)
