@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import infra
-from benchmarks.stats import medians_lines
+from benchmarks.stats import print_medians
 
 
 def per_read(read: Callable[[], Any], reads: int, *, locked: bool) -> float:
@@ -82,9 +82,12 @@ def _run(args: argparse.Namespace) -> None:
         for name, (read, locked) in modes.items():
             results[name].append(per_read(read, args.reads, locked=locked))
     connection.close()
-    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
-    print("CPU per read of one verification row, median of the repetitions:")
-    print("\n".join(medians_lines(results, unit="ms", digits=3)))
+    print_medians(
+        "CPU per read of one verification row, median of the repetitions:",
+        results,
+        unit="ms",
+        digits=3,
+    )
 
 
 if __name__ == "__main__":

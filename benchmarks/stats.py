@@ -11,6 +11,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 Better = Literal["higher", "lower"]
@@ -46,6 +47,14 @@ def medians_lines(results: dict[str, list[float]], *, unit: str, digits: int = 2
         shown = ", ".join(f"{value:.{digits}f}" for value in values)
         lines.append(f"  {name}: {median_of(values):.{digits}f} {unit} ({shown})")
     return lines
+
+
+def print_medians(title: str, results: dict[str, list[float]], *, unit: str, digits: int) -> None:
+    """The end of an interleaved micro-benchmark's output: the load average after it,
+    ``title``, then each mode's line (`medians_lines`)."""
+    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
+    print(title)
+    print("\n".join(medians_lines(results, unit=unit, digits=digits)))
 
 
 def ratio(value: float, baseline: float) -> float:

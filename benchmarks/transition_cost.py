@@ -27,7 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from benchmarks import infra
-from benchmarks.stats import medians_lines
+from benchmarks.stats import print_medians
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -100,9 +100,12 @@ def _run(args: argparse.Namespace) -> None:
                 modes[name](pk)
             results[name].append((time.process_time() - started) * 1000 / len(rows))
     connection.close()
-    print(f"load average after: {Path('/proc/loadavg').read_text().strip()}")
-    print("CPU per transition from the caller's read, median of the repetitions:")
-    print("\n".join(medians_lines(results, unit="ms", digits=3)))
+    print_medians(
+        "CPU per transition from the caller's read, median of the repetitions:",
+        results,
+        unit="ms",
+        digits=3,
+    )
 
 
 if __name__ == "__main__":
