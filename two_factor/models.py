@@ -256,21 +256,17 @@ class VerificationEventManager(models.Manager["VerificationEvent"]):
             return None
         return self._append(event, connection, after=None)
 
-    def create_with_first(
-        self, verification: Verification, event: VerificationEvent
-    ) -> list[VerificationEvent] | None:
+    def create_with_first(self, verification: Verification, event: VerificationEvent) -> None:
         """Insert a new `verification` and its first `event`, as their `save()` would
-        write them: on PostgreSQL in one statement, which returns the trail ([event]);
-        elsewhere (or with save signals to send) two saves, and None."""
+        write them: on PostgreSQL in one statement; elsewhere (or with save signals to
+        send) two saves."""
         insert = row_insert(verification)
         if insert is None:
             verification.save(force_insert=True)
             event.save(force_insert=True)
-            return None
-        trail = self._append(event, connections[insert.using], after=insert)
-        if trail is None:  # an INSERT writes its row or raises
+        elif self._append(event, connections[insert.using], after=insert) is None:
+            # An INSERT writes its row or raises: nothing written is never silent.
             raise DatabaseError("the verification's insert returned no row")
-        return trail
 
     def append_after(
         self, event: VerificationEvent, update: RowWrite
