@@ -46,9 +46,7 @@ from django.contrib.auth import (
     load_backend,
 )
 from django.contrib.auth.models import AbstractBaseUser
-from django.http import HttpRequest
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from redis.exceptions import RedisError
 
@@ -57,6 +55,7 @@ from pollstr.fanout import relay
 from two_factor.live import (
     CSRF_PLACEHOLDER,
     Rendered,
+    render_fragment,
     user_sockets_group,
     verification_group,
 )
@@ -67,7 +66,7 @@ from two_factor.models import (
     session_key_hash,
     verification_of_session,
 )
-from two_factor.status import STATUS_TEMPLATE, row_stamp, status_context
+from two_factor.status import row_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -84,22 +83,6 @@ CLOSE_LOGGED_OUT = 4401
 CLOSE_TRY_AGAIN = 4013
 # What a channel layer that cannot be reached raises.
 _LAYER_DOWN = (RedisError, OSError)
-
-
-def scope_request(scope: Mapping[str, Any]) -> HttpRequest:
-    """A request standing in for the websocket's browser when rendering templates."""
-    request = HttpRequest()
-    request.method = "GET"
-    request.path = scope.get("path", "/")
-    host = scope.get("host") or "localhost"
-    request.META["HTTP_HOST"] = host
-    request.META["SERVER_NAME"] = host.split(":")[0]
-    request.META["SERVER_PORT"] = "443" if scope.get("scheme") == "wss" else "80"
-    csrf_cookie = scope.get("csrf_token")
-    if csrf_cookie:
-        # The page's forms must carry the token that matches this browser's cookie.
-        request.META["CSRF_COOKIE"] = csrf_cookie
-    return request
 
 
 # --- a fresh look at the socket's session ------------------------------------------------
@@ -503,7 +486,8 @@ class VerificationConsumer(SessionBoundConsumer):
             return
         self.shown_version = max(self.shown_version, rendered.version)
         if rendered.html:
-            await self.send(text_data=rendered.html)
+            token = self.scope.get("csrf_token", "")
+            await self.send(text_data=rendered.html.replace(CSRF_PLACEHOLDER, token))
 
     def _verification_id(self) -> UUID | None:
         try:
@@ -543,12 +527,10 @@ class VerificationConsumer(SessionBoundConsumer):
         if page is not None and self._row_unchanged_since(verification_id, page[0]):
             return Rendered(html="", version=page[1])
         # The trail before the row (as two_factor.live does): the version never claims
-        # more than what is shown.
+        # more than what is shown. Rendered as a push is (the CSRF token's place held),
+        # without a request's context processors: the fragment reads none of them.
         events = TRAIL_OF_VERIFICATION.all(verification_id)
         verification = VERIFICATION_BY_ID.first(verification_id)
         if verification is None:
             return None
-        with translation.override(self.language or None):
-            context = status_context(verification, events=events)
-            html = render_to_string(STATUS_TEMPLATE, context, request=scope_request(self.scope))
-        return Rendered(html=html, version=int(context["version"]))  # type: ignore[call-overload]
+        return render_fragment(verification, events=events, language=self.language or None)

@@ -324,11 +324,31 @@ def _code_form_html(*, invalid: bool, typed: str) -> CodeFormHtml:
 @dataclass(frozen=True)
 class Step:
     status: str
-    label: StrOrPromise
+    label: str  # in the active language
     state: str  # "done", "current", "failed" or "todo"
     at: datetime | None
     # The channel of a "sent" step (one per channel the code went by).
     channel: str = ""
+    # `at` in the active time zone, as ``|date:"c"`` and ``|time:"H:i:s"`` say it ("" for
+    # a step not reached). Formatted here: through the template's filters, and with the
+    # labels lazy, the timeline was a third of a status rendering (every push has one).
+    at_iso: str = ""
+    at_clock: str = ""
+
+
+def _step(
+    status: str, label: StrOrPromise, state: str, at: datetime | None, channel: str = ""
+) -> Step:
+    shown = None if at is None else timezone.localtime(at)
+    return Step(
+        status=status,
+        label=str(label),
+        state=state,
+        at=at,
+        channel=channel,
+        at_iso="" if shown is None else shown.isoformat(),
+        at_clock="" if shown is None else shown.strftime("%H:%M:%S"),
+    )
 
 
 def verification_timeline(
@@ -356,12 +376,7 @@ def verification_timeline(
         return "done" if at is not None else "todo"
 
     steps = [
-        Step(
-            status=status,
-            label=label,
-            state=state(status, reached.get(status)),
-            at=reached.get(status),
-        )
+        _step(status, label, state(status, reached.get(status)), reached.get(status))
         for status, label in (
             (Status.QUEUED, _("Request received")),
             (Status.SENDING, _("Sending your code")),
@@ -383,16 +398,10 @@ def verification_timeline(
         # A channel since taken out of the table still shows, by its name.
         row = CHANNELS.get(channel)
         label: StrOrPromise = row.step_label if row else channel
-        steps.append(
-            Step(status=Status.SENT, label=label, state=channel_state, at=at, channel=channel)
-        )
+        steps.append(_step(Status.SENT, label, channel_state, at, channel=channel))
+    verified_at = reached.get(Status.VERIFIED)
     steps.append(
-        Step(
-            status=Status.VERIFIED,
-            label=_("Verified"),
-            state=state(Status.VERIFIED, reached.get(Status.VERIFIED)),
-            at=reached.get(Status.VERIFIED),
-        )
+        _step(Status.VERIFIED, _("Verified"), state(Status.VERIFIED, verified_at), verified_at)
     )
     if ended_badly:
         label = {
@@ -401,5 +410,5 @@ def verification_timeline(
             Status.CANCELLED.value: _("Cancelled"),
         }[current]
         steps = [step for step in steps if step.at is not None]
-        steps.append(Step(status=current, label=label, state="failed", at=reached.get(current)))
+        steps.append(_step(current, label, "failed", reached.get(current)))
     return steps
