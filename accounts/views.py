@@ -17,6 +17,7 @@ from django.views.decorators.http import require_http_methods
 from pollstr.client_ip import client_ip, client_network
 from pollstr.safe_redirect import safe_next_url
 from two_factor.limits import RateLimited, throttle_check, throttle_hit
+from two_factor.protection import first_stop
 
 
 @sensitive_post_parameters("password1", "password2")
@@ -43,7 +44,9 @@ def signup(request: HttpRequest) -> HttpResponse:
                     gettext("Welcome, %(name)s! Your account is ready.")
                     % {"name": user.get_username()},
                 )
-                return redirect(safe_next_url(request, next_url, reverse("polls:index")))
+                return redirect(
+                    first_stop(request, safe_next_url(request, next_url, reverse("polls:index")))
+                )
         except RateLimited as limited:
             # Bound without the passwords, so the page keeps the name and nothing else.
             form = UserCreationForm(data={"username": request.POST.get("username", "")})
@@ -106,6 +109,10 @@ class LoginView(auth_views.LoginView):
         response = self.render_to_response(self.get_context_data(form=form), status=429)
         response["Retry-After"] = str(limited.retry_after)
         return response
+
+    def get_success_url(self) -> str:
+        # A protected page would only redirect an unverified session to the number page.
+        return first_stop(self.request, super().get_success_url())
 
     def get_redirect_url(self, request: HttpRequest | None = None) -> str:
         candidate = self.request.POST.get(self.redirect_field_name) or self.request.GET.get(

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from accounts.apps import last_login_stamp
 from tests.conftest import PASSWORD
+from tests.two_factor.verifications import mark_session_verified
 
 HOSTILE_NEXT = [
     "https://evil.example/",
@@ -69,6 +70,20 @@ def test_production_settings_hash_passwords_with_argon2():
 
 def test_signup_follows_a_safe_next(client, db):
     response = client.post(
+        reverse("signup") + "?next=/polls/",
+        {
+            "username": "dave",
+            "password1": "a-long-passphrase-1",
+            "password2": "a-long-passphrase-1",
+        },
+    )
+    assert response["Location"] == "/polls/"
+
+
+def test_signup_for_a_poll_goes_straight_to_the_number_page(client, db):
+    """A new account's session is not verified: the poll would only send it on to the
+    number page, so the sign-up does, the poll kept as where to come back to."""
+    response = client.post(
         reverse("signup") + "?next=/polls/1/",
         {
             "username": "dave",
@@ -76,7 +91,7 @@ def test_signup_follows_a_safe_next(client, db):
             "password2": "a-long-passphrase-1",
         },
     )
-    assert response["Location"] == "/polls/1/"
+    assert response["Location"] == "/2fa/?next=%2Fpolls%2F1%2F"
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_NEXT)
@@ -219,3 +234,38 @@ def test_one_address_guessing_many_usernames_is_throttled(client, user, tight_lo
 def test_successful_sign_ins_are_not_counted(client, user, tight_login_limits):
     for _ in range(6):
         assert _login(Client(), user.username, PASSWORD).status_code == 302
+
+
+def test_a_sign_in_for_a_poll_goes_where_the_poll_would_send_it(client, user, question):
+    """One request less a voter: the sign-in answers with the number page the poll would
+    redirect an unverified session to; the number page then shows, and the poll is where
+    the verification comes back to."""
+    poll = reverse("polls:detail", args=[question.pk])
+    response = client.post(
+        reverse("login"), {"username": user.username, "password": PASSWORD, "next": poll}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == client.get(poll)["Location"]  # the poll's own answer
+    assert response["Location"] == f"{reverse('two_factor:start')}?next=%2Fpolls%2F{question.pk}%2F"
+    number_page = client.get(response["Location"])
+    assert number_page.status_code == 200
+    assert 'name="number"' in number_page.content.decode()
+
+
+def test_a_sign_in_for_an_open_page_or_a_verified_session_goes_to_it(
+    client, user, question, settings
+):
+    open_page = reverse("polls:index")
+    response = client.post(
+        reverse("login"), {"username": user.username, "password": PASSWORD, "next": open_page}
+    )
+    assert response["Location"] == open_page
+
+    mark_session_verified(client, user)
+    poll = reverse("polls:detail", args=[question.pk])
+    # Signed in already (redirect_authenticated_user): a verified session goes to the poll.
+    response = client.get(reverse("login") + f"?next={poll}")
+    assert response.status_code == 302
+    assert response["Location"] == poll
+    assert client.get(poll).status_code == 200

@@ -86,6 +86,25 @@ def _asks_for_a_code(response) -> bool:
 # --- a remembered device stands in for the code ------------------------------------------------
 
 
+def test_a_sign_in_with_a_remembered_device_goes_to_the_page_which_the_device_verifies(
+    user, remembered, poll_url
+):
+    """A sign-in for a poll sends an unverified session straight to the number page,
+    unless the browser carries a remembered device: the poll is then asked for, and
+    there the device verifies the session without a code (and its cookie is renewed)."""
+    client = Client()
+    _carry(client, remembered)
+    form = {"username": user.get_username(), "password": PASSWORD, "next": poll_url}
+
+    response = client.post(reverse("login"), form)
+
+    assert response["Location"] == poll_url
+    page = client.get(poll_url)
+    assert page.status_code == 200
+    assert COOKIE in page.cookies  # the device's next token
+    assert session_is_verified(session=client.session, user=user)
+
+
 def test_a_remembered_device_verifies_a_new_session_without_a_code(user, remembered, poll_url):
     client = _signed_in(user)
     _carry(client, remembered)
