@@ -3,8 +3,10 @@
 Publishing, from synchronous code
 (what every transition does while a page is open: ask which languages' groups have
 members, then send the rendering to the group), through channels_redis's coroutines on
-the publisher's event loop thread and through the layer's blocking client
-(``pollstr.channel_layers.RedisChannelLayer.group_send_blocking``). Interleaved,
+the publisher's event loop thread, through the layer's blocking client
+(``pollstr.channel_layers.RedisChannelLayer.group_send_blocking``) asked for the members
+again, and through it given the members the question read (what the publishers do,
+``pollstr.channel_layers.groups_listening``: one round trip less). Interleaved,
 repetition by repetition, in one run, against the local Redis:
 
     python -m benchmarks.publish_cost [--publishes 2000] [--repetitions 5]
@@ -85,9 +87,14 @@ def main(argv: list[str] | None = None) -> None:
         for present in layer.groups_present_blocking(groups):
             layer.group_send_blocking(present, message)
 
+    def members_passed_on() -> None:
+        for present, members in layer.groups_members_blocking(groups).items():
+            layer.group_send_blocking(present, message, members=members)
+
     modes: dict[str, Callable[[], None]] = {
         "channels_redis on the publisher's loop thread": through_the_loop,
         "blocking client (group_send_blocking)": blocking,
+        "blocking client, the members read once (groups_listening)": members_passed_on,
     }
     client = layer.blocking_client(0)
     assert client is not None

@@ -47,10 +47,12 @@ def results_publish(*, question_id: int) -> None:
     if get_channel_layer() is None:
         return
     try:
-        for language, group in languages_listening(lambda code: results_group(question_id, code)):
+        for language, group, members in languages_listening(
+            lambda code: results_group(question_id, code)
+        ):
             html = results_render(question_id=question_id, language=language)
             message = results_message(question_id=question_id, html=html, language=language)
-            group_send(group, message)
+            group_send(group, message, members=members)
     except Exception:
         # The vote is committed either way; a page that missed it catches up on reload.
         logger.exception("Could not publish results of question %s", question_id)

@@ -253,26 +253,21 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         """Whether every host has a blocking client (else: channels_redis's async path)."""
         return all(self.blocking_client(index) is not None for index in range(self.ring_size))
 
-    def group_send_blocking(self, group: str, message: dict[str, Any]) -> None:
+    def group_send_blocking(
+        self, group: str, message: dict[str, Any], *, members: list[str] | None = None
+    ) -> None:
         """``group_send`` for a thread without an event loop: the same members (joined
         within group_expiry), the same serialized messages, capacities and expiry, in two
         round trips (the members, then one script per connection) where channels_redis
-        makes four, and without a hop to an event loop's thread."""
+        makes four, and without a hop to an event loop's thread. ``members``: the group's
+        members as ``groups_members_blocking`` read them just before (one script then)."""
         assert self.require_valid_group_name(group), "Group name not valid"
-        now = time.time()
-        key = self._group_key(group)
-        client = self.blocking_client(self.consistent_hash(group))
-        assert client is not None, "blocking_ready() first"
-        with client.pipeline(transaction=False) as pipeline:
-            pipeline.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
-            pipeline.zrange(key, 0, -1)
-            _, members = pipeline.execute()
-        channels = [member.decode("utf8") for member in members]
-        if not channels:
+        if members is None:
+            members = self.groups_members_blocking([group]).get(group, [])
+        if not members:
             return
-        by_connection, messages, capacities = self._map_channel_keys_to_connection(
-            channels, message
-        )
+        now = time.time()
+        by_connection, messages, capacities = self._map_channel_keys_to_connection(members, message)
         for index, keys in by_connection.items():
             held = self._blocking_held(index)
             assert held is not None, "blocking_ready() first"
@@ -290,24 +285,35 @@ class RedisChannelLayer(_ChannelsRedisLayer):
                 logger.info(
                     "%s of %s channels over capacity in group %s",
                     over_capacity,
-                    len(channels),
+                    len(members),
                     group,
                 )
 
-    def groups_present_blocking(self, groups: list[str]) -> list[str]:
-        """Those of ``groups`` with a member joined within group_expiry, one round trip
-        per connection (see `groups_present`)."""
-        alive_since = time.time() - self.group_expiry
-        present: set[str] = set()
+    def groups_members_blocking(self, groups: list[str]) -> dict[str, list[str]]:
+        """{group: its channels} for those of ``groups`` with a member joined within
+        group_expiry (older members removed, as channels_redis's group_send does), one
+        round trip per connection."""
+        now = time.time()
+        found: dict[str, list[str]] = {}
         for index, some in _by_host(self, groups).items():
             client = self.blocking_client(index)
             assert client is not None, "blocking_ready() first"
             with client.pipeline(transaction=False) as pipeline:
                 for group in some:
-                    pipeline.zcount(self._group_key(group), alive_since, "+inf")
-                counts = pipeline.execute()
-            present.update(group for group, count in zip(some, counts, strict=True) if count)
-        return [group for group in groups if group in present]
+                    key = self._group_key(group)
+                    pipeline.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
+                    pipeline.zrange(key, 0, -1)
+                replies = pipeline.execute()
+            for group, members in zip(some, replies[1::2], strict=True):
+                if members:
+                    found[group] = [member.decode("utf8") for member in members]
+        return found
+
+    def groups_present_blocking(self, groups: list[str]) -> list[str]:
+        """Those of ``groups`` with a member joined within group_expiry (see
+        `groups_members_blocking`)."""
+        found = self.groups_members_blocking(groups)
+        return [group for group in groups if group in found]
 
 
 # --- publishing from synchronous code -------------------------------------------------------
@@ -317,23 +323,36 @@ _publisher: tuple[int, asyncio.AbstractEventLoop] | None = None
 PUBLISH_TIMEOUT = 10.0
 
 
-def group_send(group: str, message: dict[str, Any]) -> None:
+def group_send(group: str, message: dict[str, Any], *, members: list[str] | None = None) -> None:
     """Send `message` to `group` from synchronous code (a task, a view, a signal).
 
     On Redis (`RedisChannelLayer.group_send_blocking`) the send is made in this thread
-    with a blocking client kept per process, in two round trips. Any other layer's
-    coroutine runs on one long-lived loop per process, in a thread of its own
-    (`async_to_sync` outside a server builds an event loop per call, and a Redis layer a
-    connection pool per loop).
+    with a blocking client kept per process, in two round trips, or one with the
+    ``members`` `groups_listening` just read. Any other layer's coroutine runs on one
+    long-lived loop per process, in a thread of its own (`async_to_sync` outside a server
+    builds an event loop per call, and a Redis layer a connection pool per loop).
     """
     layer = get_channel_layer()
     if layer is None:
         return
     if isinstance(layer, RedisChannelLayer) and layer.blocking_ready():
-        layer.group_send_blocking(group, message)
+        layer.group_send_blocking(group, message, members=members)
         return
     future = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _loop())
     future.result(timeout=PUBLISH_TIMEOUT)
+
+
+def groups_listening(groups: list[str]) -> list[tuple[str, list[str] | None]]:
+    """(group, its members) for those of `groups` that have members now, in one round trip
+    to Redis; members None where the layer does not list them (`group_send` then finds
+    them itself). Passing them on to `group_send` spares it reading them again: a socket
+    that joins in between gets the state its own first frame reads after joining, which
+    is at least this one (the publisher committed it before asking)."""
+    layer = get_channel_layer()
+    if isinstance(layer, RedisChannelLayer) and layer.blocking_ready():
+        found = layer.groups_members_blocking(groups)
+        return [(group, found[group]) for group in groups if group in found]
+    return [(group, None) for group in groups_present(groups)]
 
 
 def groups_present(groups: list[str]) -> list[str]:

@@ -10,7 +10,7 @@ once per language whose pages are listening (two_factor.live, polls.live).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.http import HttpRequest
@@ -67,11 +67,22 @@ def language_group(group: str, language: str | None) -> str:
     return f"{group}.{supported_language(language)}"
 
 
-def languages_listening(group_of: Callable[[str], str]) -> list[tuple[str, str]]:
-    """(language, group) for each language whose group (``group_of(language)``) has
-    members now, in one round trip: what a publisher renders, once each. None at all
-    while no page is open."""
-    from pollstr.channel_layers import groups_present
+class Listening(NamedTuple):
+    """A language whose pages are open: its group, and the group's members when the
+    channel layer listed them (for `pollstr.channel_layers.group_send`)."""
+
+    language: str
+    group: str
+    members: list[str] | None
+
+
+def languages_listening(group_of: Callable[[str], str]) -> list[Listening]:
+    """Each language whose group (``group_of(language)``) has members now, in one round
+    trip: what a publisher renders, once each. None at all while no page is open."""
+    from pollstr.channel_layers import groups_listening
 
     groups = {group_of(code): code for code in language_codes()}
-    return [(groups[group], group) for group in groups_present(list(groups))]
+    return [
+        Listening(groups[group], group, members)
+        for group, members in groups_listening(list(groups))
+    ]

@@ -253,6 +253,7 @@ def test_the_push_micro_benchmark_runs_each_path_and_leaves_nothing_behind(capsy
     assert [line.split(":")[0].strip() for line in figures] == [
         "channels_redis on the publisher's loop thread",
         "blocking client (group_send_blocking)",
+        "blocking client, the members read once (groups_listening)",
         "channels_redis's pop (backup queue)",
         "the layer's pop (one BZPOPMIN)",
         "channels_redis, a group at a time",

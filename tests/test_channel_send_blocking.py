@@ -150,9 +150,31 @@ def test_the_publishers_helpers_take_the_blocking_path_on_redis(settings, monkey
         assert channel_layers.groups_present(["helpers.en", "helpers.fr"]) == ["helpers.fr"]
         channel_layers.group_send("helpers.fr", {"type": "hello"})
         assert _receive(layer, channel) == {"type": "hello"}
+        # Who listens, with the members: the send then takes them as they are.
+        listening = channel_layers.groups_listening(["helpers.en", "helpers.fr"])
+        assert listening == [("helpers.fr", [channel])]
+        channel_layers.group_send("helpers.fr", {"type": "again"}, members=listening[0][1])
+        assert _receive(layer, channel) == {"type": "again"}
         async_to_sync(layer.flush)()
     finally:
         layers.backends.clear()
+
+
+def test_a_send_given_the_members_just_read_does_not_read_them_again(layer, monkeypatch):
+    """A publisher asks who listens (the members, one round trip) and sends to them: the
+    send is then its one script, not a second read of the group."""
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("listened", channel)
+    found = layer.groups_members_blocking(["listened", "nobody-here"])
+    assert found == {"listened": [channel]}
+    reads: list[list[str]] = []
+    monkeypatch.setattr(layer, "groups_members_blocking", lambda groups: reads.append(groups))
+    message = {"type": "verification.changed", "html": "<p>sent</p>", "version": 3}
+
+    layer.group_send_blocking("listened", message, members=found["listened"])
+
+    assert reads == []
+    assert _receive(layer, channel) == message
 
 
 def test_a_forked_child_makes_its_own_client(layer):

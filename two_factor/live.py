@@ -117,15 +117,15 @@ def verification_publish(*, verification_id: UUID | str, as_of: Committed | None
         return
     renderings = _renderings(
         verification_id=verification_id,
-        languages=[language for language, _group in listening],
+        languages=[listener.language for listener in listening],
         as_of=as_of,
     )
-    for (_language, group), rendered in zip(listening, renderings, strict=True):
+    for listener, rendered in zip(listening, renderings, strict=True):
         event: dict[str, Any] = {"type": "verification.changed"}
         if rendered is not None:
             event["html"] = rendered.html
             event["version"] = rendered.version
-        group_send(group, event)
+        group_send(listener.group, event, members=listener.members)
 
 
 # --- the user's sessions changed: tell their sockets -------------------------------------
