@@ -135,3 +135,56 @@ def test_a_resend_is_marked_so_the_page_can_say_older_codes_no_longer_work(
         second = services.verification_start(user=user, session_key="k", ip=None)
 
     assert (first.is_resend, second.is_resend) == (False, True)
+
+
+def _bind(user, number):
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        moved = services.phone_number_bind(user_id=user.pk, number=number, at=timezone.now())
+    return moved, [query["sql"] for query in queries.captured_queries]
+
+
+def test_binding_a_number_nobody_else_holds_is_one_statement(user):
+    """A check task's bind: the holder locked, the account's devices of another number
+    ended and its row written, in one statement, new row or changed number alike."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-statement bind is PostgreSQL's; SQLite takes the locked path")
+
+    moved, statements = _bind(user, NUMBER)
+    assert not moved
+    assert len(statements) == 1
+    assert statements[0].startswith("WITH holder AS")
+    first = PhoneNumber.objects.get(user=user)
+    assert first.number == NUMBER
+    assert first.verified_at is not None
+
+    moved, statements = _bind(user, OTHER_NUMBER)
+    assert not moved
+    assert len(statements) == 1
+    second = PhoneNumber.objects.get(user=user)
+    assert (second.pk, second.number) == (first.pk, OTHER_NUMBER)
+    assert second.created_at == first.created_at
+    assert second.verified_at > first.verified_at
+    assert second.updated_at > first.updated_at
+
+
+def test_a_number_another_account_holds_is_moved_by_the_locked_path(user, make_user):
+    """The statement writes nothing while another account holds the number; the locked
+    path then moves it (the one who proves ownership wins)."""
+    from django.db import connection
+
+    other = make_user("holder")
+    PhoneNumber.objects.create(user=other, number=NUMBER, verified_at=timezone.now())
+
+    moved, statements = _bind(user, NUMBER)
+
+    assert moved
+    assert PhoneNumber.objects.get(number=NUMBER).user_id == user.pk
+    assert not PhoneNumber.objects.filter(user=other).exists()
+    if connection.vendor == "postgresql":
+        assert statements[0].startswith("WITH holder AS")  # tried first, wrote nothing
+        assert any(sql.startswith("DELETE") for sql in statements[1:])

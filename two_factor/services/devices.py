@@ -162,9 +162,15 @@ def devices_forget(
     if unless_phone_hash is not None:
         devices = devices.exclude(phone_hash=unless_phone_hash)
     ended = devices.update(revoked_at=timezone.now(), revoked_reason=reason)
+    devices_forgotten(user_id=user_id, ended=ended, reason=reason)
+    return ended
+
+
+def devices_forgotten(*, user_id: Any, ended: int, reason: str) -> None:
+    """Say that ``ended`` of the account's devices ended (nothing for none): for every
+    statement that ends them (`devices_forget`; `phone_number_bind`'s own)."""
     if ended:
         log_event(logger, "device.forgotten", user=user_id, devices=ended, reason=reason)
-    return ended
 
 
 def device_find(*, user: User, token: str) -> TrustedDevice | None:
