@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -22,6 +22,9 @@ from two_factor.services.devices import (
     devices_forgotten,
 )
 from two_factor.services.refusals import VerificationRefused, _limit
+
+if TYPE_CHECKING:
+    from django.db.models import Field
 
 NUMBER_MOVED = gettext_noop(
     "This number was linked to another account. You proved it's yours, so it is now "
@@ -108,7 +111,10 @@ def _bind_unless_held(*, user_id: Any, number: Any, at: Any) -> bool:
         (phone.get_field("created_at"), now),
         (phone.get_field("updated_at"), now),
     ]
-    params = [field.get_db_prep_value(value, connection, prepared=False) for field, value in values]
+    params = [
+        cast("Field[Any, Any]", field).get_db_prep_value(value, connection, prepared=False)
+        for field, value in values
+    ]
     with connection.cursor() as cursor:
         cursor.execute(_bind_sql(connection.vendor), params)
         held_elsewhere, ended, _bound = cursor.fetchone()
