@@ -38,14 +38,9 @@ LISTENER = "specific.flowcost!page"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flows", type=int, default=30, help="flows measured (after 5 to warm up)")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--sql", action="store_true", help="print one flow's statements")
     parser.add_argument("--profile", metavar="STEP", help="cProfile one step (or 'all')")
-    args = parser.parse_args()
-
-    with infra.in_process_world(args.postgres, args.redis_url):
-        _run(args)
+    infra.in_process_main(parser, _run)
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ shared PostgreSQL or Redis is touched.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import secrets
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +241,18 @@ def database_migrate() -> None:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+
+
+def in_process_main(
+    parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Any], argv: Any = None
+) -> None:
+    """An in-process benchmark's ``main``: its own options (``parser``), the database
+    server and Redis to use, then ``run(args)`` in `in_process_world`."""
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
+    args = parser.parse_args(argv)
+    with in_process_world(args.postgres, args.redis_url):
+        run(args)
 
 
 @contextmanager

@@ -32,12 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--renders", type=int, default=500, help="per timed block")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    args = parser.parse_args(argv)
-
-    with infra.in_process_world(args.postgres, args.redis_url):
-        _run(args)
+    infra.in_process_main(parser, _run, argv)
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -37,12 +37,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=200, help="opened and closed per repetition")
     parser.add_argument("--pushes", type=int, default=2000, help="relayed per repetition")
     parser.add_argument("--repetitions", type=int, default=5)
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/12")
-    args = parser.parse_args()
-
-    with infra.in_process_world(args.postgres, args.redis_url):
-        asyncio.run(_run(args))
+    infra.in_process_main(parser, lambda args: asyncio.run(_run(args)))
 
 
 async def _run(args: argparse.Namespace) -> None:

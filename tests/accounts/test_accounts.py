@@ -68,30 +68,25 @@ def test_production_settings_hash_passwords_with_argon2():
     assert out.stdout.strip() == "django.contrib.auth.hashers.Argon2PasswordHasher"
 
 
-def test_signup_follows_a_safe_next(client, db):
+@pytest.mark.parametrize(
+    ("next_url", "location"),
+    [
+        ("/polls/", "/polls/"),
+        # A new account's session is not verified: the poll would only send it on to the
+        # number page, so the sign-up does, the poll kept as where to come back to.
+        ("/polls/1/", "/2fa/?next=%2Fpolls%2F1%2F"),
+    ],
+)
+def test_signup_follows_a_safe_next(client, db, next_url, location):
     response = client.post(
-        reverse("signup") + "?next=/polls/",
+        reverse("signup") + f"?next={next_url}",
         {
             "username": "dave",
             "password1": "a-long-passphrase-1",
             "password2": "a-long-passphrase-1",
         },
     )
-    assert response["Location"] == "/polls/"
-
-
-def test_signup_for_a_poll_goes_straight_to_the_number_page(client, db):
-    """A new account's session is not verified: the poll would only send it on to the
-    number page, so the sign-up does, the poll kept as where to come back to."""
-    response = client.post(
-        reverse("signup") + "?next=/polls/1/",
-        {
-            "username": "dave",
-            "password1": "a-long-passphrase-1",
-            "password2": "a-long-passphrase-1",
-        },
-    )
-    assert response["Location"] == "/2fa/?next=%2Fpolls%2F1%2F"
+    assert response["Location"] == location
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_NEXT)
