@@ -263,7 +263,7 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         members as ``groups_members_blocking`` read them just before (one script then)."""
         assert self.require_valid_group_name(group), "Group name not valid"
         if members is None:
-            members = self.groups_members_blocking([group]).get(group, [])
+            members = self._members_now(group)
         if not members:
             return
         now = time.time()
@@ -291,23 +291,36 @@ class RedisChannelLayer(_ChannelsRedisLayer):
 
     def groups_members_blocking(self, groups: list[str]) -> dict[str, list[str]]:
         """{group: its channels} for those of ``groups`` with a member joined within
-        group_expiry (older members removed, as channels_redis's group_send does), one
-        round trip per connection."""
-        now = time.time()
+        group_expiry, one command a group (as the count of them was) and one round trip
+        per connection. Older members are skipped, not removed: a group is a sorted set
+        that expires with its last join, and the sends that read their members remove
+        them (`_members_now`)."""
+        alive_since = time.time() - self.group_expiry
         found: dict[str, list[str]] = {}
         for index, some in _by_host(self, groups).items():
             client = self.blocking_client(index)
             assert client is not None, "blocking_ready() first"
             with client.pipeline(transaction=False) as pipeline:
                 for group in some:
-                    key = self._group_key(group)
-                    pipeline.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
-                    pipeline.zrange(key, 0, -1)
+                    pipeline.zrangebyscore(self._group_key(group), alive_since, "+inf")
                 replies = pipeline.execute()
-            for group, members in zip(some, replies[1::2], strict=True):
+            for group, members in zip(some, replies, strict=True):
                 if members:
                     found[group] = [member.decode("utf8") for member in members]
         return found
+
+    def _members_now(self, group: str) -> list[str]:
+        """The group's channels joined within group_expiry, older ones removed (as
+        channels_redis's group_send does), in one round trip."""
+        now = time.time()
+        key = self._group_key(group)
+        client = self.blocking_client(self.consistent_hash(group))
+        assert client is not None, "blocking_ready() first"
+        with client.pipeline(transaction=False) as pipeline:
+            pipeline.zremrangebyscore(key, min=0, max=int(now) - self.group_expiry)
+            pipeline.zrange(key, 0, -1)
+            _, members = pipeline.execute()
+        return [member.decode("utf8") for member in members]
 
     def groups_present_blocking(self, groups: list[str]) -> list[str]:
         """Those of ``groups`` with a member joined within group_expiry (see
