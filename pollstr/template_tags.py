@@ -11,13 +11,16 @@ language and the settings: a variable inside renders as nothing, which a test of
 page would show. Anything per request (the CSRF token, the user, the path) stays
 outside. The texts are dropped when a setting changes (tests override settings) and
 whenever the template is loaded again (the cached loader's reset, a deploy).
+
+``{{ field|autofocused }}``: a form's first field with ``autofocus``
+(templates/includes/form_fields.html).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django import template
+from django import forms, template
 from django.core.signals import setting_changed
 from django.utils.safestring import SafeString
 from django.utils.translation import get_language
@@ -58,3 +61,15 @@ def per_language(parser: template.base.Parser, token: template.base.Token) -> Pe
     nodelist = parser.parse(("endper_language",))
     parser.delete_first_token()
     return PerLanguageNode(nodelist)
+
+
+@register.filter
+def autofocused(field: forms.BoundField) -> SafeString:
+    """The field's widget as ``{{ field }}`` renders it (Django's widget template, its
+    ``aria-*`` and ``required`` attributes), with ``autofocus``: what a page's first field
+    needs, which a template cannot add to a widget's attributes. A widget of several
+    inputs (radio buttons, check boxes, a multi-widget) is rendered as it is: no one of
+    them is the field's."""
+    if isinstance(field.field.widget, (forms.RadioSelect, forms.MultiWidget)):
+        return field.as_widget()
+    return field.as_widget(attrs={"autofocus": True})

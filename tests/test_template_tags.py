@@ -1,5 +1,6 @@
 """pollstr.template_tags: ``{% per_language %}`` renders once per language, sees nothing
-of the request, and the pages that share its text still carry their own request's parts."""
+of the request, and the pages that share its text still carry their own request's parts;
+``autofocused`` renders a field as ``{{ field }}`` does, with ``autofocus``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 from unittest import mock
 
 import pytest
-from django import urls
+from django import forms, urls
 from django.contrib.auth.models import AbstractBaseUser
 from django.template import TemplateSyntaxError, engines
 from django.test import Client, override_settings
@@ -78,3 +79,42 @@ def test_each_page_keeps_its_own_user_and_token(make_user) -> None:  # type: ign
     for page in pages:
         assert "Se déconnecter" in page
         assert 'lang="fr"' in page
+
+
+def _attributes(html: str) -> dict[str, str]:
+    """An <input>'s attributes, whatever their order."""
+    tag = re.fullmatch(r"\s*<input ([^>]*)>\s*", html)
+    assert tag, html
+    return dict(re.findall(r'([\w-]+)(?:="([^"]*)")?', tag.group(1)))
+
+
+class _Form(forms.Form):
+    number = forms.CharField(max_length=32, help_text="Your mobile number")
+    size = forms.ChoiceField(choices=[("s", "S"), ("l", "L")], widget=forms.RadioSelect)
+
+
+@pytest.mark.parametrize("data", [None, {"number": ""}], ids=["unbound", "with an error"])
+def test_an_autofocused_field_is_the_field_with_autofocus(data: dict[str, str] | None) -> None:
+    form = _Form(data=data)
+    form.is_bound and form.is_valid()
+    field = form["number"]
+
+    focused = _attributes(_template("{{ field|autofocused }}").render({"field": field}))
+    plain = _attributes(_template("{{ field }}").render({"field": field}))
+
+    assert "autofocus" not in plain
+    assert focused == {**plain, "autofocus": ""}
+    assert focused["aria-describedby"] == (
+        "id_number_helptext id_number_error" if data is not None else "id_number_helptext"
+    )
+    assert ("aria-invalid" in focused) == (data is not None)
+
+
+def test_a_field_of_several_inputs_gets_no_autofocus() -> None:
+    field = _Form()["size"]
+
+    rendered = _template("{{ field|autofocused }}").render({"field": field})
+
+    assert rendered == _template("{{ field }}").render({"field": field})
+    assert rendered.count('type="radio"') == 2
+    assert "autofocus" not in rendered
