@@ -13,6 +13,7 @@ the run. Not counted: the ASGI server, the websocket consumer, the provider's la
     .venv/bin/python -m benchmarks.flow_cost --flows 30
     .venv/bin/python -m benchmarks.flow_cost --flows 10 --sql        # the statements
     .venv/bin/python -m benchmarks.flow_cost --profile "code submit"  # cProfile, CPU time
+    .venv/bin/python -m benchmarks.flow_cost --profile all --sort tottime --top 60
 
 To compare two commits, check the other out in a worktree and alternate short runs of
 each (benchmarks/README.md, "Comparing two commits").
@@ -40,6 +41,8 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=30, help="flows measured (after 5 to warm up)")
     parser.add_argument("--sql", action="store_true", help="print one flow's statements")
     parser.add_argument("--profile", metavar="STEP", help="cProfile one step (or 'all')")
+    parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats)")
+    parser.add_argument("--top", type=int, default=50, help="the profile's lines")
     infra.in_process_main(parser, _run)
 
 
@@ -136,7 +139,7 @@ def _run(args: argparse.Namespace) -> None:
     )
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(50)
+        pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
         print(out.getvalue())
 
 
