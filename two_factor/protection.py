@@ -10,6 +10,8 @@
   tests/test_protection.py walks every URL pattern: a polls view that is neither is a
   failing test, and every protected view must refuse an unverified session, so nothing
   new is public by accident.
+- Where a session goes once verified (the number page's `next`) waits in the session
+  (`next_remember`) until the completion follows it (two_factor/views.py).
 - An unverified session whose browser carries a remembered device's cookie is verified
   by the device instead of being sent for a code (two_factor/services/devices.py); the
   response then carries the device's new token.
@@ -29,6 +31,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import Resolver404, resolve, reverse
 from django_htmx.http import HttpResponseClientRedirect
 
+from pollstr.safe_redirect import safe_next_url
 from two_factor.device_cookie import NEW_TOKEN_ATTRIBUTE, device_cookie_renew, device_cookie_token
 from two_factor.services.devices import device_verify
 
@@ -36,6 +39,8 @@ View = Callable[..., HttpResponse]
 
 PROTECTED = "verified_session_required"
 OPEN = "verification_not_required"
+# The page a verification goes on to, in the session (next_remember).
+NEXT_SESSION_KEY = "two_factor_next"
 
 
 def verified_session_required(view: View) -> View:
@@ -124,7 +129,19 @@ def first_stop(request: HttpRequest, url: str) -> str:
         return url  # not one of our pages (a script prefix, say): it decides for itself
     if not is_protected(view) or is_verified():
         return url
+    # The number page would keep `url` in the session; the sign-in writes the session
+    # anyway, so it keeps it now and the number page has nothing to write.
+    next_remember(request, url)
     return _number_page(url)
+
+
+def next_remember(request: HttpRequest, url: str) -> None:
+    """Keep ``url`` (if it is a page of this site) as where the session goes once it is
+    verified. Written only when it changes: a session write is a database UPDATE and a
+    cache write, and the number page asks again for what the sign-in already kept."""
+    target = safe_next_url(request, url, "")
+    if request.session.get(NEXT_SESSION_KEY) != target:
+        request.session[NEXT_SESSION_KEY] = target
 
 
 def _number_page(next_url: str) -> str:

@@ -35,12 +35,11 @@ from two_factor.models import (
     verification_of_session,
 )
 from two_factor.numbers import number_destination
-from two_factor.protection import verification_not_required
+from two_factor.protection import NEXT_SESSION_KEY, next_remember, verification_not_required
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
 from two_factor.status import STATUS_TEMPLATE, status_context
 
-NEXT_SESSION_KEY = "two_factor_next"
 NUMBER_DRAFT_SESSION_KEY = "two_factor_number_draft"
 # The verification whose code was sent with "Remember this device" ticked: completion
 # (an HTTP response, so it can set the cookie) remembers the device once it is verified.
@@ -79,7 +78,7 @@ def _phone_of(request: HtmxHttpRequest) -> PhoneNumber | None:
 def _remember_next(request: HtmxHttpRequest) -> None:
     candidate = request.POST.get("next") or request.GET.get("next")
     if candidate:
-        request.session[NEXT_SESSION_KEY] = safe_next_url(request, candidate, "")
+        next_remember(request, candidate)
 
 
 def _refused(

@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from accounts.apps import last_login_stamp
 from tests.conftest import PASSWORD
+from two_factor.protection import NEXT_SESSION_KEY
 from tests.two_factor.verifications import mark_session_verified
 
 HOSTILE_NEXT = [
@@ -246,6 +247,29 @@ def test_a_sign_in_for_a_poll_goes_where_the_poll_would_send_it(client, user, qu
     number_page = client.get(response["Location"])
     assert number_page.status_code == 200
     assert 'name="number"' in number_page.content.decode()
+
+
+def test_the_sign_in_keeps_the_poll_so_the_number_page_writes_no_session(
+    client, user, question
+):
+    """The number page would keep its `next` in the session; the sign-in, which writes the
+    session anyway, already kept it: the page's GET writes nothing (a session write is an
+    UPDATE and a cache write). Another `next` is still kept."""
+    poll = reverse("polls:detail", args=[question.pk])
+    number_page = client.post(
+        reverse("login"), {"username": user.username, "password": PASSWORD, "next": poll}
+    )["Location"]
+    assert client.session[NEXT_SESSION_KEY] == poll
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(number_page).status_code == 200
+    assert not [q["sql"] for q in queries if "django_session" in q["sql"]]
+
+    other = reverse("polls:results", args=[question.pk])
+    with CaptureQueriesContext(connection) as queries:
+        client.get(reverse("two_factor:start"), {"next": other})
+    assert [q["sql"] for q in queries if "django_session" in q["sql"]]
+    assert client.session[NEXT_SESSION_KEY] == other
 
 
 def test_a_sign_in_for_an_open_page_or_a_verified_session_goes_to_it(
