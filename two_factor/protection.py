@@ -119,7 +119,9 @@ def first_stop(request: HttpRequest, url: str) -> str:
     number page, when ``url`` is a protected page, the session is not verified and no
     remembered device can verify it there (the page's own decision, made when it is
     asked for); else ``url``. A sign-in answers with it, so the browser does not ask for
-    a page only to be redirected (one request less a voter: benchmarks/README.md)."""
+    a page only to be redirected (one request less a voter: benchmarks/README.md). The
+    number page's answer also keeps ``url`` in the session (``next_remember``), as the
+    number page itself would: the sign-in writes the session anyway."""
     is_verified = getattr(request, "is_verified", None)
     if is_verified is None or not request.user.is_authenticated or device_cookie_token(request):
         return url
@@ -129,8 +131,6 @@ def first_stop(request: HttpRequest, url: str) -> str:
         return url  # not one of our pages (a script prefix, say): it decides for itself
     if not is_protected(view) or is_verified():
         return url
-    # The number page would keep `url` in the session; the sign-in writes the session
-    # anyway, so it keeps it now and the number page has nothing to write.
     next_remember(request, url)
     return _number_page(url)
 
