@@ -246,9 +246,12 @@ def _run(
         out=args.out,
         servers=servers,
     )
+    from django.conf import settings  # configured above: what the web children read too
+
     rep.setup = {
         "Pollstr web": f"`{' '.join(stack.web_command(host='127.0.0.1', port='PORT'))}`, "
-        f"WEB_CONCURRENCY={deployment.web_concurrency} (P4: 1)",
+        f"WEB_CONCURRENCY={deployment.web_concurrency} (P4: 1), "
+        f"WEB_HTTP_THREADS={settings.WEB_HTTP_THREADS}",
         "Pollstr worker": f"`{' '.join(stack.worker_command())}`, "
         f"pool {deployment.worker_pool}, concurrency {deployment.worker_concurrency}",
         "sync baseline": "benchmarks/sync_baseline under `django runserver` (threaded), SQLite",
