@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from accounts.apps import last_login_stamp
 from tests.conftest import PASSWORD
-from two_factor.protection import NEXT_SESSION_KEY
 from tests.two_factor.verifications import mark_session_verified
+from two_factor.protection import NEXT_SESSION_KEY
 
 HOSTILE_NEXT = [
     "https://evil.example/",
@@ -249,9 +249,7 @@ def test_a_sign_in_for_a_poll_goes_where_the_poll_would_send_it(client, user, qu
     assert 'name="number"' in number_page.content.decode()
 
 
-def test_the_sign_in_keeps_the_poll_so_the_number_page_writes_no_session(
-    client, user, question
-):
+def test_the_sign_in_keeps_the_poll_so_the_number_page_writes_no_session(client, user, question):
     """The number page would keep its `next` in the session; the sign-in, which writes the
     session anyway, already kept it: the page's GET writes nothing (a session write is an
     UPDATE and a cache write). Another `next` is still kept."""
