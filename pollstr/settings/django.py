@@ -112,14 +112,16 @@ DATABASE_LIMITS = DatabaseLimits(
     prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0, maximum=1000),
 )
 # Threads per web process serving HTTP (pollstr/http_bridge.py). Requests are short and
-# CPU-bound between sub-millisecond queries, and a process runs Python on one core at a
-# time: two threads keep it busy while one waits on a query, more only make them fight
-# over the GIL. Measured under P2 (benchmarks/results/session-write-2026-12-07/): 10
-# threads cost 50 % more CPU per voter than 4, and 4 about 8 % more than 2; one thread
-# cost more than two again. Each thread holds at most one pooled database connection.
+# CPU-bound between sub-millisecond queries: more threads than cores only make them fight
+# over the GIL (measured under P2: 10 threads cost 50% more CPU per voter than 4, and 4
+# about 8 % more than 2; benchmarks/results/session-write-2026-12-07/). It stays 4: a
+# request that waits on a locked table holds its thread for the statement timeout, and
+# with 2 a burst queued behind such requests answered its last 503 after 9.2 s, past the
+# 5.5 s that tests/faults/test_database_faults.py allows (4 answer within it). Each
+# thread holds at most one pooled database connection.
 WEB_HTTP_THREADS = env_int(
     "WEB_HTTP_THREADS",
-    min(2, DATABASE_LIMITS.pool_max_size),
+    min(4, DATABASE_LIMITS.pool_max_size),
     minimum=1,
     maximum=DATABASE_LIMITS.pool_max_size,
 )
