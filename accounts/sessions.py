@@ -10,6 +10,12 @@ database stays the record: a write goes to the database first, then to the cache
   it is logged and the request goes on (a cache must not become an outage). An entry the
   cache could not update is at most ``SESSION_CACHE_SECONDS`` old when Redis comes back,
   because every entry expires after that long (docs/ARCHITECTURE.md, "Sessions").
+- **A replaced key.** A new key (login, a completed verification) leaves a marker under the
+  old one in the cache for ``ROTATED_KEY_SECONDS``: a request that still carries the old
+  key (a second tab, the page's automatic Continue and a click on it at once) is anonymous,
+  as any unknown key, but its response neither deletes nor replaces the session cookie,
+  which the browser holds with the new key by now (``SessionMiddleware`` below). The
+  marker is never a way back into the session.
 - **Keys.** A cookie's key reaches the database or the cache only if it has the shape
   of one we issue. A quoted cookie may carry an octal escape (``sessionid="abcdefgh\\000"``)
   that decodes to NUL, which PostgreSQL refuses with an error: a 500 on every page for
@@ -26,7 +32,10 @@ from typing import Any
 from django.conf import settings
 from django.contrib.sessions.backends.base import VALID_KEY_CHARS, CreateError, UpdateError
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseStore
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
 from django.db import DatabaseError, IntegrityError, connections, router, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_vary_headers
 from django.utils.crypto import get_random_string
 from redis.exceptions import RedisError
 
@@ -38,6 +47,11 @@ _ISSUED_KEY = re.compile(r"[a-z0-9]{8,40}")
 _UNREACHABLE = (RedisError, OSError)
 # Until when (time.monotonic()) this process reads sessions from the database only.
 _skip_cache_until = 0.0
+# What the cache holds under a key cycle_key() replaced, and for how long: long enough for
+# a request the browser sent before it received the new key (session data is a dict, so
+# a string cannot be mistaken for it).
+_ROTATED = "rotated"
+ROTATED_KEY_SECONDS = 60
 
 
 def _cache_failed() -> None:
@@ -71,6 +85,11 @@ class SessionStore(CachedDatabaseStore):
                 _cache_failed()
             else:
                 reachable = True
+        if data == _ROTATED:
+            # Anonymous, as for any unknown key; a write starts a session of a new key.
+            self._session_key = None
+            self.rotated_away = True
+            return {}
         if data is not None:
             return data
         stored = self._get_session_from_db()  # type: ignore[attr-defined]
@@ -83,19 +102,25 @@ class SessionStore(CachedDatabaseStore):
 
     # A key drawn by cycle_key() that has no row yet: the next save inserts it.
     _key_unsaved = False
+    # The request's key was replaced a moment ago (load() found the marker).
+    rotated_away = False
 
     def cycle_key(self) -> None:
         """A new key for the same data (login, a completed verification), written once,
         when the response saves the session, instead of Django's INSERT now and UPDATE
-        then. The old key's row goes at once, so it stops working at once."""
+        then. The old key's row goes at once, so it stops working at once; its cache entry
+        becomes the marker of a replaced key."""
         data = self._session  # type: ignore[attr-defined]
         old_key = self.session_key
         self._session_key = self._get_new_session_key()
         self._session_cache = data
         self._key_unsaved = True
         self.modified = True
+        # This request chose its new session (a sign-in from a stale tab, say): the
+        # response sets its cookie as usual.
+        self.rotated_away = False
         if old_key:
-            self.delete(old_key)
+            self.delete(old_key, rotated=True)
 
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:
@@ -142,7 +167,9 @@ class SessionStore(CachedDatabaseStore):
         # draws another (32 characters of 36: a collision is never seen in practice).
         return get_random_string(32, VALID_KEY_CHARS)
 
-    def delete(self, session_key: str | None = None) -> None:
+    def delete(self, session_key: str | None = None, *, rotated: bool = False) -> None:
+        """The row and the cache entry; for a key cycle_key() replaced, the entry becomes
+        the marker (one command either way)."""
         key = session_key if session_key is not None else self.session_key
         if key is None:
             return
@@ -152,8 +179,12 @@ class SessionStore(CachedDatabaseStore):
         table = connection.ops.quote_name(self.model._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(f"DELETE FROM {table} WHERE session_key = %s", [key])  # noqa: S608
+        cache_key = self.cache_key_prefix + key
         try:
-            self._cache.delete(self.cache_key_prefix + key)  # type: ignore[attr-defined]
+            if rotated:
+                self._cache.set(cache_key, _ROTATED, ROTATED_KEY_SECONDS)  # type: ignore[attr-defined]
+            else:
+                self._cache.delete(cache_key)  # type: ignore[attr-defined]
         except _UNREACHABLE:
             _cache_failed()
             logger.warning(
@@ -166,3 +197,18 @@ class SessionStore(CachedDatabaseStore):
         except _UNREACHABLE:
             _cache_failed()
             logger.warning("Session cache unreachable: the session was saved to the database only")
+
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's, except for a request whose key was replaced a moment ago: its response
+    leaves the session cookie alone. Django's would delete it (an empty session whose
+    cookie was sent), and the browser would lose the new key another response has just
+    given it: the voter signed out by their own double click."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        session = getattr(request, "session", None)
+        if getattr(session, "rotated_away", False):
+            # What this stale request wrote (an anonymous session) is not kept either.
+            patch_vary_headers(response, ("Cookie",))
+            return response
+        return super().process_response(request, response)

@@ -67,7 +67,8 @@ MIDDLEWARE = [
     "pollstr.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, leaving the cookie alone for a request whose key was just replaced.
+    "accounts.sessions.SessionMiddleware",
     # The voter's language: the switch's cookie, else the browser's Accept-Language
     # (after sessions, before common, as Django's documentation places it).
     "django.middleware.locale.LocaleMiddleware",

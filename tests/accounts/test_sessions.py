@@ -201,3 +201,26 @@ def test_a_new_key_is_written_once_and_the_old_one_stops_working_at_once(redis_u
     store["c"] = 3
     store.save()  # an ordinary save afterwards updates the row
     assert SessionStore(store.session_key).load() == {"a": 1, "b": 2, "c": 3}
+
+
+def test_a_replaced_key_reads_as_no_session_and_a_write_draws_a_new_key(redis_up):
+    store = SessionStore()
+    store["secret"] = "kept for the new key only"
+    store.save()
+    old_key = store.session_key
+    store.cycle_key()
+    store.save()
+
+    late = SessionStore(old_key)
+    assert late.load() == {}
+    assert late.rotated_away
+    late["colour"] = "plum"
+    late.save()
+    assert late.session_key not in (old_key, store.session_key)
+    assert SessionStore(late.session_key).load() == {"colour": "plum"}
+    assert SessionStore(old_key).load() == {}  # still only the marker
+    # A plain delete (logout) leaves no marker: a request with that key is simply unknown.
+    store.delete()
+    gone = SessionStore(store.session_key)
+    assert gone.load() == {}
+    assert not gone.rotated_away

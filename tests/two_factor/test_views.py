@@ -230,6 +230,51 @@ def test_a_second_click_on_continue_still_lands_on_the_next_page(logged_in_clien
     assert response["Location"] == reverse("polls:index")
 
 
+def test_a_late_request_with_the_replaced_key_leaves_the_new_cookie_alone(
+    logged_in_client, verified, settings
+):
+    """The page's automatic Continue and a click on it, in flight at once: the first
+    completes and replaces the session key; the second still carries the old key. It is
+    anonymous (the old key is no way back in), and its answer must not delete the cookie,
+    or the browser would lose the new key and the voter be signed out."""
+    cookie = settings.SESSION_COOKIE_NAME
+    old_key = logged_in_client.cookies[cookie].value
+    logged_in_client.get(_url("complete", verified))
+    new_key = logged_in_client.cookies[cookie].value
+    assert new_key != old_key
+    late = Client()
+    late.cookies[cookie] = old_key
+
+    response = late.get(_url("complete", verified))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+    assert cookie not in response.cookies, response.cookies[cookie].output()
+    assert "Cookie" in response["Vary"]
+    # Where that redirect leads, with the cookie the browser holds: on to the poll list.
+    response = logged_in_client.get(response["Location"], follow=True)
+    assert response.redirect_chain[-1][0] == reverse("polls:index")
+    assert SESSION_KEY in logged_in_client.session
+
+
+def test_the_replaced_key_is_anonymous_and_signing_in_with_it_draws_a_new_key(
+    logged_in_client, verified, user, settings
+):
+    cookie = settings.SESSION_COOKIE_NAME
+    old_key = logged_in_client.cookies[cookie].value
+    logged_in_client.get(_url("complete", verified))
+    late = Client()
+    late.cookies[cookie] = old_key
+
+    assert late.get(_url("verify", verified))["Location"].startswith(reverse("login"))
+    # A sign-in from that stale tab is a new session of its own, with its own cookie.
+    response = late.post(reverse("login"), {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 302
+    fresh = response.cookies[cookie].value
+    assert fresh not in (old_key, logged_in_client.cookies[cookie].value, "")
+    assert SESSION_KEY not in late.session  # signed in, not verified
+
+
 # --- whose verification ------------------------------------------------------------------------
 
 OWN_ONLY_GETS = ["verify", "complete"]
