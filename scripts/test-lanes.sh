@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # make test's run with PostgreSQL: the whole suite on it, and the unit suite again on
-# SQLite (the embedded default), in three lanes at once so the two cores stay busy while
+# SQLite (the embedded default), in four lanes at once so the two cores stay busy while
 # the multi-process tests wait on their processes:
 #
 #   processes  the multi-process tests (-m "integration and not e2e") on PostgreSQL
 #   browser    the browser tests (-m e2e) on PostgreSQL
-#   units      the unit suite on PostgreSQL, then on SQLite; niced, so the timed
-#              multi-process and browser tests keep the CPU they need
+#   units      the unit suite on PostgreSQL     } niced, so the timed multi-process and
+#   sqlite     the unit suite on SQLite         } browser tests keep the CPU they need
 #
 # Each lane has its own PostgreSQL database (pytest-django creates test_<name> from it),
 # its own Redis database and its own var directory, so no lane sees another's rows, keys
@@ -36,27 +36,21 @@ lane() {
   ) &
 }
 
-echo "make test: PostgreSQL ($pg_base): the multi-process, browser and unit suites in three lanes;"
-echo "make test: SQLite: the unit suite again, after the PostgreSQL units in their lane"
+echo "make test: PostgreSQL ($pg_base): the multi-process, browser and unit suites, and the unit"
+echo "make test: suite again on SQLite, in four lanes at once"
 
 lane processes 0 -- env DATABASE_URL="$pg_base/pollstr" TEST_REDIS_URL="$redis_base/15" \
   POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m "integration and not e2e" "$@"
 lane browser 0 -- env DATABASE_URL="$pg_base/pollstr_browser" TEST_REDIS_URL="$redis_base/13" \
   POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m e2e "$@"
-lane units 10 -- bash -c '
-  pg_status=0
-  echo "=== units on PostgreSQL ==="
-  env DATABASE_URL="$1/pollstr_units" TEST_REDIS_URL="$2/11" POLLSTR_VAR_DIR="$(mktemp -d)" \
-    "${@:4}" -m "not integration and not e2e" || pg_status=$?
-  echo "=== units on SQLite ==="
-  env -u DATABASE_URL TEST_REDIS_URL="$2/14" POLLSTR_VAR_DIR="$(mktemp -d)" \
-    "${@:4}" -m "not integration and not e2e" || exit $?
-  exit $pg_status
-' units "$pg_base" "$redis_base" -- "${pytest[@]}" "$@"
+lane units 10 -- env DATABASE_URL="$pg_base/pollstr_units" TEST_REDIS_URL="$redis_base/11" \
+  POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m "not integration and not e2e" "$@"
+lane sqlite 10 -- env -u DATABASE_URL TEST_REDIS_URL="$redis_base/14" \
+  POLLSTR_VAR_DIR="$(mktemp -d)" "${pytest[@]}" -m "not integration and not e2e" "$@"
 wait
 
 failed=0
-for name in processes browser units; do
+for name in processes browser units sqlite; do
   read -r status seconds <"$logs/$name.status"
   echo
   echo "================ make test, lane '$name': exit $status after ${seconds}s ================"
@@ -64,7 +58,7 @@ for name in processes browser units; do
   [ "$status" -eq 0 ] || failed=1
 done
 echo
-for name in processes browser units; do
+for name in processes browser units sqlite; do
   read -r status seconds <"$logs/$name.status"
   echo "make test: lane $name: $([ "$status" -eq 0 ] && echo passed || echo "FAILED (exit $status)") in ${seconds}s"
 done
