@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import html
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -87,8 +88,20 @@ async def _fetch(
         body = await response.text()
         elapsed = time.perf_counter() - started
         if response.status != expect:
-            raise FlowError(step, f"HTTP {response.status}, expected {expect}")
+            said = _said(body)
+            raise FlowError(
+                step, f"HTTP {response.status}, expected {expect}" + (f": {said}" if said else "")
+            )
         return body, response.headers.get("Location", ""), elapsed
+
+
+# What a refusal or a form error says (the page's error sentences), for a failed step's message.
+_SAID = re.compile(r'class="[^"]*(?:form-error|errorlist|status-failed)[^"]*"[^>]*>(.*?)</', re.S)
+
+
+def _said(body: str) -> str:
+    sentences = (re.sub(r"<[^>]+>|\s+", " ", found).strip() for found in _SAID.findall(body))
+    return html.unescape("; ".join(dict.fromkeys(s for s in sentences if s)))[:300]
 
 
 def _token(body: str, step: str) -> str:
