@@ -238,10 +238,17 @@
   // --- Focus never drops to the page -------------------------------------------------------
   // A swap that removes the focused element (the code form, once the third wrong code
   // ends the request) leaves focus on <body>; put it on the next thing to do instead.
+  // focusBefore is what had focus when the latest swap began: never <body> (nothing to
+  // give back), and never noted for a swap that will not happen (an older state refused
+  // above, an error answer): no after-event would clear it, and the next swap would then
+  // restore a stale focus, or none.
   var focusBefore = null;
 
-  function noteFocus() {
-    focusBefore = document.activeElement;
+  function noteFocus(event) {
+    var detail = event.detail || {};
+    if (event.defaultPrevented || detail.shouldSwap === false) { return; }
+    var active = document.activeElement;
+    if (active && active !== document.body) { focusBefore = active; }
   }
   function keepFocus() {
     var before = focusBefore;
@@ -308,7 +315,7 @@
   });
   document.addEventListener("htmx:load", function (event) { arm(event.detail.elt); });
   ["htmx:beforeSwap", "htmx:oobBeforeSwap", "htmx:wsBeforeMessage"].forEach(function (name) {
-    document.addEventListener(name, function () { if (!focusBefore) { noteFocus(); } });
+    document.addEventListener(name, noteFocus);
   });
   ["htmx:afterSettle", "htmx:oobAfterSwap", "htmx:wsAfterMessage"].forEach(function (name) {
     document.addEventListener(name, function () {
