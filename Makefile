@@ -78,7 +78,7 @@ migrations-check: $(VENV)/.runtime
 	POLLSTR_VAR_DIR=$$(mktemp -d) $(PY) manage.py makemigrations --check --dry-run
 
 # With PostgreSQL: the whole suite on it and the unit suite again on SQLite (the embedded
-# default), in three lanes at once (scripts/test-lanes.sh: each with its own databases,
+# default), in four lanes at once (scripts/test-lanes.sh: each with its own databases,
 # Redis database and var directory). Without it: the suite on SQLite.
 pytest: $(VENV)/.dev services translations
 	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
