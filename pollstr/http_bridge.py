@@ -95,7 +95,10 @@ class Admission:
             if admitted.done():  # cancelled while waiting (the client left)
                 self._queue.popleft()
                 continue
-            room = self.threads if now - since >= self.patience else self.steady
+            # A millisecond's slack: the loop may run the patience's timer a hair early,
+            # and a waiter it does not let in would wait for the next request to end.
+            waited = now - since >= self.patience - 0.001
+            room = self.threads if waited else self.steady
             if self.running >= room:
                 return
             self._queue.popleft()
