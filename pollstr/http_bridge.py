@@ -120,7 +120,7 @@ class ThreadedHTTP:
         self.wsgi_application = wsgi_application
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
         self.admission = Admission(
-            steady=threads if steady is None else min(steady, threads),
+            steady=threads if steady is None else steady,
             threads=threads,
             patience=patience,
         )
