@@ -242,13 +242,20 @@
   // give back), and never noted for a swap that will not happen (an older state refused
   // above, an error answer): no after-event would clear it, and the next swap would then
   // restore a stale focus, or none.
+  // A swap's after-event does not always reach the document: htmx fires it on the
+  // element it swapped out (the section) or on the element that asked (the code form),
+  // and a detached element's events go nowhere. So every swap that begins also checks
+  // once it is done (swaps are synchronous: a zero timeout runs after them).
   var focusBefore = null;
 
   function noteFocus(event) {
     var detail = event.detail || {};
     if (event.defaultPrevented || detail.shouldSwap === false) { return; }
     var active = document.activeElement;
-    if (active && active !== document.body) { focusBefore = active; }
+    if (active && active !== document.body) {
+      focusBefore = active;
+      setTimeout(keepFocus, 0);
+    }
   }
   function keepFocus() {
     var before = focusBefore;
