@@ -15,6 +15,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from pollstr.access_log import AccessLogMiddleware  # noqa: E402
+from pollstr.collector import settle as settle_collector  # noqa: E402
 from pollstr.embedded_worker import start_embedded_worker_if_configured  # noqa: E402
 from pollstr.http_bridge import ThreadedHTTP  # noqa: E402
 from pollstr.metrics import WebsocketConnectionsMiddleware  # noqa: E402
@@ -35,3 +36,5 @@ protocols = ProtocolTypeRouter(
 application = AccessLogMiddleware(protocols)
 
 start_embedded_worker_if_configured()
+# Everything is loaded: the collector stops walking it (pollstr/collector.py).
+settle_collector()

@@ -10,10 +10,12 @@ import re
 import time
 from pathlib import Path
 
+import phonenumbers
 import pytest
 import requests
 
 from benchmarks import infra, report, run
+from benchmarks.fixtures import NUMBERS_END, NUMBERS_FIRST
 from benchmarks.infra import compose_defaults
 from benchmarks.stats import (
     Figure,
@@ -197,6 +199,14 @@ def test_the_load_generator_is_refused_by_no_limit_meant_for_one_attacker() -> N
     caps = set(re.findall(r'"(SMS_(?:COUNTRY_)?DAILY_[A-Z]+)"', settings_source))
     assert caps
     assert caps <= raised, f"not raised for the benchmark: {sorted(caps - raised)}"
+
+
+def test_every_number_the_voters_can_be_given_is_a_mobile_the_site_accepts() -> None:
+    for block in range(NUMBERS_FIRST, NUMBERS_END, 100_000):
+        for number in (block, block + 99_999):
+            parsed = phonenumbers.parse(f"+336{number:08d}")
+            assert phonenumbers.is_valid_number(parsed), number
+            assert phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.MOBILE
 
 
 def test_the_voter_reads_the_latest_code_sent_to_their_number() -> None:

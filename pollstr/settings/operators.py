@@ -21,6 +21,12 @@ PROMETHEUS_MULTIPROC_DIR = env_directory("PROMETHEUS_MULTIPROC_DIR")
 # A worker serves its own metrics on this port (0: off).
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
 
+# --- Processes ----------------------------------------------------------------------------
+# The cyclic garbage collector's young-generation threshold in web and worker processes,
+# set once they have started, with all they loaded by then frozen (pollstr/collector.py;
+# Python's default is 700). 0 leaves the collector as Python sets it.
+GC_THRESHOLD = env_int("GC_THRESHOLD", 10_000, minimum=0, maximum=1_000_000)
+
 # --- Health and readiness (pollstr/health.py) ---------------------------------------------
 # Seconds each of /readyz's checks (run in parallel) may take before it counts as failed.
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 3.0, minimum=0.1, maximum=30)

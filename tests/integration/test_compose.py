@@ -500,3 +500,6 @@ def test_the_declared_processes_run_here_with_the_same_commands(
         )
         assert healthcheck.returncode == 0, healthcheck.stdout
         assert web.log_text().count("Booting worker with pid") == 2
+        # Each process froze what it loaded once started (pollstr/collector.py).
+        assert web.log_text().count("Garbage collector settled") == 2
+        assert "Garbage collector settled" in worker.log_text()
