@@ -251,8 +251,7 @@ def _run(
     rep.setup = {
         "Pollstr web": f"`{' '.join(stack.web_command(host='127.0.0.1', port='PORT'))}`, "
         f"WEB_CONCURRENCY={deployment.web_concurrency} (P4: 1), "
-        f"WEB_HTTP_THREADS={settings.WEB_HTTP_THREADS}, "
-        f"WEB_HTTP_STEADY_THREADS={settings.WEB_HTTP_STEADY_THREADS}",
+        f"WEB_HTTP_THREADS={settings.WEB_HTTP_THREADS}",
         "Pollstr worker": f"`{' '.join(stack.worker_command())}`, "
         f"pool {deployment.worker_pool}, concurrency {deployment.worker_concurrency}",
         "sync baseline": "benchmarks/sync_baseline under `django runserver` (threaded), SQLite",

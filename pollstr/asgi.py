@@ -23,11 +23,7 @@ from pollstr.routing import websocket_application  # noqa: E402
 
 protocols = ProtocolTypeRouter(
     {
-        "http": ThreadedHTTP(
-            django_wsgi_app,
-            threads=settings.WEB_HTTP_THREADS,
-            steady=settings.WEB_HTTP_STEADY_THREADS,
-        ),
+        "http": ThreadedHTTP(django_wsgi_app, threads=settings.WEB_HTTP_THREADS),
         # Counted first (pollstr.metrics), so refused sockets show in the gauge too.
         "websocket": WebsocketConnectionsMiddleware(websocket_application),
     }

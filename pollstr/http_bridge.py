@@ -20,18 +20,12 @@ Websockets stay on Channels.
 - The pool has as many threads as a process has database connections
   (``DATABASE_POOL_MAX_SIZE``): a thread never waits for a connection another request
   of the same process holds longer than the pool's own timeout allows.
-- ``Admission`` decides when a request gets a thread. ``steady`` requests run at once
-  (requests are short and CPU-bound: more threads than cores only contend for the
-  interpreter); the rest of the pool opens only to a request that has waited
-  ``patience`` seconds, that is when the running ones are stuck (a locked table holds
-  each for the statement timeout) rather than busy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from tempfile import SpooledTemporaryFile
@@ -51,79 +45,12 @@ SPOOL_BYTES = 64 * 1024
 BUFFERED_BYTES = 256 * 1024
 
 
-class Admission:
-    """How many requests of a process run at once: up to ``steady`` whenever there is
-    room, up to ``threads`` for a request that has waited ``patience`` seconds. Waiting
-    requests are let in first come, first served; one of the event loop's objects (not
-    thread-safe: entered and left on the loop only)."""
-
-    def __init__(self, *, steady: int, threads: int, patience: float) -> None:
-        if not 1 <= steady <= threads:
-            raise ValueError(f"steady ({steady}) must be between 1 and threads ({threads})")
-        self.steady = steady
-        self.threads = threads
-        self.patience = patience
-        self.running = 0
-        self._queue: deque[tuple[asyncio.Future[None], float]] = deque()
-
-    async def enter(self) -> None:
-        if self.running < self.steady and not self._queue:
-            self.running += 1
-            return
-        loop = asyncio.get_running_loop()
-        admitted: asyncio.Future[None] = loop.create_future()
-        self._queue.append((admitted, loop.time()))
-        # Only needed if every steady place is still taken by then: _admit() checks.
-        timer = loop.call_later(self.patience, self._admit)
-        try:
-            await admitted
-        except asyncio.CancelledError:
-            if admitted.done() and not admitted.cancelled():
-                self.leave()  # let in and cancelled at once: the place goes on
-            raise
-        finally:
-            timer.cancel()
-
-    def leave(self) -> None:
-        self.running -= 1
-        self._admit()
-
-    def _admit(self) -> None:
-        now = asyncio.get_running_loop().time()
-        while self._queue:
-            admitted, since = self._queue[0]
-            if admitted.done():  # cancelled while waiting (the client left)
-                self._queue.popleft()
-                continue
-            # A millisecond's slack: the loop may run the patience's timer a hair early,
-            # and a waiter it does not let in would wait for the next request to end.
-            waited = now - since >= self.patience - 0.001
-            room = self.threads if waited else self.steady
-            if self.running >= room:
-                return
-            self._queue.popleft()
-            self.running += 1
-            admitted.set_result(None)
-
-
 class ThreadedHTTP:
     """ASGI ``http`` → a WSGI application, one worker thread per request."""
 
-    def __init__(
-        self,
-        wsgi_application: WSGIApp,
-        *,
-        threads: int,
-        steady: int | None = None,
-        patience: float = 0.05,
-    ) -> None:
+    def __init__(self, wsgi_application: WSGIApp, *, threads: int) -> None:
         self.wsgi_application = wsgi_application
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
-        self.admission = Admission(
-            steady=threads if steady is None else steady,
-            threads=threads,
-            patience=patience,
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -139,11 +66,7 @@ class ThreadedHTTP:
                     break
             body.seek(0)
             request = _Request(self.wsgi_application, scope, body, loop, send)
-            await self.admission.enter()
-            try:
-                start, chunks = await loop.run_in_executor(self.executor, request.run)
-            finally:
-                self.admission.leave()
+            start, chunks = await loop.run_in_executor(self.executor, request.run)
         if start is not None:  # buffered: the thread already closed the response
             await send(start)
             await send({"type": "http.response.body", "body": b"".join(chunks)})

@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
-import pytest
-
-from pollstr.http_bridge import BUFFERED_BYTES, Admission, ThreadedHTTP
+from pollstr.http_bridge import BUFFERED_BYTES, ThreadedHTTP
 
 
 def _scope(method: str = "GET", path: str = "/", headers: list[tuple[bytes, bytes]] | None = None):
@@ -140,104 +137,3 @@ def test_django_answers_through_the_bridge(db):
     sent = _serve(ThreadedHTTP(get_wsgi_application(), threads=1), _scope(path="/accounts/login/"))
     assert sent[0]["status"] == 200
     assert b'name="csrfmiddlewaretoken"' in sent[1]["body"]
-
-
-# --- admission: how many requests run at once ---------------------------------------------
-
-
-class Held:
-    """A WSGI application whose requests run until the test lets them go, counting how
-    many run at once (in the bridge's real threads)."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.lock = threading.Lock()
-        self.running = 0
-        self.most = 0
-        self.started: list[float] = []
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        with self.lock:
-            self.running += 1
-            self.most = max(self.most, self.running)
-            self.started.append(time.monotonic())
-        self.release.wait(10)
-        with self.lock:
-            self.running -= 1
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"done"]
-
-
-def _fire(app: ThreadedHTTP, count: int, *, release_after: float) -> tuple[float, list[Any]]:
-    """``count`` requests at once; the held application lets them go after
-    ``release_after`` seconds. Returns when they were fired and what each was sent."""
-
-    async def one() -> list[dict[str, Any]]:
-        sent: list[dict[str, Any]] = []
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: dict[str, Any]) -> None:
-            sent.append(message)
-
-        await app(_scope(), receive, send)
-        return sent
-
-    async def main() -> tuple[float, list[Any]]:
-        fired = time.monotonic()
-        held = app.wsgi_application
-        loop = asyncio.get_running_loop()
-        loop.call_later(release_after, held.release.set)  # type: ignore[attr-defined]
-        return fired, await asyncio.gather(*(one() for _ in range(count)))
-
-    return asyncio.run(main())
-
-
-def test_busy_requests_run_steady_at_a_time_and_all_are_answered():
-    """Requests that finish within the patience never open the rest of the pool."""
-    held = Held()
-    app = ThreadedHTTP(held, threads=4, steady=2, patience=5.0)
-
-    _, answers = _fire(app, 6, release_after=0.3)
-
-    assert held.most == 2
-    assert [sent[0]["status"] for sent in answers] == [200] * 6
-    assert app.admission.running == 0
-
-
-def test_stuck_requests_open_the_rest_of_the_pool_after_the_patience():
-    """Two requests stuck (a locked table): the third and fourth start once they have
-    waited the patience, while the stuck ones still hold their threads; a fifth waits."""
-    held = Held()
-    app = ThreadedHTTP(held, threads=4, steady=2, patience=0.2)
-
-    fired, answers = _fire(app, 5, release_after=1.0)
-
-    assert held.most == 4  # the third and fourth ran beside the stuck two, never a fifth
-    starts = sorted(start - fired for start in held.started)
-    assert starts[2] >= 0.2  # not before the patience
-    assert [sent[0]["status"] for sent in answers] == [200] * 5
-    assert app.admission.running == 0
-
-
-def test_a_request_cancelled_while_waiting_gives_its_place_on():
-    async def main() -> tuple[int, int]:
-        admission = Admission(steady=1, threads=1, patience=10.0)
-        await admission.enter()  # the one running
-        waiting = asyncio.ensure_future(admission.enter())
-        behind = asyncio.ensure_future(admission.enter())
-        await asyncio.sleep(0)
-        waiting.cancel()  # its client left
-        admission.leave()
-        await asyncio.wait_for(behind, 1)  # let in, in the place the cancelled one left
-        running_then = admission.running
-        admission.leave()
-        return running_then, admission.running
-
-    assert asyncio.run(main()) == (1, 0)
-
-
-def test_steady_is_between_one_and_the_threads():
-    with pytest.raises(ValueError, match="steady"):
-        Admission(steady=3, threads=2, patience=0.05)

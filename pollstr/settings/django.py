@@ -113,23 +113,19 @@ DATABASE_LIMITS = DatabaseLimits(
     prepare_threshold=env_int("DATABASE_PREPARE_THRESHOLD", 5, minimum=0, maximum=1000),
 )
 # Threads per web process serving HTTP (pollstr/http_bridge.py). Requests are short and
-# CPU-bound between sub-millisecond queries: more running at once than cores only makes
-# them fight over the GIL (measured under P2: 10 threads cost 50% more CPU per voter than
-# 4, and 4 about 8 % more than 2; benchmarks/results/session-write-2026-12-07/). So
-# WEB_HTTP_STEADY_THREADS requests run at once, and the rest of the WEB_HTTP_THREADS open
-# only to a request that has waited 50 ms: when the running ones are stuck (a request
-# waiting on a locked table holds its thread for the statement timeout; with only 2
-# threads a burst behind such requests answered its last 503 after 9.2 s, past the 5.5 s
-# tests/faults/test_database_faults.py allows). Each thread holds at most one pooled
-# database connection.
+# CPU-bound between sub-millisecond queries: more threads than cores only make them fight
+# over the GIL (measured under P2: 10 threads cost 50% more CPU per voter than 4; 2 cost
+# about 8 % less than 4 in one slow phase of the machine, and no less in a fast one and
+# an intermediate one: benchmarks/results/gc-admission-2026-12-07/). It stays 4: a
+# request that waits on a locked table holds its thread for the statement timeout, and
+# with 2 a burst queued behind such requests answered its last 503 after 9.2 s, past the
+# 5.5 s that tests/faults/test_database_faults.py allows (4 answer within it). Each
+# thread holds at most one pooled database connection.
 WEB_HTTP_THREADS = env_int(
     "WEB_HTTP_THREADS",
     min(4, DATABASE_LIMITS.pool_max_size),
     minimum=1,
     maximum=DATABASE_LIMITS.pool_max_size,
-)
-WEB_HTTP_STEADY_THREADS = env_int(
-    "WEB_HTTP_STEADY_THREADS", min(2, WEB_HTTP_THREADS), minimum=1, maximum=WEB_HTTP_THREADS
 )
 if DATABASE_URL:
     DATABASES = {"default": database_from_url(DATABASE_URL, DATABASE_LIMITS)}
