@@ -15,7 +15,11 @@ from pollstr import collector
 
 @pytest.fixture
 def restored_collector() -> Iterator[None]:
+    """Python's own collector for the test (nothing frozen, the default thresholds);
+    afterwards the process's thresholds as they were, and nothing frozen."""
     threshold = gc.get_threshold()
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
@@ -28,8 +32,6 @@ class Node:
 
 @pytest.mark.usefixtures("restored_collector")
 def test_settling_freezes_what_is_loaded_and_raises_the_young_threshold() -> None:
-    gc.unfreeze()
-    gc.set_threshold(700, 10, 10)
     with override_settings(GC_THRESHOLD=12_345):
         assert collector.settle() is True
     assert gc.get_threshold() == (12_345, 10, 10)
@@ -52,8 +54,6 @@ def test_a_cycle_made_after_settling_is_still_freed() -> None:
 
 @pytest.mark.usefixtures("restored_collector")
 def test_a_threshold_of_zero_leaves_the_collector_alone() -> None:
-    gc.unfreeze()
-    gc.set_threshold(700, 10, 10)
     with override_settings(GC_THRESHOLD=0):
         assert collector.settle() is False
     assert gc.get_threshold() == (700, 10, 10)
