@@ -6,10 +6,9 @@ default it still walks every young container object after each 700 net allocatio
 them, and, every hundred such passes or so, *every* container object the process holds:
 Django, the apps, the URL conf, the compiled templates and statements, all alive until
 the process ends. A web process allocates thousands of containers per request, so under
-``make bench``'s P2 the collector took 3.8–4.7 % of a web process's CPU, with a full pass
-of about 0.2 s (a pause for every request and socket the process serves) three or four
-times a run, and 2.6–3.8 % of a worker's (measured with ``gc.callbacks``; the numbers are
-in docs/ARCHITECTURE.md).
+``make bench``'s P2 the collector took a few per cent of every web and worker process's
+CPU, and each full pass paused a web process's requests and sockets for about 0.2 s (the
+figures: docs/ARCHITECTURE.md, "The garbage collector leaves start-up alone").
 
 `settle()`, once a process has started (the web tier from pollstr/asgi.py, a Celery worker
 from its ``worker_ready`` signal):

@@ -17,9 +17,10 @@ Websockets stay on Channels.
   Larger or streaming ones (static files) are written chunk by chunk, each chunk handed
   to the loop and awaited, so memory stays bounded and a slow client slows only its own
   thread.
-- The pool has as many threads as a process has database connections
-  (``DATABASE_POOL_MAX_SIZE``): a thread never waits for a connection another request
-  of the same process holds longer than the pool's own timeout allows.
+- The pool has ``WEB_HTTP_THREADS`` threads (4), never more than a process has database
+  connections (``DATABASE_POOL_MAX_SIZE``; the settings refuse more): a thread never
+  waits for a connection another request of the same process holds longer than the
+  pool's own timeout allows.
 """
 
 from __future__ import annotations
