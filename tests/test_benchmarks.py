@@ -5,6 +5,7 @@ real thing; nothing here starts a server but the double."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import re
 import time
@@ -14,7 +15,7 @@ import phonenumbers
 import pytest
 import requests
 
-from benchmarks import infra, report, run
+from benchmarks import infra, report, run, scenarios
 from benchmarks.fixtures import NUMBERS_END, NUMBERS_FIRST
 from benchmarks.infra import compose_defaults
 from benchmarks.stats import (
@@ -272,3 +273,38 @@ def test_the_push_micro_benchmark_runs_each_path_and_leaves_nothing_behind(capsy
     for line in figures:
         assert float(line.split(": ")[1].split(" ms")[0]) > 0
     assert redis.Redis.from_url(url).keys("pollstr-bench-publish-*") == []
+
+
+def test_p2_reads_the_submits_durations_from_the_web_tiers_own_access_log() -> None:
+    """P2's "inside the web tier" p99s parse the lines pollstr.access_log writes, as the
+    text format (the default, and what the benchmark's web server runs) renders them."""
+    from pollstr import access_log
+    from pollstr.logs import TextFormatter
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("pollstr.access")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for method, path, seconds in (
+            ("POST", "/2fa/", 0.0235),
+            ("POST", "/2fa/v/2aca8ccc-1e2f-49b0-9f2d-1c7c49eeb28c/code/", 0.0135),
+            ("GET", "/2fa/", 0.004),  # the number page, not a submit
+            ("POST", "/2fa/v/2aca8ccc-1e2f-49b0-9f2d-1c7c49eeb28c/resend/", 0.009),
+        ):
+            scope = {"type": "http", "method": method, "path": path, "headers": []}
+            access_log._log(scope, {"status": 302, "request_id": None}, seconds)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert len(lines) == 4
+    served = scenarios._submits_served("\n".join(["unrelated line", *lines]))
+    assert served == {"number": [23.5], "code": [13.5]}
