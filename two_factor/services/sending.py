@@ -46,7 +46,6 @@ from two_factor.services.delivery import (
 from two_factor.services.refusals import VerificationRefused, _limit
 from two_factor.services.transitions import (
     _announce,
-    _publish,
     task_grace,
     transition,
     transition_if_allowed,
@@ -179,7 +178,8 @@ def _start_locked(
         lambda: _announce(verification, from_status="", to_status=Status.QUEUED, reason="requested")
     )
     transaction.on_commit(lambda: _enqueue("send", verification.pk))
-    transaction.on_commit(lambda: _publish(verification.pk))
+    # Nothing is published: no page can listen on a verification this request just made
+    # up the id of (its code page connects after the redirect and gets "queued" then).
     return verification
 
 
