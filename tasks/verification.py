@@ -121,8 +121,26 @@ def send_code(self: Task, verification_id: str) -> None:
     )
 
 
+# What a check task's message prints in place of the code.
+CODE_MASK = "••••••"
+
+
+class _CodeTask(Task):
+    """A task whose second argument is a code the voter typed.
+
+    The message carries it in its body (the task needs it), but never in its printable
+    ``argsrepr`` header, which the task events, Flower and ``celery inspect`` show to
+    whoever operates the queue: there the code is masked, on the first send and on every
+    retry (a retry re-sends through ``apply_async``)."""
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+        if args and "argsrepr" not in options:
+            options["argsrepr"] = repr((args[0], CODE_MASK, *args[2:]))
+        return super().apply_async(args, kwargs, **options)
+
+
 @performs("check")
-@shared_task(name="two_factor.check_code", **TASK_OPTIONS)
+@shared_task(name="two_factor.check_code", base=_CodeTask, **TASK_OPTIONS)
 def check_code(self: Task, verification_id: str, code: str) -> None:
     _deliver(
         self,
