@@ -8,4 +8,4 @@ class PollsConfig(AppConfig):
     verbose_name = "Polls"
 
     def ready(self) -> None:
-        from polls import checks  # noqa: F401 - registers the start-up checks
+        from polls import ballots, checks  # noqa: F401 - connect the receivers, register the checks

@@ -8,6 +8,7 @@ from django.utils.translation import gettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from polls.ballots import Ballot, ballot_of
 from polls.models import CHOICES_OF_QUESTION, QUESTION_BY_ID, Question
 from polls.services import AlreadyVoted, VoteRefused, vote_cast, vote_find
 from two_factor.protection import verification_not_required, verified_session_required
@@ -24,10 +25,20 @@ class VoterRequest(HttpRequest):
 
 
 def _get_published_question(question_id: int) -> Question:
+    """The question as it is now (what a vote is decided on)."""
     question = QUESTION_BY_ID.first(question_id)
     if question is None or not question.is_published:
         raise Http404("No such poll.")
     return question
+
+
+def _published_ballot(question_id: int) -> Ballot:
+    """The question and its choices as a page shows them (polls/ballots.py: this
+    process's copy, at most a moment old)."""
+    ballot = ballot_of(question_id)
+    if ballot is None or not ballot.question.is_published:
+        raise Http404("No such poll.")
+    return ballot
 
 
 @require_GET
@@ -41,12 +52,13 @@ def index(request: HttpRequest) -> HttpResponse:
 @never_cache  # Back after voting fetches it again: "You voted for", not a stale ballot
 @require_GET
 def detail(request: VoterRequest, question_id: int) -> HttpResponse:
-    question = _get_published_question(question_id)
+    ballot = _published_ballot(question_id)
+    question = ballot.question
     if question.is_closed:
         return redirect("polls:results", question_id=question.pk)
     # Someone who voted (or whose phone did) sees that, not a ballot they can't use.
     past_vote = vote_find(user=request.user, question=question)
-    choices = [] if past_vote else CHOICES_OF_QUESTION.all(question.pk)
+    choices = [] if past_vote else ballot.choices
     context = {"question": question, "past_vote": past_vote, "choices": choices}
     return render(request, "polls/detail.html", context)
 
@@ -78,7 +90,7 @@ def vote(request: VoterRequest, question_id: int) -> HttpResponse:
 @verified_session_required
 @require_GET
 def results(request: VoterRequest, question_id: int) -> HttpResponse:
-    question = _get_published_question(question_id)
+    question = _published_ballot(question_id).question
     context = {
         **question.results(),
         "past_vote": vote_find(user=request.user, question=question),

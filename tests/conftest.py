@@ -114,8 +114,12 @@ def _default_language() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
     """Every test starts with empty rate-limit and budget counters (the sign-up limit
-    per address would otherwise carry over between tests that all come from 127.0.0.1)."""
+    per address would otherwise carry over between tests that all come from 127.0.0.1),
+    and reads every poll afresh (polls/ballots.py)."""
+    from polls.ballots import ballot_forget
+
     cache.clear()
+    ballot_forget()
 
 
 @pytest.fixture
