@@ -326,8 +326,8 @@ async def run_voters(
 ) -> Samples:
     """``voters`` concurrent voters, each looping ``flow`` with a fresh account and
     browser until ``duration`` has passed or it completed ``max_flows``."""
-    samples = Samples()
     started = time.perf_counter()
+    samples = Samples(started=started)
     deadline = time.monotonic() + duration
 
     async def voter() -> None:

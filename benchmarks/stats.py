@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,9 +144,13 @@ class Samples:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
+    started: float = 0.0  # time.perf_counter() when the repetition started
+    began: dict[str, list[float]] = field(default_factory=dict)  # each latency's start, same clock
 
     def add(self, name: str, seconds: float) -> None:
+        """A latency that ended just now."""
         self.latencies.setdefault(name, []).append(seconds)
+        self.began.setdefault(name, []).append(time.perf_counter() - seconds)
 
     def count(self, name: str, by: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + by
@@ -153,6 +158,13 @@ class Samples:
     def ms(self, name: str, q: float) -> float:
         """The ``q``-th percentile of ``name`` in milliseconds (NaN if none)."""
         return percentile(self.latencies.get(name, []), q) * 1000
+
+    def ms_settled(self, name: str, q: float, *, after: float) -> float:
+        """Like ``ms``, over the latencies that began ``after`` seconds or more into the
+        repetition (its start-up left out)."""
+        pairs = zip(self.latencies.get(name, []), self.began.get(name, []), strict=True)
+        settled = [seconds for seconds, began in pairs if began - self.started >= after]
+        return percentile(settled, q) * 1000
 
     def rate(self, name: str) -> float:
         """``counts[name]`` per second of ``elapsed``."""

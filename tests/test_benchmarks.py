@@ -308,3 +308,23 @@ def test_p2_reads_the_submits_durations_from_the_web_tiers_own_access_log() -> N
     assert len(lines) == 4
     served = scenarios._submits_served("\n".join(["unrelated line", *lines]))
     assert served == {"number": [23.5], "code": [13.5]}
+
+
+def test_settled_percentiles_leave_out_the_latencies_that_began_in_the_start_up() -> None:
+    samples = Samples(started=100.0)
+    samples.latencies["number"] = [0.5, 0.4, 0.01, 0.02]
+    samples.began["number"] = [100.1, 101.0, 103.5, 110.0]
+
+    assert samples.ms("number", 100) == pytest.approx(500.0)
+    assert samples.ms_settled("number", 100, after=3) == pytest.approx(20.0)
+    assert samples.ms_settled("number", 0, after=3) == pytest.approx(10.0)
+    assert math.isnan(samples.ms_settled("number", 99, after=20))
+
+
+def test_a_latency_added_is_dated_from_when_it_began() -> None:
+    samples = Samples(started=time.perf_counter() - 1.0)
+    samples.add("code", 0.25)
+
+    (began,) = samples.began["code"]
+    assert began == pytest.approx(time.perf_counter() - 0.25, abs=0.05)
+    assert samples.ms_settled("code", 50, after=0) == pytest.approx(250.0)
