@@ -133,10 +133,16 @@ class _CodeTask(Task):
     whoever operates the queue: there the code is masked, on the first send and on every
     retry (a retry re-sends through ``apply_async``)."""
 
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *more: Any,
+        **options: Any,
+    ) -> Any:
         if args and "argsrepr" not in options:
             options["argsrepr"] = repr((args[0], CODE_MASK, *args[2:]))
-        return super().apply_async(args, kwargs, **options)
+        return super().apply_async(args, kwargs, *more, **options)
 
 
 @performs("check")
