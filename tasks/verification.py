@@ -140,8 +140,10 @@ class _CodeTask(Task):
         *more: Any,
         **options: Any,
     ) -> Any:
-        if args and "argsrepr" not in options:
+        if args and len(args) > 1 and "argsrepr" not in options:
             options["argsrepr"] = repr((args[0], CODE_MASK, *args[2:]))
+        if kwargs and "code" in kwargs and "kwargsrepr" not in options:
+            options["kwargsrepr"] = repr({**kwargs, "code": CODE_MASK})
         return super().apply_async(args, kwargs, *more, **options)
 
 

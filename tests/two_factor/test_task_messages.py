@@ -60,6 +60,20 @@ def test_a_check_message_carries_the_code_in_its_body_but_never_prints_it(queued
         assert headers["argsrepr"] == repr((verification_id, CODE_MASK))
 
 
+def test_a_code_passed_by_name_is_masked_too(queued) -> None:
+    connection, queue = queued
+    verification_id = str(uuid.uuid4())
+    check_code.apply_async(
+        kwargs={"verification_id": verification_id, "code": "482913"},
+        connection=connection,
+        queue=queue,
+    )
+
+    (message,) = _messages(queue)
+    assert json.loads(base64.b64decode(message["body"]))[1]["code"] == "482913"
+    assert "482913" not in json.dumps(message["headers"])
+
+
 def test_other_tasks_messages_keep_their_arguments_printable(queued) -> None:
     connection, queue = queued
     verification_id = str(uuid.uuid4())
