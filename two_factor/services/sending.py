@@ -3,6 +3,7 @@ worker side (send, retries, giving up). Idempotent: a redelivered send never tex
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -39,11 +40,14 @@ from two_factor.services.budget import budget_reserve, governor_check, governor_
 from two_factor.services.delivery import (
     _describe,
     _enqueue,
-    _enqueue_cancel,
     _provider,
     _release_connection,
 )
 from two_factor.services.refusals import VerificationRefused, _limit
+from two_factor.services.steps import (
+    verification_provider_cancel,
+    verification_provider_cancel_gave_up,
+)
 from two_factor.services.transitions import (
     _announce,
     task_grace,
@@ -146,11 +150,12 @@ def _start_locked(
     _limit(limits)
     # Last: a code refused above costs nothing from the day's budget.
     budget_reserve(country=country)
-    # One live verification per user: a new start supersedes the old one.
+    # One live verification per user: a new start supersedes the old one. Its provider
+    # request is cancelled by the new one's send, before that send starts (see
+    # verification_send), not by a task of its own that could run beside it.
     for old in live:
         transition(old, Status.CANCELLED, reason="superseded by a new code request", ip=ip)
-        if old.request_id:
-            _enqueue_cancel(old)
+    superseded = [old.request_id for old in live if old.request_id]
     now = timezone.now()
     verification = Verification(
         user=user,
@@ -177,7 +182,7 @@ def _start_locked(
     transaction.on_commit(
         lambda: _announce(verification, from_status="", to_status=Status.QUEUED, reason="requested")
     )
-    transaction.on_commit(lambda: _enqueue("send", verification.pk))
+    transaction.on_commit(lambda: _enqueue("send", verification.pk, superseded))
     # Nothing is published: no page can listen on a verification this request just made
     # up the id of (its code page connects after the redirect and gets "queued" then).
     return verification
@@ -192,17 +197,30 @@ def verification_resend(
     )
 
 
-def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
+def verification_send(
+    *, verification_id: UUID, delivery: str, cancel_first: Sequence[str] = ()
+) -> Verification:
     """Worker side of a start: ask the provider to send the code. Idempotent.
 
     `delivery` names the task delivery (Celery's task id, the same across its retries
     and redeliveries): a duplicate task with another id finds the claim and sends
     nothing. Raises TransientGatewayError for the task to retry; permanent errors end
     the verification as failed here.
+
+    `cancel_first`: the provider requests of the verifications this one superseded,
+    cancelled before the start. One after the other, never side by side: a start that
+    met such a request still live (Verify allows one per number) would adopt it, and a
+    cancel landing a moment later would leave this verification on a dead request. If
+    the provider keeps the request (it refuses a cancel in a request's first 30 s), the
+    start adopts it, and nothing cancels it any more.
     """
     verification, go = _claim(verification_id, delivery)
     if not go:
         return verification
+    if cancel_first:
+        _release_connection()
+        for request_id in cancel_first:
+            _cancel_superseded(request_id)
     if verification.country:
         # The governor judges what was sent lately (at most every few seconds per
         # prefix), and a destination it paused gets no code, even one asked for before.
@@ -262,6 +280,15 @@ def verification_send(*, verification_id: UUID, delivery: str) -> Verification:
         channel_deadline=channel_get(first).deadline(now=now),
     )
     return verification
+
+
+def _cancel_superseded(request_id: str) -> None:
+    """Best effort, and never a reason not to send: a request the provider keeps is
+    adopted by the start that follows, or expires by itself (its trail says so)."""
+    try:
+        verification_provider_cancel(request_id=request_id)
+    except TransientGatewayError as error:
+        verification_provider_cancel_gave_up(request_id=request_id, error=error)
 
 
 def _release_request(request_id: str, *, keep: Verification) -> None:
