@@ -111,15 +111,12 @@ TASK_OPTIONS: dict[str, Any] = {"bind": True, "acks_late": True, "max_retries": 
 @performs("send")
 @shared_task(name="two_factor.send_code", **TASK_OPTIONS)
 def send_code(self: Task, verification_id: str, cancel_first: list[str] | None = None) -> None:
-    # The superseded requests are cancelled on the first try only: a retry would find
-    # them gone and write "cancel not done" on trails that ended well.
-    cancel = [] if self.request.retries else list(cancel_first or [])
     _deliver(
         self,
         lambda: services.verification_send(
             verification_id=UUID(verification_id),
             delivery=self.request.id or "eager",
-            cancel_first=cancel,
+            cancel_first=cancel_first or (),
         ),
         give_up=services.verification_send_gave_up,
         verification_id=verification_id,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from two_factor import services
-from two_factor.gateways.sandbox import SandboxGateway
+from two_factor.gateways.sandbox import SandboxGateway, sandbox_fail_next
 from two_factor.models import Status, Verification
 
 pytestmark = pytest.mark.usefixtures("eager_tasks")
@@ -99,3 +99,19 @@ def _refused_cancel(self: SandboxGateway, *, request_id: str) -> None:
     from two_factor.gateways.errors import RequestNotFound
 
     raise RequestNotFound("This request can no longer be cancelled.")
+
+
+@pytest.mark.usefixtures("eager_retries")
+def test_a_retried_send_does_not_cancel_again(
+    sent: Verification, user, no_cooldown, django_capture_on_commit_callbacks
+) -> None:
+    sandbox_fail_next("start")  # the first attempt's start fails; the task retries
+    with django_capture_on_commit_callbacks(execute=True):
+        new = services.verification_start(user=user, session_key="key-2", ip=None)
+
+    new.refresh_from_db()
+    assert (new.status, new.send_attempts) == (Status.SENT, 2)
+    assert new.request_id != sent.request_id
+    # Cancelled once, by the first attempt: the second found nothing to say about it.
+    reasons = [event.reason for event in sent.events.all()]
+    assert not [reason for reason in reasons if "provider cancel not done" in reason]

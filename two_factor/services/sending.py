@@ -208,16 +208,18 @@ def verification_send(
     the verification as failed here.
 
     `cancel_first`: the provider requests of the verifications this one superseded,
-    cancelled before the start. One after the other, never side by side: a start that
-    met such a request still live (Verify allows one per number) would adopt it, and a
-    cancel landing a moment later would leave this verification on a dead request. If
-    the provider keeps the request (it refuses a cancel in a request's first 30 s), the
-    start adopts it, and nothing cancels it any more.
+    cancelled before the start, on the first attempt only (a retry or redelivery would
+    find them gone, or cancel one this verification has adopted since). One after the
+    other, never side by side: a start that met such a request still live (Verify allows
+    one per number) would adopt it, and a cancel landing a moment later would leave this
+    verification on a dead request. If the provider keeps the request (it refuses a
+    cancel in a request's first 30 s), the start adopts it, and nothing cancels it any
+    more.
     """
     verification, go = _claim(verification_id, delivery)
     if not go:
         return verification
-    if cancel_first:
+    if cancel_first and verification.send_attempts == 1:
         _release_connection()
         for request_id in cancel_first:
             _cancel_superseded(request_id)
@@ -366,6 +368,7 @@ def _claim(verification_id: UUID, delivery: str) -> tuple[Verification, bool]:
         else:
             # Re-driven in `sending` (a lost attempt's task id, the same claim).
             Verification.objects.filter(pk=verification.pk).update(**attempt)
+            verification.__dict__.update(attempt)  # the row as written
     return verification, True
 
 
