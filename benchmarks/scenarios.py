@@ -358,9 +358,15 @@ def _p2(
                 }
     if errors:
         rate.note = "failed flows: " + "; ".join(errors)
-    figures = [rate, flow_p50, flow_p99, *steps.values(), *settled.values(), *served.values()]
-    figures += [cpu_total]
-    figures += [*cpu_kinds.values(), busy]
+    figures = [
+        *(rate, flow_p50, flow_p99),
+        *steps.values(),
+        *settled.values(),
+        *served.values(),
+        cpu_total,
+        *cpu_kinds.values(),
+        busy,
+    ]
     if measured:
         figures += [*sql.values(), redis_total]
         ctx.sections.append(_p2_counts_section(ctx, redis_by_command, pollstr_flows))
