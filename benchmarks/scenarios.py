@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import re
 import statistics
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import clients, cost, fixtures, infra
+from benchmarks import access, clients, cost, fixtures, infra
 from benchmarks.clients import Site
 from benchmarks.stats import Figure, Samples, Target, percentile
 from tests import stack
@@ -332,7 +331,7 @@ def _p2(
             _put(cpu_total, sum(window.cpu.values()) * per_flow, baseline)
             if not baseline:
                 pollstr_flows += done
-                for step, durations in _submits_served(web_log()[log_from:]).items():
+                for step, durations in access.submits_served(web_log()[log_from:]).items():
                     served[step].values.append(percentile(durations, 99))
                 for kind, figure in cpu_kinds.items():
                     figure.values.append(window.cpu[kind] * per_flow)
@@ -371,25 +370,6 @@ def _p2(
         figures += [*sql.values(), redis_total]
         ctx.sections.append(_p2_counts_section(ctx, redis_by_command, pollstr_flows))
     return figures
-
-
-_ACCESS_LINE = re.compile(
-    r"http\.access method=(?P<method>\S+) path=(?P<path>\S+) status=\S+ duration_ms=(?P<ms>[\d.]+)"
-)
-_CODE_SUBMIT = re.compile(r"/2fa/v/[0-9a-f-]+/code/")
-
-
-def _submits_served(log: str) -> dict[str, list[float]]:
-    """The number and code submits' durations (ms) in a stretch of the web tier's log."""
-    served: dict[str, list[float]] = {"number": [], "code": []}
-    for line in _ACCESS_LINE.finditer(log):
-        if line["method"] != "POST":
-            continue
-        if line["path"] == "/2fa/":
-            served["number"].append(float(line["ms"]))
-        elif _CODE_SUBMIT.fullmatch(line["path"]):
-            served["code"].append(float(line["ms"]))
-    return served
 
 
 def _p2_voters(ctx: Context, flow: clients.Flow, site: Site, pool: list[fixtures.Voter]) -> Samples:

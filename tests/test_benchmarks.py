@@ -8,6 +8,8 @@ import datetime as dt
 import logging
 import math
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import phonenumbers
 import pytest
 import requests
 
-from benchmarks import infra, report, run, scenarios
+from benchmarks import access, infra, report, run
 from benchmarks.fixtures import NUMBERS_END, NUMBERS_FIRST
 from benchmarks.infra import compose_defaults
 from benchmarks.stats import (
@@ -306,8 +308,35 @@ def test_p2_reads_the_submits_durations_from_the_web_tiers_own_access_log() -> N
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     assert len(lines) == 4
-    served = scenarios._submits_served("\n".join(["unrelated line", *lines]))
+    served = access.submits_served("\n".join(["unrelated line", *lines]))
     assert served == {"number": [23.5], "code": [13.5]}
+
+
+# What only `make bench` installs (benchmarks/requirements.txt); CI has requirements-dev.txt.
+_BENCH_ONLY = ("aiohttp", "matplotlib", "numpy")
+_REFUSE_BENCH_ONLY = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {_BENCH_ONLY!r}:
+            raise ModuleNotFoundError(f"{{name}} is installed by make bench only")
+sys.meta_path.insert(0, Refuse())
+import tests.test_benchmarks
+"""
+
+
+def test_these_tests_import_without_what_only_make_bench_installs() -> None:
+    """`make test` installs requirements-dev.txt, not the load client or the plot: a harness
+    module these tests import must not import them at the top."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", _REFUSE_BENCH_ONLY],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_settled_percentiles_leave_out_the_latencies_that_began_in_the_start_up() -> None:
