@@ -16,14 +16,23 @@ mostly what the server keeps for it, so this worker's websocket protocol:
   application and its "writable" event are five deques between them (about 3.5 KB per
   socket, mostly empty blocks); a list and a waiting future do what uvicorn asks of them.
 
+And it **stops without dropping a request already on its way** (``DrainingServer``): the
+proxy opens a fresh connection per request, so when a replica is stopped some requests are
+already connected, but not yet read. uvicorn would reset them, and the proxy may not pass
+a POST on once it was sent: the voter would see a 502.
+
 Nothing here imports Django: gunicorn's master loads this module to find the worker class.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 from typing import Any
 
+from gunicorn.arbiter import Arbiter
+from uvicorn import Server
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn_worker import UvicornWorker as BaseUvicornWorker
 from websockets.protocol import OPEN, Protocol
@@ -128,11 +137,86 @@ class LeanWebSocketProtocol(WebSocketsSansIOProtocol):
             next(conn.parser)
 
 
+# How long a connection that has sent nothing yet is given, once the server stops, to send
+# its request: the proxy writes it right after connecting, so this is a bound, not a wait
+# (an idle connection, a browser's preconnect say, is closed after it).
+FRESH_CONNECTION_GRACE = 1.0
+
+
+class DrainingServer(Server):
+    """uvicorn's server, whose shutdown first serves what is already on its way.
+
+    uvicorn stops by closing its listening sockets, which resets every connection the
+    kernel had accepted for it but the server had not taken yet (the listen backlog), then
+    closes every connection that has not sent a whole request yet. Here it:
+
+    1. keeps a duplicate of each listening socket while it stops accepting, then takes in
+       the connections waiting in the backlog and serves them (a connection arriving after
+       the last ``accept`` and before the close is still reset: the window is the few
+       microseconds between the two calls, not the whole backlog);
+    2. gives the connections that have not sent their request yet up to
+       ``FRESH_CONNECTION_GRACE`` to send it, then stops as uvicorn does (a request under
+       way is answered, with ``Connection: close``).
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        listeners = [sock.dup() for sock in sockets or []]
+        for server in self.servers:
+            server.close()
+        self.servers = []
+        for sock in sockets or []:
+            sock.close()
+        for listener in listeners:
+            with listener:
+                await self._take_in(listener)
+        await self._hear_fresh_connections()
+        await super().shutdown(sockets=None)
+
+    async def _take_in(self, listener: socket.socket) -> None:
+        """Serve the connections waiting in a closed server's listen backlog."""
+        loop = asyncio.get_running_loop()
+        listener.setblocking(False)
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. the connection reset while it waited: nothing to serve
+                continue
+            await loop.connect_accepted_socket(self._protocol, connection)
+
+    def _protocol(self) -> asyncio.Protocol:
+        """What uvicorn's ``startup`` builds for each accepted connection."""
+        config = self.config
+        return config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+
+    async def _hear_fresh_connections(self) -> None:
+        loop = asyncio.get_running_loop()
+        until = loop.time() + FRESH_CONNECTION_GRACE
+        while loop.time() < until and any(
+            getattr(connection, "cycle", False) is None
+            for connection in self.server_state.connections
+        ):
+            await asyncio.sleep(0.01)
+
+
 class UvicornWorker(BaseUvicornWorker):
-    """uvicorn_worker's worker with LeanWebSocketProtocol for websockets, uncompressed."""
+    """uvicorn_worker's worker with LeanWebSocketProtocol for websockets, uncompressed,
+    that stops as DrainingServer does."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         **BaseUvicornWorker.CONFIG_KWARGS,
         "ws": LeanWebSocketProtocol,
         "ws_per_message_deflate": False,
     }
+
+    async def _serve(self) -> None:
+        # uvicorn_worker's, with DrainingServer for uvicorn's Server.
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -17,7 +18,14 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.http11 import Request
 from websockets.sync.client import connect
 
-from pollstr.web_server import Inbox, LeanWebSocketProtocol, UvicornWorker, Writable
+from pollstr.web_server import (
+    FRESH_CONNECTION_GRACE,
+    DrainingServer,
+    Inbox,
+    LeanWebSocketProtocol,
+    UvicornWorker,
+    Writable,
+)
 from tests import stack
 
 # What a browser offers; a server that compresses answers with the same header.
@@ -25,7 +33,8 @@ DEFLATE = "Sec-WebSocket-Extensions"
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Accepts any websocket and sends each text frame back, upper-cased."""
+    """Accepts any websocket and sends each text frame back, upper-cased; answers any HTTP
+    request 200 once its body is read."""
     if scope["type"] == "lifespan":
         await receive()  # startup
         await send({"type": "lifespan.startup.complete"})
@@ -33,8 +42,10 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "lifespan.shutdown.complete"})
         return
     if scope["type"] != "websocket":
-        await send({"type": "http.response.start", "status": 404, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answered"})
         return
     while True:
         message = await receive()
@@ -197,3 +208,85 @@ async def test_writable_holds_writers_while_paused_and_releases_them_all() -> No
 
     await asyncio.wait_for(asyncio.gather(*writers), timeout=1)
     assert writable.is_set()
+
+
+# --- stopping: what is already on its way is answered -------------------------------------------
+
+# What the proxy sends a replica: a POST on a fresh connection.
+VOTE = b"POST /polls/1/vote/ HTTP/1.1\r\nHost: web\r\nContent-Length: 8\r\n\r\nchoice=1"
+
+
+@asynccontextmanager
+async def started(server_class: type[Server]) -> AsyncIterator[tuple[Server, socket.socket]]:
+    """A server started on a listening socket as gunicorn's worker starts it, without its
+    main loop: the test decides when it stops."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(100)
+    config = Config(app=echo_app, log_config=None, lifespan="off", **UvicornWorker.CONFIG_KWARGS)
+    config.load()
+    server = server_class(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[listener])
+    try:
+        yield server, listener
+    finally:
+        listener.close()
+
+
+def _answer(connection: socket.socket) -> bytes:
+    """All the server sent before it closed the connection (b"" when it reset it)."""
+    received = b""
+    try:
+        while chunk := connection.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_stopping_server_answers_the_connections_waiting_in_its_backlog() -> None:
+    async with started(DrainingServer) as (server, listener):
+        # Nothing awaits from here to the stop, so the event loop cannot accept: the kernel
+        # queues the connection in the listen backlog, as for a worker busy when stopped.
+        address = listener.getsockname()
+        waiting = socket.create_connection(address, timeout=10)
+        waiting.sendall(VOTE)
+        await server.shutdown(sockets=[listener])
+
+        with waiting:
+            assert _answer(waiting).startswith(b"HTTP/1.1 200")
+        with pytest.raises(ConnectionRefusedError):  # and it no longer listens
+            socket.create_connection(address, timeout=5)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_stopping_server_answers_a_connection_that_sends_its_request_just_after() -> None:
+    async with started(DrainingServer) as (server, listener):
+        silent = socket.create_connection(listener.getsockname(), timeout=10)
+        await asyncio.sleep(0.2)  # accepted; its request not written yet
+        stopping = asyncio.ensure_future(server.shutdown(sockets=[listener]))
+        await asyncio.sleep(0.2)
+        assert not stopping.done()
+        silent.sendall(VOTE)
+        await asyncio.wait_for(stopping, timeout=10)
+
+        with silent:
+            assert _answer(silent).startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(30)
+async def test_a_stopping_server_waits_for_a_silent_connection_only_a_moment() -> None:
+    async with started(DrainingServer) as (server, listener):
+        idle = socket.create_connection(listener.getsockname(), timeout=10)
+        await asyncio.sleep(0.2)
+        began = time.monotonic()
+        await asyncio.wait_for(server.shutdown(sockets=[listener]), timeout=10)
+
+        assert time.monotonic() - began < FRESH_CONNECTION_GRACE + 0.5
+        with idle:
+            assert _answer(idle) == b""  # closed: it never asked for anything
