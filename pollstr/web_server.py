@@ -193,11 +193,18 @@ class DrainingServer(Server):
         )
 
     async def _hear_fresh_connections(self) -> None:
+        """Wait, up to FRESH_CONNECTION_GRACE and not on a forced exit, until every HTTP
+        connection has sent a request's headers (uvicorn's protocols start a request cycle
+        then; a websocket's protocol has none)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + FRESH_CONNECTION_GRACE
-        while loop.time() < until and any(
-            getattr(connection, "cycle", False) is None
-            for connection in self.server_state.connections
+        while (
+            loop.time() < until
+            and not self.force_exit
+            and any(
+                getattr(connection, "cycle", False) is None
+                for connection in self.server_state.connections
+            )
         ):
             await asyncio.sleep(0.01)
 
