@@ -287,6 +287,7 @@ async def test_a_stopping_server_waits_for_a_silent_connection_only_a_moment() -
         began = time.monotonic()
         await asyncio.wait_for(server.shutdown(sockets=[listener]), timeout=10)
 
-        assert time.monotonic() - began < FRESH_CONNECTION_GRACE + 0.5
+        # The grace, then uvicorn's own 0.1 s; 2 s of slack for a loaded machine.
+        assert time.monotonic() - began < FRESH_CONNECTION_GRACE + 2
         with idle:
             assert _answer(idle) == b""  # closed: it never asked for anything
