@@ -41,6 +41,9 @@ PROTECTED = "verified_session_required"
 OPEN = "verification_not_required"
 # The page a verification goes on to, in the session (next_remember).
 NEXT_SESSION_KEY = "two_factor_next"
+# [verification id, the page its completion went on to]: a repeated completion (the page's
+# automatic Continue and a click on it, a second click) goes to the same page.
+COMPLETED_SESSION_KEY = "two_factor_completed"
 
 
 def verified_session_required(view: View) -> View:

@@ -35,7 +35,12 @@ from two_factor.models import (
     verification_of_session,
 )
 from two_factor.numbers import number_destination
-from two_factor.protection import NEXT_SESSION_KEY, next_remember, verification_not_required
+from two_factor.protection import (
+    COMPLETED_SESSION_KEY,
+    NEXT_SESSION_KEY,
+    next_remember,
+    verification_not_required,
+)
 from two_factor.services import AlreadyCompleted, MalformedCode, VerificationRefused
 from two_factor.services.devices import DeviceToken
 from two_factor.status import STATUS_TEMPLATE, status_context
@@ -344,7 +349,12 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     # key, so _get_own_verification's session check can no longer match it.
     already_done = verification.status == Status.CONSUMED and request.is_verified()
     remembered = None  # a new device's token, for its cookie
-    if not already_done:
+    if already_done:
+        # The first completion took `next` with it; go where it went.
+        completed = request.session.get(COMPLETED_SESSION_KEY)
+        if isinstance(completed, list) and completed[:1] == [str(verification.pk)]:
+            target = safe_next_url(request, completed[-1], target)
+    else:
         # _get_own_verification's rule, on the row already read.
         if verification.session_key_hash != session_key_hash(_session_key(request)):
             raise Http404("No verification of this session has this id.")
@@ -360,6 +370,7 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
         if verification.notice:
             messages.info(request, gettext(verification.notice))
         remembered = _remember_device(request, verification)
+        request.session[COMPLETED_SESSION_KEY] = [str(verification.pk), target]
     request.session.pop(NEXT_SESSION_KEY, None)
     response = _go(request, target)
     if remembered is not None:

@@ -230,6 +230,23 @@ def test_a_second_click_on_continue_still_lands_on_the_next_page(logged_in_clien
     assert response["Location"] == reverse("polls:index")
 
 
+def test_a_repeated_completion_goes_where_the_first_went(logged_in_client, question, post):
+    """The page's automatic Continue and a click on it both reach the server: the first
+    completes and takes the remembered `next` with it; the second must not fall back to
+    the poll list (a browser test once landed there)."""
+    results = reverse("polls:results", args=[question.pk])
+    verification = _verification_from(
+        post(logged_in_client, START, {"number": NUMBER, "next": results})
+    )
+    post(logged_in_client, _url("submit_code", verification), {"code": latest_code()})
+    first = logged_in_client.get(_url("complete", verification))
+
+    again = logged_in_client.get(_url("complete", verification))
+    over_htmx = logged_in_client.get(_url("complete", verification), **HTMX)
+
+    assert first["Location"] == again["Location"] == over_htmx["HX-Redirect"] == results
+
+
 def test_a_late_request_with_the_replaced_key_leaves_the_new_cookie_alone(
     logged_in_client, verified, settings
 ):
