@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 
 from django.test import RequestFactory
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from polls.models import Question
 from pollstr.unavailable import unavailable_response
@@ -123,10 +123,24 @@ def _signed_in_pages(voter: Voter, inbox: Page, check: Check) -> None:
 
     # Verified: hold the browser on the page (its automatic continue cannot get through),
     # then follow the plain link onwards.
-    page.route("**/complete/", lambda route: route.abort())
+    held: list[str] = []
+
+    def hold(route: Route) -> None:
+        held.append(route.request.url)
+        route.abort()
+
+    page.route("**/complete/", hold)
     voter.enter_code(code)
     voter.wait_for_status("verified")
     check(page, "code page: verified")
+    # The automatic continue leaves 300 ms after the fragment shows: the route is lifted
+    # once it was stopped, or it would race the click (a race the view settles:
+    # tests/two_factor/test_views.py, a repeated completion).
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never tried to continue on its own"
     page.unroute("**/complete/")
     page.click("#continue-link")
     expect(page).to_have_url(re.compile(rf"/polls/{question.pk}/$"), timeout=TIMEOUT_MS)
