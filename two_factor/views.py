@@ -351,9 +351,9 @@ def complete(request: HtmxHttpRequest, verification_id: UUID) -> HttpResponse:
     remembered = None  # a new device's token, for its cookie
     if already_done:
         # The first completion took `next` with it; go where it went.
-        completed = request.session.get(COMPLETED_SESSION_KEY)
-        if isinstance(completed, list) and completed[:1] == [str(verification.pk)]:
-            target = safe_next_url(request, completed[-1], target)
+        completed_id, completed_target = request.session.get(COMPLETED_SESSION_KEY, ("", ""))
+        if completed_id == str(verification.pk):
+            target = safe_next_url(request, completed_target, target)
     else:
         # _get_own_verification's rule, on the row already read.
         if verification.session_key_hash != session_key_hash(_session_key(request)):
