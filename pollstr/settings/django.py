@@ -103,6 +103,10 @@ TEMPLATES = [
     },
 ]
 
+# Django's form renderer, with its <input> widgets written in Python (a quarter of a form
+# page's CPU in templates otherwise): pollstr/form_renderer.py.
+FORM_RENDERER = "pollstr.form_renderer.FormRenderer"
+
 # --- Database -----------------------------------------------------------------------------
 DATABASE_LIMITS = DatabaseLimits(
     pool_min_size=env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0, maximum=100),
