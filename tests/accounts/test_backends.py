@@ -8,13 +8,15 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import AbstractBaseUser, User, UserManager
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models.sql.compiler import SQLCompiler
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+import accounts.backends
 from accounts.backends import LEGACY_BACKEND, AccountBackend
 from tests.conftest import PASSWORD
 
@@ -81,3 +83,55 @@ def test_an_inactive_or_missing_user_is_nobody(user: AbstractBaseUser) -> None:
     assert backend.get_user(user.pk + 1000) is None
     get_user_model().objects.filter(pk=user.pk).update(is_active=False)
     assert backend.get_user(user.pk) is None
+
+
+def test_signing_in_reads_the_user_by_name_with_one_compiled_statement(
+    user: AbstractBaseUser,
+) -> None:
+    backend = AccountBackend()
+    assert backend.authenticate(None, username=user.get_username(), password=PASSWORD) == user
+
+    with (
+        mock.patch.object(
+            SQLCompiler, "as_sql", autospec=True, wraps=SQLCompiler.as_sql
+        ) as compiles,
+        CaptureQueriesContext(connection) as queries,
+    ):
+        found = backend.authenticate(None, username=user.get_username(), password=PASSWORD)
+
+    assert found == user
+    assert compiles.call_count == 0
+    assert len(queries.captured_queries) == 1
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("ALICE", PASSWORD), ("alice ", PASSWORD), ("alice", "wrong"), ("nobody", PASSWORD)],
+    ids=["other case", "trailing space", "wrong password", "unknown"],
+)
+def test_only_the_exact_name_and_password_sign_in(
+    user: AbstractBaseUser, username: str, password: str
+) -> None:
+    assert user.get_username() == "alice"
+    with pytest.raises(PermissionDenied):
+        AccountBackend().authenticate(None, username=username, password=password)
+
+
+def test_an_inactive_user_cannot_sign_in(user: AbstractBaseUser) -> None:
+    get_user_model().objects.filter(pk=user.pk).update(is_active=False)
+    with pytest.raises(PermissionDenied):
+        AccountBackend().authenticate(None, username=user.get_username(), password=PASSWORD)
+
+
+def test_a_manager_that_looks_names_up_its_own_way_is_asked(user: AbstractBaseUser) -> None:
+    def any_case(manager: UserManager[User], username: str) -> User:
+        return manager.get(username__iexact=username)
+
+    accounts.backends._users_by_name.cache_clear()
+    try:
+        with mock.patch.object(UserManager, "get_by_natural_key", any_case):
+            found = AccountBackend().authenticate(None, username="ALICE", password=PASSWORD)
+    finally:
+        accounts.backends._users_by_name.cache_clear()
+
+    assert found == user
