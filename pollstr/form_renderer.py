@@ -21,7 +21,7 @@ from typing import Any
 
 import django.forms
 from django.forms.renderers import DjangoTemplates
-from django.utils.html import conditional_escape
+from django.utils.html import escape
 from django.utils.safestring import SafeData, SafeString, mark_safe
 
 __all__ = ["FormRenderer", "input_tag"]
@@ -53,12 +53,11 @@ INPUT_TEMPLATES = frozenset(
 
 
 def _text(value: Any) -> str:
-    """``{{ value|stringformat:'s' }}`` under autoescaping: safe text kept, the rest escaped."""
+    """``{{ value|stringformat:'s' }}`` under autoescaping: safe text kept, the rest
+    escaped (the filter's output is plain text unless its input was safe)."""
     if isinstance(value, SafeData):
         return str(value)
-    if isinstance(value, tuple):  # as stringformat does: "%s" % a tuple would unpack it
-        value = str(value)
-    return conditional_escape(str(value))
+    return escape(str(value))
 
 
 def input_tag(widget: dict[str, Any]) -> SafeString:

@@ -18,6 +18,7 @@ from django.test import override_settings
 from django.utils import translation
 from django.utils.functional import cached_property
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy
 
 from accounts.forms import PasswordConfirmForm
 from pollstr.form_renderer import INPUT_TEMPLATES, FormRenderer
@@ -45,6 +46,7 @@ ATTRS: list[dict[str, Any]] = [
     {},
     {"required": True, "disabled": False, "maxlength": 16, "step": 0.5},
     {"placeholder": HOSTILE, "data-x": mark_safe("&amp; <i>"), "aria-describedby": "a b"},
+    {"placeholder": gettext_lazy("Mobile number"), "title": gettext_lazy("Log in")},
     {"none": None, "tuple": (1, 2), "list": [1, "<"], "class": "code-input", "autofocus": True},
 ]
 
