@@ -1,8 +1,9 @@
 """How a request's signed-in user is read: Django's ModelBackend, with the user fetched
 by a prepared read (pollstr/db/prepared.py). Every request of a signed-in voter reads its
 user; through the ORM that read was ~0.8 ms of CPU, most of it compiling the same query.
-A sign-in reads the user by name the same way (0.67 → 0.21 ms, `benchmarks/results/
-widget-render-2026-12-08/`), unless the user model's manager looks names up its own way.
+A sign-in reads the user by name the same way (0.67 → 0.21 ms of CPU, see
+benchmarks/results/widget-render-2026-12-08/README.md), unless the user model's manager
+looks names up its own way.
 """
 
 from __future__ import annotations
