@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -48,6 +48,14 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
 # --- Redis: one reader for all of a process's channels -------------------------------------
 
 
+class _Blocking(NamedTuple):
+    """A process's synchronous client of one Redis host, with the scripts it runs."""
+
+    client: redis.Redis
+    group_send: Any  # redis-py's Script objects: evalsha, loaded again after a restart
+    groups_members: Any
+
+
 class RedisChannelLayer(_ChannelsRedisLayer):
     """channels_redis's layer, its process-local channels read by one reader per process.
 
@@ -75,8 +83,8 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self._held: dict[str, collections.deque[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
-        # (pid, host index → (blocking client, its group-send script), None for Sentinel).
-        self._blocking: tuple[int, dict[int, tuple[redis.Redis, Any] | None]] = (os.getpid(), {})
+        # (pid, host index → its blocking client and scripts, None for Sentinel).
+        self._blocking: tuple[int, dict[int, _Blocking | None]] = (os.getpid(), {})
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:
@@ -224,14 +232,25 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         return over_capacity
     """
 
+    # Each group's members joined at or after ARGV[1], as ZRANGEBYSCORE gives them: one
+    # command for all of a host's groups (three ZRANGEBYSCOREs in a pipeline cost the
+    # client almost twice its CPU; a publisher asks before every push).
+    _GROUPS_MEMBERS_LUA = """
+        local found = {}
+        for i = 1, #KEYS do
+            found[i] = redis.call('ZRANGEBYSCORE', KEYS[i], ARGV[1], '+inf')
+        end
+        return found
+    """
+
     def blocking_client(self, index: int) -> redis.Redis | None:
         """A synchronous client of host ``index``, one per process (None for a host given
         by Sentinel: that one is reached through channels_redis's own pools only)."""
         held = self._blocking_held(index)
-        return held[0] if held else None
+        return held.client if held else None
 
-    def _blocking_held(self, index: int) -> tuple[redis.Redis, Any] | None:
-        """(client, its group-send script) of host ``index`` in this process."""
+    def _blocking_held(self, index: int) -> _Blocking | None:
+        """The client of host ``index`` in this process, with its scripts."""
         pid, held = self._blocking
         if pid != os.getpid():  # a forked child: clients never cross a fork
             held = {}
@@ -246,7 +265,11 @@ class RedisChannelLayer(_ChannelsRedisLayer):
                 host["retry"] = Retry(retry._backoff, retry._retries, retry._supported_errors)
             address = host.pop("address", None)
             client = redis.Redis.from_url(address, **host) if address else redis.Redis(**host)
-            held[index] = (client, client.register_script(self._GROUP_SEND_LUA))
+            held[index] = _Blocking(
+                client,
+                group_send=client.register_script(self._GROUP_SEND_LUA),
+                groups_members=client.register_script(self._GROUPS_MEMBERS_LUA),
+            )
         return held[index]
 
     def blocking_ready(self) -> bool:
@@ -271,7 +294,7 @@ class RedisChannelLayer(_ChannelsRedisLayer):
         for index, keys in by_connection.items():
             held = self._blocking_held(index)
             assert held is not None, "blocking_ready() first"
-            over_capacity = held[1](
+            over_capacity = held.group_send(
                 keys=keys,
                 args=[
                     *(messages[key] for key in keys),
@@ -291,19 +314,17 @@ class RedisChannelLayer(_ChannelsRedisLayer):
 
     def groups_members_blocking(self, groups: list[str]) -> dict[str, list[str]]:
         """{group: its channels} for those of ``groups`` with a member joined within
-        group_expiry, one command a group (as the count of them was) and one round trip
-        per connection. Older members are skipped, not removed: a group is a sorted set
-        that expires with its last join, and the sends that read their members remove
-        them (`_members_now`)."""
+        group_expiry, in one command per Redis host. Older members are skipped, not
+        removed: a group is a sorted set that expires with its last join, and the sends
+        that read their members remove them (`_members_now`)."""
         alive_since = time.time() - self.group_expiry
         found: dict[str, list[str]] = {}
         for index, some in _by_host(self, groups).items():
-            client = self.blocking_client(index)
-            assert client is not None, "blocking_ready() first"
-            with client.pipeline(transaction=False) as pipeline:
-                for group in some:
-                    pipeline.zrangebyscore(self._group_key(group), alive_since, "+inf")
-                replies = pipeline.execute()
+            held = self._blocking_held(index)
+            assert held is not None, "blocking_ready() first"
+            replies = held.groups_members(
+                keys=[self._group_key(group) for group in some], args=[alive_since]
+            )
             for group, members in zip(some, replies, strict=True):
                 if members:
                     found[group] = [member.decode("utf8") for member in members]

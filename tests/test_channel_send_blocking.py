@@ -193,3 +193,25 @@ def test_a_forked_child_makes_its_own_client(layer):
     async_to_sync(layer.group_add)("after-fork", channel)
     layer.group_send_blocking("after-fork", {"type": "hello"})
     assert _receive(layer, channel) == {"type": "hello"}
+
+
+def test_who_listens_to_several_groups_is_one_command(layer, monkeypatch):
+    """A publisher asks before every push which of a verification's per-language groups
+    have pages open: one script for all of them, members as ZRANGEBYSCORE gives them (a
+    member older than group_expiry skipped)."""
+    live, stale = async_to_sync(layer.new_channel)(), async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)("g.en", live)
+    async_to_sync(layer.group_add)("g.fr", stale)
+    client = layer.blocking_client(0)
+    assert client is not None
+    client.zadd(layer._group_key("g.fr"), {stale: int(time.time()) - layer.group_expiry - 5})
+    commands: list[object] = []
+    execute = client.execute_command
+
+    def counted(*args, **kwargs):
+        commands.append(args[0])
+        return execute(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    assert layer.groups_members_blocking(["g.en", "g.fr", "g.es"]) == {"g.en": [live]}
+    assert commands == ["EVALSHA"]

@@ -23,7 +23,11 @@ logger = logging.getLogger(__name__)
 
 def verification_group(verification_id: UUID | str, language: str | None = None) -> str:
     """The group of the verification's pages in `language` (None: the default one)."""
-    return language_group(f"verification-{UUID(str(verification_id)).hex}", language)
+    return language_group(_group_stem(verification_id), language)
+
+
+def _group_stem(verification_id: UUID | str) -> str:
+    return f"verification-{UUID(str(verification_id)).hex}"
 
 
 # Stands where a form's CSRF token goes in the fragment rendered once for every socket;
@@ -112,7 +116,8 @@ def verification_publish(*, verification_id: UUID | str, as_of: Committed | None
         return
     # No page open on it (the usual case while a worker sends): nothing to render. A page
     # that opens later gets the current state when its socket connects.
-    listening = languages_listening(lambda code: verification_group(verification_id, code))
+    stem = _group_stem(verification_id)
+    listening = languages_listening(lambda code: language_group(stem, code))
     if not listening:
         return
     renderings = _renderings(

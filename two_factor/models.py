@@ -10,7 +10,6 @@ from django.conf import settings
 from django.db import DatabaseError, connections, models, router
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from phonenumber_field.modelfields import PhoneNumberField
 
 from pollstr.db.prepared import (
     PreparedRead,
@@ -19,6 +18,7 @@ from pollstr.db.prepared import (
     row_insert,
     whole_row_converters,
 )
+from two_factor.fields import PhoneNumberField
 
 
 class PhoneNumber(models.Model):

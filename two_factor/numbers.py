@@ -38,6 +38,8 @@ from django.utils.translation import gettext, gettext_noop
 from phonenumber_field.phonenumber import PhoneNumber
 from phonenumbers import PhoneNumberFormat, PhoneNumberType, geocoder
 
+from two_factor.fields import KEPT, number_key
+
 __all__ = ["NumberRefused", "number_check", "number_hash", "number_mask", "number_parse"]
 
 # Long enough for any real number with generous spacing; anything longer is junk or an
@@ -175,12 +177,27 @@ def number_check(*, number: phonenumbers.PhoneNumber) -> None:
     )
 
 
+_masks: dict[tuple[object, ...], str] = {}
+
+
 def number_mask(number: phonenumbers.PhoneNumber) -> str:
     """The international format with only the country code and last 4 digits shown.
 
     Enough for a person to recognise their own number on screen or in an email,
-    without the page disclosing it to someone looking over their shoulder.
+    without the page disclosing it to someone looking over their shoulder. (Worked out
+    once per process and number: every state change logs it, every status shows it.)
     """
+    key = number_key(number)
+    masked = _masks.get(key)
+    if masked is None:
+        masked = _mask(number)
+        if len(_masks) >= KEPT:
+            _masks.clear()
+        _masks[key] = masked
+    return masked
+
+
+def _mask(number: phonenumbers.PhoneNumber) -> str:
     formatted = phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
     prefix = f"+{number.country_code}"
     national = formatted.removeprefix(prefix)
