@@ -233,8 +233,8 @@ class RedisChannelLayer(_ChannelsRedisLayer):
     """
 
     # Each group's members joined at or after ARGV[1], as ZRANGEBYSCORE gives them: one
-    # command for all of a host's groups (three ZRANGEBYSCOREs in a pipeline cost the
-    # client almost twice its CPU; a publisher asks before every push).
+    # command for all of a host's groups, which costs the client less than a pipeline of
+    # one command a group (a publisher asks before every push; docs/ARCHITECTURE.md).
     _GROUPS_MEMBERS_LUA = """
         local found = {}
         for i = 1, #KEYS do

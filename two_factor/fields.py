@@ -5,7 +5,8 @@ The library parses every number it reads (``from_db_value``), and checks and for
 every number it writes or compares in a query (``get_prep_value``: the phonenumbers
 library's metadata patterns), tens of microseconds each time. A verification's state
 change reads its row and writes it back guarded by every column it read
-(pollstr/db/prepared.py), so a send task did that work for the same number five times.
+(pollstr/db/prepared.py): a send task parsed its one number twice and checked it four
+times.
 Here each answer is kept per process, keyed by everything it depends on: the stored text
 and the default region for a read; every attribute of the number and the storage format
 for a write. The answers are the library's own, computed by it the first time.
