@@ -6,10 +6,10 @@ every number it writes or compares in a query (``get_prep_value``: the phonenumb
 library's metadata patterns), tens of microseconds each time. A verification's state
 change reads its row and writes it back guarded by every column it read
 (pollstr/db/prepared.py): a send task parsed its one number twice and checked it four
-times.
-Here each answer is kept per process, keyed by everything it depends on: the stored text
-and the default region for a read; every attribute of the number and the storage format
-for a write. The answers are the library's own, computed by it the first time.
+times. Here each answer is kept per process, keyed by everything it depends on: the
+stored text and the default region for a read; every attribute of the number and the
+storage format for a write. The answers are the library's own, computed by it the first
+time.
 
 A read hands out a copy of the number it parsed (a number is a mutable object: one row's
 must not change another's). At most ``KEPT`` answers of each kind are kept; past that
