@@ -46,7 +46,8 @@ def number_key(number: PhoneNumber) -> tuple[Any, ...]:
     )
 
 
-def _keep(table: dict[Any, Any], key: Any, value: Any) -> None:
+def keep(table: dict[Any, Any], key: Any, value: Any) -> None:
+    """Put ``value`` in one of these per-process tables, which start again when full."""
     if len(table) >= KEPT:
         table.clear()
     table[key] = value
@@ -66,7 +67,7 @@ class PhoneNumberField(modelfields.PhoneNumberField):
         parsed = _read.get(key)
         if parsed is None:
             parsed = super().from_db_value(value, expression, connection)
-            _keep(_read, key, parsed)
+            keep(_read, key, parsed)
         return copy.copy(parsed)
 
     def get_prep_value(self, value: Any) -> Any:
@@ -76,5 +77,5 @@ class PhoneNumberField(modelfields.PhoneNumberField):
         prepared = _written.get(key)
         if prepared is None:
             prepared = super().get_prep_value(value)
-            _keep(_written, key, prepared)
+            keep(_written, key, prepared)
         return prepared

@@ -38,7 +38,7 @@ from django.utils.translation import gettext, gettext_noop
 from phonenumber_field.phonenumber import PhoneNumber
 from phonenumbers import PhoneNumberFormat, PhoneNumberType, geocoder
 
-from two_factor.fields import KEPT, number_key
+from two_factor.fields import keep, number_key
 
 __all__ = ["NumberRefused", "number_check", "number_hash", "number_mask", "number_parse"]
 
@@ -191,9 +191,7 @@ def number_mask(number: phonenumbers.PhoneNumber) -> str:
     masked = _masks.get(key)
     if masked is None:
         masked = _mask(number)
-        if len(_masks) >= KEPT:
-            _masks.clear()
-        _masks[key] = masked
+        keep(_masks, key, masked)
     return masked
 
 
