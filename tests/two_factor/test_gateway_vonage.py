@@ -313,6 +313,60 @@ def test_a_refused_connection_is_transient(fake_verify: FakeVerifyServer) -> Non
     assert "ConnectionError" in failed.value.detail
 
 
+# --- the environment: proxies and trust store, read once per client --------------------
+
+
+def _nobody_listens() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _proxy_everything(monkeypatch: pytest.MonkeyPatch, proxy: str) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_proxy_from_the_environment_is_used(
+    gateway: VonageGateway, fake_verify: FakeVerifyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _proxy_everything(monkeypatch, _nobody_listens())
+
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number=NUMBER, client_ref=CLIENT_REF, workflow=default_workflow())
+
+    assert "ProxyError" in failed.value.detail  # it went to the proxy, not to the server
+    assert fake_verify.requests_log == []
+
+
+def test_a_client_settles_the_environment_once_and_a_new_trust_store_gets_a_new_client(
+    gateway: VonageGateway,
+    fake_verify: FakeVerifyServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    gateway.start(number="+33612345690", client_ref=CLIENT_REF, workflow=default_workflow())
+    session = gateway._client().http_client._session  # where _environment_once looks
+    assert session.trust_env is False
+    assert session.verify == fake_verify.ca_bundle_path
+
+    # The process's proxies are settled when its thread's client is built...
+    _proxy_everything(monkeypatch, _nobody_listens())
+    gateway.start(number="+33612345691", client_ref=CLIENT_REF, workflow=default_workflow())
+    assert len(fake_verify.requests_for("start")) == 2
+
+    # ...and another trust store is another client, which reads the environment anew.
+    other_ca = tmp_path / "other-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other_ca))
+    with pytest.raises(TransientGatewayError) as failed:
+        gateway.start(number="+33612345692", client_ref=CLIENT_REF, workflow=default_workflow())
+    assert "ProxyError" in failed.value.detail
+    assert gateway._client().http_client._session is not session
+
+
 # --- TLS and authentication -----------------------------------------------------------
 
 

@@ -14,8 +14,13 @@ SDK facts this module is built around (docs/ARCHITECTURE.md, "Gateways"):
   request id; a re-sent check whose first attempt succeeded meets 404 (RequestNotFound).
 - 400, 402, 409, 410, 422, 502 and 503 all arrive as a plain HttpRequestError: the
   status and the problem+json body decide, through ``problems.error_from_problem``.
-- requests honours ``REQUESTS_CA_BUNDLE`` and ``NO_PROXY`` from the environment;
-  nothing here overrides ``verify`` or ``trust_env``.
+- requests honours the environment (``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``, the
+  ``*_PROXY``/``NO_PROXY`` variables, ``~/.netrc``), and works it out again for every
+  request: a scan of the whole environment for proxies and two file checks for a netrc,
+  ~0.1 ms of CPU a call. A thread's client works it out once, when it is built, for
+  the gateway's one host, with requests' own functions, and keeps the answer on its
+  session (``_environment_once``); a change to the CA bundle variables builds a new
+  client. Nothing here sets another trust store or proxy.
 - Under JWT auth the SDK signs every request with the private key *as PEM text*, so
   PyJWT parses it per request, and parsing an RSA key (cryptography checks it) costs
   ~35 ms of CPU: more than the rest of a call. We parse it once per process and hand
@@ -27,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -165,8 +171,15 @@ class VonageGateway:
 
     def _client(self) -> Vonage:
         """This thread's client for these credentials and options (built on first use)."""
-        # A gateway is built per task; the client outlives it, for the same settings.
-        key = (self._credentials_id, self.api_host, self.config.request_timeout)
+        # A gateway is built per task; the client outlives it, for the same settings and
+        # trust store (see _environment_once).
+        key = (
+            self._credentials_id,
+            self.api_host,
+            self.config.request_timeout,
+            os.environ.get("REQUESTS_CA_BUNDLE"),
+            os.environ.get("CURL_CA_BUNDLE"),
+        )
         clients: dict[tuple[object, ...], Vonage] = getattr(_per_thread, "clients", None) or {}
         _per_thread.clients = clients
         if key not in clients:
@@ -182,7 +195,28 @@ class VonageGateway:
             pool_connections=1,
             pool_maxsize=SEND_ATTEMPTS,
         )
-        return Vonage(self._auth, options)
+        client = Vonage(self._auth, options)
+        _environment_once(client, f"https://{self.api_host}/")
+        return client
+
+
+def _environment_once(client: Vonage, url: str) -> None:
+    """Settle once what requests would read from the environment on every call to
+    ``url``'s host (see the module docstring): the proxies, the trust store and a netrc
+    login, as ``Session.request`` works them out, set on the SDK's session, which then
+    stops reading the environment. Should a later SDK keep its session elsewhere, every
+    call reads the environment as before (tests/two_factor/test_gateway_vonage.py
+    checks that this one still is where we look)."""
+    session = getattr(getattr(client, "http_client", None), "_session", None)
+    if not isinstance(session, requests.Session) or not session.trust_env:
+        return
+    settled = session.merge_environment_settings(url, {}, None, None, None)
+    netrc = requests.utils.get_netrc_auth(url)
+    session.proxies = settled["proxies"]
+    session.verify = settled["verify"]
+    if netrc and session.auth is None:
+        session.auth = netrc
+    session.trust_env = False
 
 
 def _sdk_step(step: WorkflowStep, to: str) -> Any:
